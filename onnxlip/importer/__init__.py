@@ -1,0 +1,4 @@
+"""ONNX importer: ONNX file → framework-neutral IR (see ``loader.load_model``)."""
+from .loader import load_model, read_model
+
+__all__ = ["load_model", "read_model"]

@@ -1,0 +1,205 @@
+"""ONNX file → IR Network: read, check, fix the batch axis, fold constants,
+convert node by node through the registry, then simplify the IR."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+import onnx
+from onnx import numpy_helper, shape_inference
+from onnx.reference import ReferenceEvaluator
+
+from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
+from ..ir import Node, Shape
+from ..network import Network
+from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
+from .fold import fold
+from .registry import CONVERTERS, HEAD_OPS, NON_RELU_ACTIVATIONS, ConversionError, NodeContext
+
+
+def read_model(path: str | os.PathLike) -> onnx.ModelProto:
+    """Load and check an ONNX file; any failure is a one-line ModelLoadError."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ModelLoadError(f"{path}: no such file")
+    try:
+        model = onnx.load(path)
+    except Exception as exc:
+        raise ModelLoadError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelLoadError(f"{path}: invalid ONNX model: {first}") from None
+    if not model.graph.node:
+        raise ModelLoadError(f"{path}: the graph has no nodes")
+    return model
+
+
+def _data_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
+    initializers = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs) or "none"
+        raise UnsupportedModelError([UnsupportedNode("<graph>", "inputs", f"needs exactly one data input, found {len(inputs)} ({names})")])
+    return inputs[0]
+
+
+def _fix_batch(value: onnx.ValueInfoProto) -> Shape:
+    """Set a dynamic batch axis to 1 in place; return the per-sample shape."""
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) < 2:
+        raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' needs a batch axis and at least one more")])
+    for axis, dim in enumerate(dims):
+        if axis == 0 and (dim.dim_param or dim.dim_value in (0, 1)):
+            dim.Clear()
+            dim.dim_value = 1
+        elif dim.dim_param or dim.dim_value <= 0:
+            raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' has a dynamic axis {axis}; only the batch axis may be dynamic")])
+    if dims[0].dim_value != 1:
+        raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' has a fixed batch size {dims[0].dim_value}; onnxlip analyses one sample")])
+    return tuple(d.dim_value for d in dims[1:])
+
+
+def _inferred_shapes(model: onnx.ModelProto) -> dict[str, Shape]:
+    """Static shapes from ONNX shape inference, used to cross-check conversion."""
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception:
+        return {}
+    shapes = {}
+    for v in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = v.type.tensor_type.shape.dim
+        if dims and all(d.HasField("dim_value") for d in dims):
+            shapes[v.name] = tuple(d.dim_value for d in dims)
+    return shapes
+
+
+@dataclass
+class _Walk:
+    """State of the node-by-node conversion."""
+
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, Shape | None]  # per-sample shapes of data tensors (None: unknown)
+    current: str
+    opset: int
+    inferred: dict[str, Shape]
+    ir: list[Node] = field(default_factory=list)
+    problems: list[UnsupportedNode] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    dropped_tensors: set[str] = field(default_factory=set)
+    logits: str | None = None
+
+
+def _fold_constant(node: onnx.NodeProto, walk: _Walk) -> None:
+    feeds = {name: walk.consts[name] for name in node.input if name}
+    try:
+        outputs = ReferenceEvaluator(node, opsets={"": walk.opset}).run(None, feeds)
+    except Exception as exc:
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, f"cannot fold constant node ({exc})"))
+        return
+    for name, value in zip(node.output, outputs):
+        walk.consts[name] = np.asarray(value)
+
+
+def _shape_of_data(node: onnx.NodeProto, shape: Shape, walk: _Walk) -> None:
+    full = np.array((1, *shape), dtype=np.int64)
+    attrs = {a.name: a.i for a in node.attribute}
+    walk.consts[node.output[0]] = full[attrs.get("start", 0) : attrs.get("end", len(full))]
+
+
+def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
+    if node.op_type in NON_RELU_ACTIVATIONS:
+        return "non-ReLU activation; onnxlip bounds ReLU networks only"
+    if node.op_type not in CONVERTERS:
+        return "operator not supported"
+    if len(data_inputs) > 1:
+        return "combines two data tensors (residual or branching graphs are not supported yet)"
+    if walk.logits is not None:
+        return f"uses the logits after a dropped {', '.join(walk.dropped)}"
+    if data_inputs[0] != walk.current:
+        return f"the graph branches at tensor '{data_inputs[0]}' (only chains are supported)"
+    return None
+
+
+def _convert_node(node: onnx.NodeProto, data: str, walk: _Walk) -> None:
+    in_shape = walk.shapes[data]
+    out = node.output[0]
+    walk.current = out
+    if in_shape is None:  # an earlier node failed: only op types are still checked
+        walk.shapes[out] = None
+        return
+    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(data), walk.opset)
+    try:
+        new = CONVERTERS[node.op_type](ctx)
+    except ConversionError as exc:
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, str(exc)))
+        walk.shapes[out] = None
+        return
+    shape = new[-1].out_shape if new else in_shape
+    expected = walk.inferred.get(out)
+    if expected is not None and expected != (1, *shape):
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, f"converted shape {(1, *shape)} != inferred {expected}"))
+    walk.ir.extend(new)
+    walk.shapes[out] = shape
+
+
+def _visit(node: onnx.NodeProto, walk: _Walk) -> None:
+    inputs = [i for i in node.input if i]
+    if any(i in walk.dropped_tensors for i in inputs):
+        walk.dropped_tensors.update(node.output)
+        walk.dropped.append(f"{node.op_type} '{node.name}'")
+        return
+    data_inputs = [i for i in inputs if i in walk.shapes]
+    if not data_inputs:
+        _fold_constant(node, walk)
+        return
+    if node.op_type == "Shape":
+        shape = walk.shapes[data_inputs[0]]
+        if shape is not None:
+            _shape_of_data(node, shape, walk)
+        return
+    if node.op_type in HEAD_OPS and data_inputs == [walk.current] and walk.logits is None:
+        walk.logits = walk.current
+        walk.dropped_tensors.update(node.output)
+        walk.dropped.append(f"{node.op_type} '{node.name}'")
+        return
+    reason = _why_unsupported(node, data_inputs, walk)
+    if reason is not None:
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, reason))
+        walk.shapes.update({o: None for o in node.output if o})
+        walk.current = node.output[0]
+        return
+    _convert_node(node, data_inputs[0], walk)
+
+
+def _check_finite(nodes: list[Node]) -> None:
+    for node in nodes:
+        for name in ("weight", "bias", "scale", "shift"):
+            value = getattr(node, name, None)
+            if value is not None and not np.all(np.isfinite(value)):
+                raise ModelLoadError(f"node '{'+'.join(node.names)}': {name} contains NaN or Inf")
+
+
+def load_model(path: str | os.PathLike) -> Network:
+    """Import an ONNX file as an IR Network (raises OnnxlipError subclasses)."""
+    model = read_model(path)
+    data = _data_input(model)
+    sample_shape = _fix_batch(data)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    walk = _Walk(
+        consts={t.name: numpy_helper.to_array(t) for t in model.graph.initializer},
+        shapes={data.name: sample_shape},
+        current=data.name,
+        opset=opset,
+        inferred=_inferred_shapes(model),
+    )
+    for node in model.graph.node:
+        _visit(node, walk)
+    if walk.problems:
+        raise UnsupportedModelError(walk.problems)
+    nodes = fold(walk.ir)
+    _check_finite(nodes)
+    warnings = (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",) if walk.dropped else ()
+    return Network(tuple(nodes), sample_shape, data.name, walk.logits or walk.current, os.fspath(path), warnings)

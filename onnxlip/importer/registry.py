@@ -1,0 +1,92 @@
+"""Explicit registry of ONNX → IR converters, one function per operator.
+
+A converter receives a ``NodeContext`` and returns the IR nodes for that ONNX
+node (possibly none). It raises ``ConversionError`` with a reason for anything
+it does not handle: attributes it does not implement are refused, not ignored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import onnx
+from onnx import helper
+
+from ..ir import Node, Shape
+
+
+class ConversionError(Exception):
+    """Why a node cannot be converted (collected, then reported all at once)."""
+
+
+@dataclass
+class NodeContext:
+    """What a converter may know about one ONNX node."""
+
+    node: onnx.NodeProto
+    consts: dict[str, np.ndarray]
+    in_shape: Shape  # per-sample shape of the node's one data input
+    data_index: int  # position of the data input among node.input
+    opset: int
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> tuple[str, ...]:
+        return (self.node.name or self.node.output[0],)
+
+    def attr(self, name: str, default: Any = None) -> Any:
+        for a in self.node.attribute:
+            if a.name == name:
+                value = helper.get_attribute_value(a)
+                return value.decode() if isinstance(value, bytes) else value
+        return default
+
+    def const(self, index: int, what: str = "input") -> np.ndarray | None:
+        """Constant value of input ``index``; None when the input is absent."""
+        if index >= len(self.node.input) or not self.node.input[index]:
+            return None
+        name = self.node.input[index]
+        if name not in self.consts:
+            raise ConversionError(f"{what} '{name}' is not a constant (weights must be initializers)")
+        value = self.consts[name]
+        if value.dtype.kind == "f" and not np.all(np.isfinite(value)):
+            raise ConversionError(f"{what} '{name}' contains NaN or Inf")
+        return value
+
+    def refuse_attr(self, name: str, allowed: Any) -> None:
+        """Refuse a node whose attribute ``name`` differs from the handled value."""
+        value = self.attr(name, allowed)
+        if value != allowed:
+            raise ConversionError(f"attribute {name}={value!r} is not supported (only {allowed!r})")
+
+    def refuse_extra_outputs(self) -> None:
+        if len([o for o in self.node.output if o]) > 1:
+            raise ConversionError("only the first output is supported")
+
+
+Converter = Callable[[NodeContext], list[Node]]
+CONVERTERS: dict[str, Converter] = {}
+
+
+def converter(*op_types: str) -> Callable[[Converter], Converter]:
+    """Register ``fn`` as the converter of ``op_types`` (each at most once)."""
+
+    def register(fn: Converter) -> Converter:
+        for op in op_types:
+            if op in CONVERTERS:
+                raise RuntimeError(f"converter for {op} registered twice")
+            CONVERTERS[op] = fn
+        return fn
+
+    return register
+
+
+# Ops that map class scores to probabilities or labels: bounds are on the logits,
+# so these may end a graph and are dropped with a warning.
+HEAD_OPS = frozenset({"Softmax", "LogSoftmax", "ArgMax"})
+# Ops that make a network non-ReLU: named explicitly in the error.
+NON_RELU_ACTIVATIONS = frozenset({
+    "Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "HardSigmoid",
+    "HardSwish", "Softplus", "Softsign", "Mish", "ThresholdedRelu", "Clip", "Abs", "Exp", "Log",
+})

@@ -1,0 +1,231 @@
+"""Framework-neutral IR: a chain of small typed nodes, no ONNX import.
+
+Shapes are per sample (no batch axis); every method takes and returns arrays
+with a leading batch axis. Affine nodes split into ``linear`` (the matrix A,
+applied matrix-free) and a bias, and expose ``adjoint`` (Aᵀ) and ``squared``
+(the same map with every weight squared, used for masked row norms).
+Activation nodes expose ``jvp``/``vjp`` at a fixed nominal input, so a whole
+network with its activation pattern fixed is one linear operator.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from .backend import array_module
+from .conv import conv2d, conv2d_adjoint
+from .pooling import maxpool2d, scatter_winners, select_winners
+from .windows import Window2d
+
+Shape = tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class Dense:
+    """y = W x + b on flat vectors; W is (out, in)."""
+
+    weight: Any
+    bias: Any
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "dense"
+
+    def linear(self, v: Any) -> Any:
+        return v @ self.weight.T
+
+    def adjoint(self, u: Any) -> Any:
+        return u @ self.weight
+
+    def forward(self, x: Any) -> Any:
+        return self.linear(x) + self.bias
+
+    def squared(self) -> "Dense":
+        return dataclasses.replace(self, weight=self.weight**2, bias=self.bias * 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Conv:
+    """2-D convolution; ``bias`` broadcasts to out_shape ((M,1,1) or (M,Ho,Wo))."""
+
+    weight: Any
+    bias: Any
+    window: Window2d
+    groups: int
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "conv"
+
+    def linear(self, v: Any) -> Any:
+        return conv2d(v, self.weight, self.window, self.groups)
+
+    def adjoint(self, u: Any) -> Any:
+        return conv2d_adjoint(u, self.weight, self.window, self.groups)
+
+    def forward(self, x: Any) -> Any:
+        return self.linear(x) + self.bias
+
+    def squared(self) -> "Conv":
+        return dataclasses.replace(self, weight=self.weight**2, bias=self.bias * 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Scale:
+    """Elementwise affine y = scale·x + shift (normalization, unfolded BatchNorm)."""
+
+    scale: Any
+    shift: Any
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "scale"
+
+    def linear(self, v: Any) -> Any:
+        return v * self.scale
+
+    def adjoint(self, u: Any) -> Any:
+        return u * self.scale
+
+    def forward(self, x: Any) -> Any:
+        return x * self.scale + self.shift
+
+    def squared(self) -> "Scale":
+        return dataclasses.replace(self, scale=self.scale**2, shift=self.shift * 0)
+
+
+@dataclass(frozen=True, eq=False)
+class Reshape:
+    """Row-major reshape (Flatten, Reshape, Squeeze, Unsqueeze)."""
+
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "reshape"
+
+    def linear(self, v: Any) -> Any:
+        return v.reshape(v.shape[0], *self.out_shape)
+
+    def adjoint(self, u: Any) -> Any:
+        return u.reshape(u.shape[0], *self.in_shape)
+
+    forward = linear
+
+
+@dataclass(frozen=True, eq=False)
+class Transpose:
+    """Axis permutation of a sample (batch axis stays first)."""
+
+    perm: tuple[int, ...]
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "transpose"
+
+    def linear(self, v: Any) -> Any:
+        return v.transpose(0, *(p + 1 for p in self.perm))
+
+    def adjoint(self, u: Any) -> Any:
+        inverse = np.argsort(self.perm)
+        return u.transpose(0, *(int(p) + 1 for p in inverse))
+
+    forward = linear
+
+
+@dataclass(frozen=True, eq=False)
+class Pad:
+    """Zero padding; ``pads`` is ((begin, end), ...) per sample axis."""
+
+    pads: tuple[tuple[int, int], ...]
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "pad"
+
+    def linear(self, v: Any) -> Any:
+        return array_module(v).pad(v, ((0, 0), *self.pads))
+
+    def adjoint(self, u: Any) -> Any:
+        index = tuple(slice(b, b + n) for (b, _), n in zip(self.pads, self.in_shape))
+        return u[(slice(None), *index)]
+
+    forward = linear
+
+
+@dataclass(frozen=True, eq=False)
+class Relu:
+    """max(x, 0); its JVP at x0 keeps the units active at x0."""
+
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "relu"
+
+    def forward(self, x: Any) -> Any:
+        return array_module(x).maximum(x, 0)
+
+    def jvp(self, x0: Any, v: Any) -> Any:
+        return v * (x0 > 0)
+
+    vjp = jvp
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """2-D max-pooling; its JVP at x0 selects each window's winner at x0."""
+
+    window: Window2d
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "maxpool"
+
+    def forward(self, x: Any) -> Any:
+        return maxpool2d(x, self.window)[0]
+
+    def mask(self, d: Any) -> Any:
+        """Which outputs may change, given which inputs may (d ≥ 0)."""
+        return maxpool2d(d, self.window)[0]
+
+    def jvp(self, x0: Any, v: Any) -> Any:
+        return select_winners(v, maxpool2d(x0, self.window)[1], self.window)
+
+    def vjp(self, x0: Any, u: Any) -> Any:
+        return scatter_winners(u, maxpool2d(x0, self.window)[1], self.window)
+
+
+Affine = Union[Dense, Conv, Scale]
+ShapeOp = Union[Reshape, Transpose, Pad]
+Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool]
+AFFINE_TYPES = (Dense, Conv, Scale)
+SHAPE_TYPES = (Reshape, Transpose, Pad)
+ARRAY_FIELDS = ("weight", "bias", "scale", "shift")
+
+
+def parameter_count(node: Node) -> int:
+    """Number of stored parameters (weights and biases) of a node."""
+    return sum(int(np.size(getattr(node, f))) for f in ARRAY_FIELDS if hasattr(node, f))
+
+
+def map_arrays(node: Node, fn: Callable[[Any], Any]) -> Node:
+    """A copy of ``node`` with ``fn`` applied to each parameter array."""
+    changes = {f: fn(getattr(node, f)) for f in ARRAY_FIELDS if hasattr(node, f)}
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def describe(node: Node) -> str:
+    """Short human description of a node's op and key attributes."""
+    if isinstance(node, Conv):
+        w = node.window
+        return (f"conv {node.weight.shape[0]}x{node.weight.shape[1]}x{w.kernel[0]}x{w.kernel[1]}"
+                f" s{w.strides} p{w.pads} d{w.dilations} g{node.groups}")
+    if isinstance(node, MaxPool):
+        return f"maxpool k{node.window.kernel} s{node.window.strides} p{node.window.pads}"
+    if isinstance(node, Dense):
+        return f"dense {node.weight.shape[1]}->{node.weight.shape[0]}"
+    if isinstance(node, Transpose):
+        return f"transpose {node.perm}"
+    return node.op
