@@ -1,0 +1,20 @@
+"""Masked row norms ‖a_iᵀ D‖₂ of an affine layer in one pass.
+
+‖a_iᵀ D‖₂² = Σ_j A_ij² d_j, i.e. the layer's linear map with every weight squared
+applied to the mask d: one matvec for Dense, one convolution of d with W∘W (same
+stride, padding, dilation, groups; no bias) for Conv. The paper instead pushed
+basis vectors through a transposed convolution — one convolution per input.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .backend import array_module
+from .ir import Affine
+
+
+def masked_row_norms(node: Affine, d: Any) -> Any:
+    """‖a_iᵀ D‖₂ for every output i of ``node`` (per-sample shape), mask d ∈ [0, 1]."""
+    xp = array_module(d)
+    squared = node.squared().linear(d[None])[0]
+    return xp.sqrt(xp.maximum(squared, 0))
