@@ -52,6 +52,7 @@ class BoundResult:
     layers: list[LayerReport]
     eps: float | None = None
     seconds: float = 0.0
+    final_mask: Any = None  # inputs of the last layer that may change (local bounds)
 
     @property
     def is_estimate(self) -> bool:
@@ -101,6 +102,7 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     d = full_mask(net.input_shape, xp, acts[0].dtype)
     ball, total, reports = float(eps), 1.0, []
     for i, node, fused in layers(net):
+        final_mask = d
         v0 = warm.vectors.get(i) if warm else None
         step = _local_step(node, fused, acts[i + 1][0], d, ball, v0)
         if warm is not None and step.vector is not None:
@@ -112,7 +114,7 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
         ball *= step.lipschitz
         total *= step.lipschitz
         d = step.mask
-    return BoundResult(total, reports, float(eps), time.perf_counter() - start)
+    return BoundResult(total, reports, float(eps), time.perf_counter() - start, final_mask)
 
 
 def _global_constant(node: Node, xp: Any) -> tuple[float, str]:

@@ -216,14 +216,23 @@ def map_arrays(node: Node, fn: Callable[[Any], Any]) -> Node:
     return dataclasses.replace(node, **changes) if changes else node
 
 
+def _short(value: Any) -> str:
+    """(2, 2) -> '2', (1, 2) -> '1x2': compact attribute text."""
+    if isinstance(value, int):
+        return str(value)
+    return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
+
+
 def describe(node: Node) -> str:
     """Short human description of a node's op and key attributes."""
     if isinstance(node, Conv):
         w = node.window
-        return (f"conv {node.weight.shape[0]}x{node.weight.shape[1]}x{w.kernel[0]}x{w.kernel[1]}"
-                f" s{w.strides} p{w.pads} d{w.dilations} g{node.groups}")
+        extras = "".join(f" {tag}{_short(v)}" for tag, v, plain in (
+            ("s", w.strides, (1, 1)), ("p", w.pads, (0, 0, 0, 0)), ("d", w.dilations, (1, 1)), ("g", node.groups, 1))
+            if v != plain)
+        return f"conv {node.weight.shape[0]}x{node.weight.shape[1]}x{w.kernel[0]}x{w.kernel[1]}{extras}"
     if isinstance(node, MaxPool):
-        return f"maxpool k{node.window.kernel} s{node.window.strides} p{node.window.pads}"
+        return f"maxpool {_short(node.window.kernel)} s{_short(node.window.strides)}"
     if isinstance(node, Dense):
         return f"dense {node.weight.shape[1]}->{node.weight.shape[0]}"
     if isinstance(node, Transpose):

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module
-from .ir import Affine, Dense, MaxPool, Scale
-from .linop import masked_matrix, masked_operator
+from .ir import Affine, MaxPool, Scale
+from .linop import masked_operator, masked_submatrix
 from .row_norms import masked_row_norms
 from .spectral import NormResult, fits_exact, matrix_norm, operator_norm
 
@@ -41,12 +41,7 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None) -> NormResult:
     if rows == 0 or cols == 0:
         return NormResult(0.0, "exact")
     if fits_exact(rows, cols):
-        if isinstance(node, Dense):
-            keep_r, keep_c = xp.flatnonzero(r), xp.flatnonzero(d)
-            m = node.weight[keep_r][:, keep_c] * r[keep_r][:, None] * d[keep_c][None, :]
-        else:
-            m = masked_matrix(node, r, d)
-        return matrix_norm(m)
+        return matrix_norm(masked_submatrix(node, r, d))
     return operator_norm(masked_operator(node, r, d), v0)
 
 

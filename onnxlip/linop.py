@@ -1,72 +1,81 @@
-"""Matrix-free linear operators over flattened vectors, for the spectral solvers.
+"""Linear operators over flattened vectors, for the spectral solvers.
 
 The only contract with an eigensolver is matvec/rmatvec (SciPy LinearOperator).
-``masked_operator`` is R·A·D for one affine layer; ``masked_matrix`` forms the
-same matrix explicitly, restricted to the rows and columns the masks keep.
+``masked_operator`` is R·A·D for one affine layer — through the layer's explicit
+matrix (dense or sparse) when it has one, else matrix-free through its
+``linear``/``adjoint``. ``masked_submatrix`` forms R·A·D restricted to the rows
+and columns the masks keep, for exact norms.
 """
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator
+import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from .backend import array_module
-from .ir import Affine
+from .conv_matrix import conv_as_sparse
+from .ir import Affine, Conv, Dense, Scale
 
 
 class FlatOperator(LinearOperator):
-    """A LinearOperator from batched per-sample functions f (forward) and g (adjoint)."""
+    """A LinearOperator from batched per-sample functions (forward and adjoint)."""
 
     def __init__(self, forward: Any, adjoint: Any, in_shape: tuple, out_shape: tuple, dtype: Any):
-        self._forward, self._adjoint = forward, adjoint
+        self._fwd, self._adj = forward, adjoint
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         super().__init__(dtype=np.dtype(dtype), shape=(int(np.prod(out_shape)), int(np.prod(in_shape))))
 
     def _matvec(self, x: Any) -> Any:
-        return self._forward(x.reshape(1, *self.in_shape)).reshape(-1)
+        return self._fwd(x.reshape(1, *self.in_shape)).reshape(-1)
 
     def _rmatvec(self, y: Any) -> Any:
-        return self._adjoint(y.reshape(1, *self.out_shape)).reshape(-1)
+        return self._adj(y.reshape(1, *self.out_shape)).reshape(-1)
 
     def _matmat(self, x: Any) -> Any:
         batch = x.T.reshape(x.shape[1], *self.in_shape)
-        return self._forward(batch).reshape(x.shape[1], -1).T
+        return self._fwd(batch).reshape(x.shape[1], -1).T
 
     def _rmatmat(self, y: Any) -> Any:
         batch = y.T.reshape(y.shape[1], *self.out_shape)
-        return self._adjoint(batch).reshape(y.shape[1], -1).T
-
-    def gram(self) -> "FlatOperator":
-        """AᵀA as an operator on the input space (symmetric, for Lanczos)."""
-        return FlatOperator(lambda v: self._adjoint(self._forward(v)), lambda v: self._adjoint(self._forward(v)),
-                            self.in_shape, self.in_shape, self.dtype)
+        return self._adj(batch).reshape(y.shape[1], -1).T
 
 
-def masked_operator(node: Affine, r: Any, d: Any) -> FlatOperator:
+def explicit_matrix(node: Affine) -> Any:
+    """The layer's (out × in) matrix, dense or sparse, or None when it is too large to store."""
+    if isinstance(node, Dense):
+        return node.weight
+    if isinstance(node, Conv):
+        return conv_as_sparse(node)
+    return sp.diags(np.broadcast_to(node.scale, node.in_shape).reshape(-1))
+
+
+def _dtype(node: Affine) -> Any:
+    return node.scale.dtype if isinstance(node, Scale) else node.weight.dtype
+
+
+def masked_operator(node: Affine, r: Any, d: Any) -> LinearOperator:
     """R·A·D of an affine layer, R = diag(r) on outputs and D = diag(d) on inputs."""
-    return FlatOperator(
-        lambda v: node.linear(v * d) * r,
-        lambda u: node.adjoint(u * r) * d,
-        node.in_shape,
-        node.out_shape,
-        node.weight.dtype if hasattr(node, "weight") else node.scale.dtype,
-    )
+    matrix = explicit_matrix(node) if array_module(r) is np else None
+    if matrix is None:
+        return FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
+                            node.in_shape, node.out_shape, _dtype(node))
+    r_flat, d_flat = r.reshape(-1), d.reshape(-1)
+    return aslinearoperator(sp.diags(r_flat)) @ aslinearoperator(matrix) @ aslinearoperator(sp.diags(d_flat))
 
 
-def masked_matrix(node: Affine, r: Any, d: Any, chunk: int = 512) -> Any:
+def masked_submatrix(node: Affine, r: Any, d: Any) -> np.ndarray:
     """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0."""
-    xp = array_module(r, d)
-    cols = xp.flatnonzero(d.reshape(-1))
-    rows = xp.flatnonzero(r.reshape(-1))
-    n_in = int(np.prod(node.in_shape))
-    blocks = []
-    for start in range(0, len(cols), chunk):
-        idx = cols[start : start + chunk]
-        basis = xp.zeros((len(idx), n_in), dtype=r.dtype)
-        basis[xp.arange(len(idx)), idx] = d.reshape(-1)[idx]
-        out = node.linear(basis.reshape(len(idx), *node.in_shape)).reshape(len(idx), -1)
-        blocks.append(out[:, rows] * r.reshape(-1)[rows])
-    if not blocks:
-        return xp.zeros((len(rows), 0), dtype=r.dtype)
-    return xp.concatenate(blocks, axis=0).T
+    r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
+    rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)
+    matrix = explicit_matrix(node)
+    if matrix is None:
+        basis = np.zeros((len(cols), d_flat.size))
+        basis[np.arange(len(cols)), cols] = 1.0
+        block = node.linear(basis.reshape(len(cols), *node.in_shape)).reshape(len(cols), -1).T[rows]
+    elif sp.issparse(matrix):
+        block = matrix[rows][:, cols].toarray()
+    else:
+        block = matrix[rows][:, cols]
+    return block * r_flat[rows][:, None] * d_flat[cols][None, :]

@@ -1,0 +1,316 @@
+"""Empirical lower bounds and adversarial attacks: the other side of every certificate.
+
+Lipschitz lower bounds (L2, one point fixed at x0, as in METHOD.md):
+``random_lower_bound`` and ``ascent_lower_bound`` evaluate the ratio
+‖f(x) − f(x0)‖/‖x − x0‖ at points x of the ball, so each is ≤ L(x0, ε).
+``jacobian_lower_bound`` is the paper's "gradient" lower bound, max ‖J(x)‖₂ over
+sampled x in the ball: it bounds the Lipschitz constant over all pairs in the ball
+from below, but the one-point-fixed L(x0, ε) only for x = x0, where ‖J(x0)‖₂ is the
+limit of the ratio. Attacks (FGSM, DeepFool, PGD) bound the certified radius from
+above; every point they return is checked to be misclassified by ``net.forward``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .network import Network
+
+MIN_RADIUS = 1e-3  # ratio points stay at least this fraction of ε away from x0
+EXACT_OUTPUTS = 64  # form J(x) by VJPs and take an SVD when the output is this small
+CONFIDENCE = 1e-3  # adversarial: max_{j≠c} y_j − y_c ≥ this (room for float32 rounding)
+
+
+@dataclass(frozen=True, eq=False)
+class LowerBound:
+    """A lower bound on L(x0, ε), the method that found it and the point reaching it."""
+
+    value: float
+    method: str  # "random", "ascent" or "jacobian"
+    point: np.ndarray
+    jacobian: float | None = None  # paper's gradient bound max ‖J(x)‖₂, from lower_bound
+
+
+@dataclass(frozen=True, eq=False)
+class Attack:
+    """An adversarial point for label ``label`` (None and distance inf when none found)."""
+
+    distance: float  # ‖point − x0‖₂
+    point: np.ndarray | None
+    method: str
+    label: int
+    adv_label: int | None
+
+    @property
+    def found(self) -> bool:
+        return self.point is not None
+
+
+def _sample(net: Network, x0: Any) -> np.ndarray:
+    return np.asarray(x0, dtype=np.float64).reshape(net.input_shape)
+
+
+def _norms(a: np.ndarray) -> np.ndarray:
+    return np.sqrt(np.sum(a.reshape(len(a), -1) ** 2, axis=1))
+
+
+def _col(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape(-1, *([1] * (ndim - 1)))
+
+
+def _unit(a: np.ndarray) -> np.ndarray:
+    n = _norms(a)
+    return a / _col(np.where(n > 0, n, 1.0), a.ndim)
+
+
+def _sphere(rng: np.random.Generator, n: int, shape: tuple[int, ...]) -> np.ndarray:
+    return _unit(rng.standard_normal((n, *shape)))
+
+
+def _ratios(net: Network, x0: np.ndarray, y0: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    return _norms(net.forward(xs) - y0) / _norms(xs - x0)
+
+
+def _jacobian_top(net: Network, xs: np.ndarray, iters: int = 200, tol: float = 1e-7) -> tuple[np.ndarray, np.ndarray]:
+    """‖J(x)‖₂ and a top right singular vector at each x (exact SVD or power iteration)."""
+    acts = net.activations(xs)
+    n, m = len(xs), int(np.prod(net.output_shape))
+    if m <= EXACT_OUTPUTS:
+        rep = [np.repeat(a, m, axis=0) for a in acts]
+        eye = np.tile(np.eye(m), (n, 1)).reshape(n * m, *net.output_shape)
+        jt = net.vjp(rep, eye).reshape(n, m, -1)
+        _, s, vh = np.linalg.svd(jt, full_matrices=False)
+        return s[:, 0], vh[:, 0].reshape(xs.shape)
+    v = _sphere(np.random.default_rng(0), n, net.input_shape)
+    sigma = np.zeros(n)
+    for _ in range(iters):  # ‖J v‖ ≤ ‖J‖ for unit v, so every iterate is a lower bound
+        w = net.vjp(acts, net.jvp(acts, v))
+        new = np.sqrt(np.maximum(np.sum((w * v).reshape(n, -1), axis=1), 0))
+        v, done, sigma = _unit(w), np.all(np.abs(new - sigma) <= tol * new), new
+        if done:
+            break
+    return _norms(net.jvp(acts, v)), v
+
+
+def random_lower_bound(net: Network, x0: Any, eps: float, n: int = 256, seed: int = 0, chunk: int = 256) -> LowerBound:
+    """Max ratio over random points of the ball (uniform directions; half at radius ε)."""
+    x0 = _sample(net, x0)
+    y0 = net.forward(x0[None])
+    rng = np.random.default_rng(seed)
+    radii = eps * rng.uniform(MIN_RADIUS, 1.0, n)
+    radii[::2] = eps
+    best, point = 0.0, x0
+    for start in range(0, n, chunk):
+        r = radii[start:start + chunk]
+        xs = x0 + _sphere(rng, len(r), net.input_shape) * _col(r, x0.ndim + 1)
+        ratios = _ratios(net, x0, y0, xs)
+        if ratios.max() > best:
+            best, point = float(ratios.max()), xs[ratios.argmax()]
+    return LowerBound(best, "random", point)
+
+
+def jacobian_lower_bound(net: Network, x0: Any, eps: float, n_points: int = 32, seed: int = 0) -> LowerBound:
+    """The paper's gradient bound: max ‖J(x)‖₂ over x0 and random points inside the ball."""
+    x0 = _sample(net, x0)
+    rng = np.random.default_rng(seed)
+    radii = eps * rng.uniform(0.0, 1.0, n_points)
+    xs = np.concatenate([x0[None], x0 + _sphere(rng, n_points, net.input_shape) * _col(radii, x0.ndim + 1)])
+    chunk = max(1, 512 // int(np.prod(net.output_shape)))
+    sigmas = np.concatenate([_jacobian_top(net, xs[i:i + chunk])[0] for i in range(0, len(xs), chunk)])
+    return LowerBound(float(sigmas.max()), "jacobian", xs[sigmas.argmax()])
+
+
+def _project(delta: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Scale each row of ``delta`` into the shell lo ≤ ‖δ‖ ≤ hi."""
+    n = _norms(delta)
+    return delta * _col(np.clip(n, lo, hi) / np.where(n > 0, n, 1.0), delta.ndim)
+
+
+def ascent_lower_bound(net: Network, x0: Any, eps: float, steps: int = 40, restarts: int = 8, seed: int = 0) -> LowerBound:
+    """Projected normalized-gradient ascent on ‖f(x)−f(x0)‖/‖x−x0‖ over the ball."""
+    x0 = _sample(net, x0)
+    y0 = net.forward(x0[None])
+    rng = np.random.default_rng(seed)
+    r_min = MIN_RADIUS * eps
+    top = _jacobian_top(net, x0[None])[1]
+    dirs = np.concatenate([top, -top, top, _sphere(rng, max(restarts - 3, 0), net.input_shape)])[:restarts]
+    radii = np.concatenate([[eps, eps, r_min], eps * rng.uniform(MIN_RADIUS, 1.0, len(dirs))])[:len(dirs)]
+    delta = dirs * _col(radii, dirs.ndim)
+    best, point = 0.0, x0
+    for k in range(steps + 1):
+        acts = net.activations(x0 + delta)
+        diff = acts[-1] - y0
+        r, dn = _norms(delta), _norms(diff)
+        ratio = dn / r
+        if ratio.max() > best:
+            best, point = float(ratio.max()), x0 + delta[ratio.argmax()]
+        if k == steps:
+            break
+        u = diff / _col(np.where(dn > 0, dn, 1.0), diff.ndim)
+        grad = net.vjp(acts, u) / _col(r, delta.ndim) - delta * _col(ratio / r**2, delta.ndim)
+        step = eps * 0.5 * 0.02 ** (k / steps)  # geometric decay from ε/2 to ε/100
+        delta = _project(delta + step * _unit(grad), r_min, eps)
+    return LowerBound(best, "ascent", point)
+
+
+def lower_bound(net: Network, x0: Any, eps: float, n_random: int = 256, steps: int = 40,
+                restarts: int = 8, n_jacobian: int = 32, seed: int = 0) -> LowerBound:
+    """Best ratio lower bound of L(x0, ε) (random, ascent), with the Jacobian max alongside."""
+    found = [random_lower_bound(net, x0, eps, n_random, seed), ascent_lower_bound(net, x0, eps, steps, restarts, seed)]
+    best = max(found, key=lambda b: b.value)
+    jac = jacobian_lower_bound(net, x0, eps, n_jacobian, seed).value if n_jacobian >= 0 else None
+    return LowerBound(best.value, best.method, best.point, jac)
+
+
+def _label(net: Network, x0: np.ndarray, label: int | None) -> int:
+    return int(np.argmax(net.forward(x0[None]).reshape(-1))) if label is None else int(label)
+
+
+def _margins(y: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """max_{j≠c} y_j − y_c per sample, and the j reaching it."""
+    other = y.reshape(len(y), -1).copy()
+    yc = other[:, c].copy()
+    other[:, c] = -np.inf
+    j = other.argmax(axis=1)
+    return other[np.arange(len(y)), j] - yc, j
+
+
+def _margin_grad(net: Network, xs: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
+    """Margin loss at each x and its gradient ∇(y_j − y_c), j the runner-up at x."""
+    acts = net.activations(xs)
+    m, j = _margins(acts[-1], c)
+    u = np.zeros((len(xs), int(np.prod(net.output_shape))))
+    u[np.arange(len(xs)), j] = 1.0
+    u[:, c] -= 1.0
+    return m, net.vjp(acts, u.reshape(len(xs), *net.output_shape))
+
+
+def _attack(net: Network, x0: np.ndarray, point: np.ndarray | None, method: str, c: int) -> Attack:
+    """An Attack for ``point``, checked to be misclassified by ``net.forward``."""
+    if point is None:
+        return Attack(float("inf"), None, method, c, None)
+    adv = int(np.argmax(net.forward(point[None]).reshape(-1)))
+    if adv == c:
+        raise AssertionError(f"{method}: returned point is not misclassified")
+    return Attack(float(np.linalg.norm(point - x0)), point, method, c, adv)
+
+
+def _ray_search(net: Network, x0: np.ndarray, d: np.ndarray, ts: np.ndarray, c: int,
+                confidence: float, iters: int = 20) -> float | None:
+    """Smallest t on the grid ``ts`` (then bisected) with x0 + t·d adversarial."""
+    m, _ = _margins(net.forward(x0 + _col(ts, d.ndim + 1) * d), c)
+    hits = np.flatnonzero(m >= confidence)
+    if not hits.size:
+        return None
+    lo, hi = (ts[hits[0] - 1] if hits[0] else 0.0), ts[hits[0]]
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        if _margins(net.forward((x0 + mid * d)[None]), c)[0][0] >= confidence:
+            hi = mid
+        else:
+            lo = mid
+    return float(hi)
+
+
+def _shrink(net: Network, x0: np.ndarray, found: Attack, confidence: float) -> Attack:
+    """Move ``found`` along its ray from x0 to the first adversarial point."""
+    d = (found.point - x0) / found.distance
+    t = _ray_search(net, x0, d, np.linspace(0, found.distance, 33)[1:], found.label, confidence)
+    return _attack(net, x0, x0 + t * d, found.method, found.label) if t is not None else found
+
+
+def fgsm(net: Network, x0: Any, label: int | None = None, confidence: float = CONFIDENCE) -> Attack:
+    """L2 fast gradient method: smallest step along the margin gradient that flips the label."""
+    x0 = _sample(net, x0)
+    c = _label(net, x0, label)
+    d = _unit(_margin_grad(net, x0[None], c)[1])[0]
+    ts = max(float(np.linalg.norm(x0)), 1.0) * np.geomspace(1e-5, 10.0, 64)
+    t = _ray_search(net, x0, d, ts, c, confidence)
+    return _attack(net, x0, None if t is None else x0 + t * d, "fgsm", c)
+
+
+def deepfool(net: Network, x0: Any, label: int | None = None, max_iter: int = 50,
+             overshoot: float = 0.02, candidates: int = 10, confidence: float = CONFIDENCE) -> Attack:
+    """DeepFool: step to the nearest linearized boundary among the top-scoring classes."""
+    x0 = _sample(net, x0)
+    c = _label(net, x0, label)
+    total, x = np.zeros_like(x0), x0
+    for _ in range(max_iter):
+        acts = net.activations(x[None])
+        y = acts[-1].reshape(-1)
+        if _margins(y[None], c)[0][0] >= confidence:
+            return _attack(net, x0, x, "deepfool", c)
+        js = [j for j in np.argsort(-y) if j != c][:candidates]
+        u = np.zeros((len(js), y.size))
+        u[np.arange(len(js)), js] = 1.0
+        u[:, c] -= 1.0
+        w = net.vjp([np.repeat(a, len(js), axis=0) for a in acts], u.reshape(len(js), *net.output_shape))
+        gap = y[c] - y[js] + confidence
+        wn = np.maximum(_norms(w), 1e-30)
+        k = int(np.argmin(gap / wn))
+        total = total + (gap[k] / wn[k] ** 2) * w[k]
+        x = x0 + (1 + overshoot) * total
+    return _attack(net, x0, None, "deepfool", c)
+
+
+def pgd_l2(net: Network, x0: Any, eps: float, label: int | None = None, steps: int = 30, restarts: int = 4,
+           seed: int = 0, init: np.ndarray | None = None, confidence: float = CONFIDENCE) -> Attack:
+    """L2 PGD on the margin max_{j≠c} y_j − y_c within radius ε; stops at the first success."""
+    x0 = _sample(net, x0)
+    c = _label(net, x0, label)
+    rng = np.random.default_rng(seed)
+    starts = np.zeros((0, *x0.shape)) if init is None else np.asarray(init, float).reshape(-1, *x0.shape) - x0
+    rand = _sphere(rng, max(restarts - len(starts), 0), x0.shape) * _col(eps * rng.uniform(0, 1, max(restarts - len(starts), 0)), x0.ndim + 1)
+    delta = _project(np.concatenate([starts, rand]), 0.0, eps)
+    for _ in range(steps + 1):
+        m, grad = _margin_grad(net, x0 + delta, c)
+        hits = np.flatnonzero(m >= confidence)
+        if hits.size:
+            return _attack(net, x0, x0 + delta[hits[np.argmin(_norms(delta[hits]))]], "pgd", c)
+        delta = _project(delta + (2.5 * eps / steps) * _unit(grad), 0.0, eps)
+    return _attack(net, x0, None, "pgd", c)
+
+
+def ddn(net: Network, x0: Any, start: Attack, steps: int = 300, gamma: float = 0.05,
+        confidence: float = CONFIDENCE) -> Attack:
+    """Decoupled direction and norm (Rony et al. 2019) from an adversarial ``start``."""
+    x0, c = _sample(net, x0), start.label
+    delta, best = (start.point - x0)[None], start.point
+    eps = scale = start.distance
+    for k in range(steps):
+        m, grad = _margin_grad(net, x0 + delta, c)
+        n = float(_norms(delta)[0])
+        if m[0] >= confidence and n < np.linalg.norm(best - x0):
+            best = x0 + delta[0]
+        eps = min(n, eps) * (1 - gamma) if m[0] >= confidence else eps * (1 + gamma)
+        step = scale * (0.5 + 0.5 * np.cos(np.pi * k / steps)) + 0.01 * scale  # cosine decay
+        delta = _project(delta + step * _unit(grad), eps, eps)
+    return _attack(net, x0, best, "ddn", c)
+
+
+def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, steps: int = 30, restarts: int = 4,
+                             bisections: int = 8, ddn_steps: int = 300, seed: int = 0, confidence: float = CONFIDENCE) -> Attack:
+    """Smallest adversarial L2 distance found: DeepFool/FGSM start, DDN, then bisection on ε with PGD."""
+    x0 = _sample(net, x0)
+    c = _label(net, x0, label)
+    starts = [a for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence)) if a.found]
+    if not starts:
+        return _attack(net, x0, None, "none", c)
+    best = min((_shrink(net, x0, a, confidence) for a in starts), key=lambda a: a.distance)
+    if ddn_steps:
+        best = min(best, _shrink(net, x0, ddn(net, x0, best, ddn_steps, confidence=confidence), confidence),
+                   key=lambda a: a.distance)
+    lo, method = 0.0, best.method
+    for _ in range(bisections):
+        mid = 0.5 * (lo + best.distance)
+        init = x0 + (best.point - x0) * (mid / best.distance)
+        found = pgd_l2(net, x0, mid, c, steps, restarts, seed, init[None], confidence)
+        if not found.found:
+            lo = mid
+            continue
+        found = _shrink(net, x0, found, confidence)
+        if found.distance < best.distance:
+            best = found
+    return Attack(best.distance, best.point, f"{method}+pgd", c, best.adv_label)

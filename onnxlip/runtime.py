@@ -1,0 +1,34 @@
+"""The original ONNX file run by onnxruntime: the ground truth the IR is checked against."""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+
+@lru_cache(maxsize=8)
+def _session(path: str, output: str) -> Any:
+    """A CPU session whose outputs include ``output`` (exposed if it is internal, e.g. logits before Softmax)."""
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(path)
+    if output not in {o.name for o in model.graph.output}:
+        model.graph.output.append(onnx.helper.make_empty_tensor_value_info(output))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(path: str | os.PathLike, x: np.ndarray, output: str) -> np.ndarray:
+    """Tensor ``output`` of the ONNX file for a batch x (N, *sample), per sample if the batch is fixed."""
+    session = _session(os.path.abspath(os.fspath(path)), output)
+    inp = session.get_inputs()[0]
+    x = np.asarray(x, dtype=np.float32)
+    if len(inp.shape) != x.ndim:
+        x = x.reshape(len(x), *[d for d in inp.shape[1:]])
+    if isinstance(inp.shape[0], int) and inp.shape[0] == 1:
+        return np.concatenate([session.run([output], {inp.name: x[i : i + 1]})[0] for i in range(len(x))])
+    return session.run([output], {inp.name: x})[0]

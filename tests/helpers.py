@@ -1,0 +1,198 @@
+"""Shared helpers for the onnxlip tests: tiny in-memory ONNX models, an
+onnxruntime runner, explicit (dense) matrices of IR linear maps, and
+independent brute-force references for convolution and max-pooling."""
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxlip.windows import Window2d
+
+OPSET = 17
+IR_VERSION = 8
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MODELS_DIR = REPO_ROOT / "models"
+DATA_DIR = Path(__file__).resolve().parent / "data"
+
+
+# --------------------------------------------------------------------------
+# Building and running ONNX models
+# --------------------------------------------------------------------------
+
+
+def const(name: str, array: Any, dtype: Any = np.float32) -> onnx.TensorProto:
+    """An initializer tensor (float32 unless ``dtype`` says otherwise)."""
+    return numpy_helper.from_array(np.asarray(array, dtype=dtype), name)
+
+
+def node(op: str, inputs: Sequence[str], outputs: Sequence[str] | str, name: str | None = None,
+         **attrs: Any) -> onnx.NodeProto:
+    """An ONNX node; the name defaults to ``<op>_<first output>``."""
+    outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+    return helper.make_node(op, list(inputs), outputs, name=name or f"{op}_{outputs[0]}", **attrs)
+
+
+def make_model(
+    nodes: Sequence[onnx.NodeProto],
+    input_shape: Sequence[int],
+    initializers: Iterable[onnx.TensorProto] = (),
+    *,
+    inputs: Sequence[tuple[str, Sequence[int]]] | None = None,
+    output: str | None = None,
+    output_type: int = TensorProto.FLOAT,
+) -> onnx.ModelProto:
+    """A model whose data input ``input`` has shape ("batch", *input_shape).
+
+    ``output`` defaults to the first output of the last node; its shape is left
+    unknown so that shape inference (and onnxruntime) decides it. ``inputs``
+    replaces the single data input by several (name, per-sample shape) inputs.
+    """
+    inputs = inputs if inputs is not None else [("input", input_shape)]
+    graph_inputs = [
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape]) for name, shape in inputs
+    ]
+    output = output or nodes[-1].output[0]
+    graph = helper.make_graph(
+        list(nodes),
+        "test_graph",
+        graph_inputs,
+        [helper.make_tensor_value_info(output, output_type, None)],
+        initializer=list(initializers),
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="onnxlip-tests")
+    model.ir_version = IR_VERSION
+    # The checker wants a shape on the output: take the one ONNX shape inference finds.
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    model.graph.output[0].CopyFrom(inferred.graph.output[0])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
+def save_model(model: onnx.ModelProto, directory: os.PathLike | str, name: str = "model") -> Path:
+    path = Path(directory) / f"{name}.onnx"
+    onnx.save(model, os.fspath(path))
+    return path
+
+
+def run_ort(path: os.PathLike | str, x: np.ndarray, output: str | None = None) -> np.ndarray:
+    """Run ``path`` on onnxruntime (CPU) with the single data input ``x``."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    feeds = {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)}
+    names = [output] if output else None
+    return session.run(names, feeds)[0]
+
+
+def assert_rel_close(actual: Any, expected: Any, rtol: float, what: str = "") -> None:
+    """max |actual − expected| ≤ rtol · max(|expected|, tiny); shapes must agree."""
+    actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != expected {expected.shape}"
+    scale = max(float(np.max(np.abs(expected))) if expected.size else 0.0, 1e-30)
+    err = float(np.max(np.abs(actual - expected))) if expected.size else 0.0
+    assert err <= rtol * scale, f"{what}: max abs error {err:.3e} > {rtol:g} * {scale:.3e}"
+
+
+# --------------------------------------------------------------------------
+# Dense matrices of linear maps
+# --------------------------------------------------------------------------
+
+
+def dense_matrix(apply: Callable[[np.ndarray], np.ndarray], in_shape: Sequence[int]) -> np.ndarray:
+    """The (out_size, in_size) matrix of a batched linear map, from the identity basis."""
+    n = int(np.prod(in_shape))
+    basis = np.eye(n).reshape(n, *in_shape)
+    return apply(basis).reshape(n, -1).T
+
+
+def node_matrix(node: Any) -> np.ndarray:
+    """Dense matrix of an IR linear/affine node's ``linear`` part."""
+    return dense_matrix(node.linear, node.in_shape)
+
+
+def adjoint_gap(forward: Callable, adjoint: Callable, in_shape: Sequence[int], out_shape: Sequence[int],
+                rng: np.random.Generator, batch: int = 3) -> float:
+    """Largest relative |⟨Ax, y⟩ − ⟨x, Aᵀy⟩| over a batch of random (x, y)."""
+    x = rng.standard_normal((batch, *in_shape))
+    y = rng.standard_normal((batch, *out_shape))
+    ax, aty = forward(x), adjoint(y)
+    assert ax.shape == y.shape and aty.shape == x.shape
+    lhs = np.sum((ax * y).reshape(batch, -1), axis=1)
+    rhs = np.sum((x * aty).reshape(batch, -1), axis=1)
+    scale = np.linalg.norm(ax.reshape(batch, -1), axis=1) * np.linalg.norm(y.reshape(batch, -1), axis=1)
+    scale = np.maximum(scale, np.linalg.norm(x.reshape(batch, -1), axis=1)
+                       * np.linalg.norm(aty.reshape(batch, -1), axis=1))
+    return float(np.max(np.abs(lhs - rhs) / np.maximum(scale, 1e-300)))
+
+
+# --------------------------------------------------------------------------
+# Window geometry and brute-force references (independent of onnxlip)
+# --------------------------------------------------------------------------
+
+
+def out_size(size: int, kernel: int, stride: int, dilation: int, pad_begin: int, pad_end: int,
+             ceil_mode: bool = False) -> int:
+    """ONNX/PyTorch output size of a sliding window along one axis."""
+    span = size + pad_begin + pad_end - (dilation * (kernel - 1) + 1)
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_begin:
+        out -= 1
+    return out
+
+
+def make_window(kernel: Sequence[int], strides: Sequence[int] = (1, 1), dilations: Sequence[int] = (1, 1),
+                pads: Sequence[int] = (0, 0, 0, 0), in_hw: Sequence[int] = (5, 5),
+                ceil_mode: bool = False) -> Window2d:
+    """A Window2d with out_hw computed here (pads in ONNX order top, left, bottom, right)."""
+    out_hw = tuple(
+        out_size(in_hw[a], kernel[a], strides[a], dilations[a], pads[a], pads[a + 2], ceil_mode) for a in range(2)
+    )
+    return Window2d(tuple(kernel), tuple(strides), tuple(dilations), tuple(pads), tuple(in_hw), out_hw)
+
+
+def _taps(win: Window2d, oh: int, ow: int) -> Iterable[tuple[int, int, int, int]]:
+    """(i, j, ih, iw) of every kernel tap of output pixel (oh, ow) that lies inside the input."""
+    for i, j in itertools.product(range(win.kernel[0]), range(win.kernel[1])):
+        ih = oh * win.strides[0] - win.pads[0] + i * win.dilations[0]
+        iw = ow * win.strides[1] - win.pads[1] + j * win.dilations[1]
+        if 0 <= ih < win.in_hw[0] and 0 <= iw < win.in_hw[1]:
+            yield i, j, ih, iw
+
+
+def conv_matrix(weight: np.ndarray, win: Window2d, groups: int) -> np.ndarray:
+    """Explicit matrix of a grouped, strided, dilated, zero-padded 2-D correlation (no bias)."""
+    m, cg = weight.shape[:2]
+    c = cg * groups
+    (h, w), (ho, wo) = win.in_hw, win.out_hw
+    mat = np.zeros((m, ho, wo, c, h, w))
+    per_group = m // groups
+    for o in range(m):
+        g = o // per_group
+        for oh, ow in itertools.product(range(ho), range(wo)):
+            for i, j, ih, iw in _taps(win, oh, ow):
+                for k in range(cg):
+                    mat[o, oh, ow, g * cg + k, ih, iw] += weight[o, k, i, j]
+    return mat.reshape(m * ho * wo, c * h * w)
+
+
+def maxpool_reference(x0: np.ndarray, win: Window2d) -> tuple[np.ndarray, np.ndarray]:
+    """Max-pool of one sample x0 (C, H, W) and its selection matrix at x0 (padding never wins)."""
+    c = x0.shape[0]
+    (h, w), (ho, wo) = win.in_hw, win.out_hw
+    values = np.empty((c, ho, wo))
+    select = np.zeros((c, ho, wo, c, h, w))
+    for ch, oh, ow in itertools.product(range(c), range(ho), range(wo)):
+        taps = list(_taps(win, oh, ow))
+        assert taps, "a window lies entirely in the padding"
+        best = max(taps, key=lambda t: x0[ch, t[2], t[3]])
+        values[ch, oh, ow] = x0[ch, best[2], best[3]]
+        select[ch, oh, ow, ch, best[2], best[3]] = 1.0
+    return values, select.reshape(c * ho * wo, c * h * w)
