@@ -334,12 +334,68 @@ def test_elementwise_constant_before(op, data_first, kind, consumer, tmp_path, r
     check_case(Case(nodes, inits, IMAGE, ops=ops), tmp_path, rng)
 
 
-def test_scale_chain_after_conv(tmp_path, rng):
-    """Mul then Add by per-channel constants after a Conv (unfolded BatchNorm)."""
-    inits = [const("W", weight(rng, 4, 3, 3, 3)), const("s", rng.uniform(0.5, 2, (4, 1, 1))),
-             const("t", rng.standard_normal((4, 1, 1)))]
-    nodes = [node("Conv", ["input", "W"], "y"), node("Mul", ["y", "s"], "z"), node("Add", ["z", "t"], "output")]
-    check_case(Case(nodes, inits, IMAGE, ops=["conv"]), tmp_path, rng)
+def chain_case(rng, steps: list[str], group: int = 1) -> Case:
+    """IMAGE input through a chain of small steps ending in (or around) a Conv.
+
+    Steps: sub/div/mul/add (per-channel), addpx/mulpx (per-element, on the current
+    shape), pad, nhwc (Transpose to NHWC), nchw (back), conv, relu, maxpool.
+    """
+    nodes, inits, shape = [], [], list(IMAGE)
+    src = "input"
+    for k, step in enumerate(steps):
+        out = "output" if k == len(steps) - 1 else f"t{k}"
+        if step in ("sub", "div", "mul", "add", "addpx", "mulpx"):
+            op = {"sub": "Sub", "div": "Div", "mul": "Mul", "add": "Add", "addpx": "Add", "mulpx": "Mul"}[step]
+            cshape = tuple(shape) if step.endswith("px") else (shape[0], 1, 1)
+            inits.append(const(f"c{k}", affine_constant(rng, op, cshape)))
+            nodes.append(node(op, [src, f"c{k}"], out))
+        elif step == "pad":
+            inits.append(ints(f"p{k}", [0, 0, 1, 0, 0, 0, 2, 1]))
+            nodes.append(node("Pad", [src, f"p{k}"], out))
+            shape = [shape[0], shape[1] + 3, shape[2] + 1]
+        elif step in ("nhwc", "nchw"):
+            perm = [0, 2, 3, 1] if step == "nhwc" else [0, 3, 1, 2]
+            nodes.append(node("Transpose", [src], out, perm=perm))
+            shape = [shape[p - 1] for p in perm[1:]]
+        elif step == "conv":
+            g = group if shape[0] % group == 0 else 1
+            inits += [const(f"W{k}", weight(rng, 6, shape[0] // g, 3, 3)), const(f"B{k}", rng.standard_normal(6))]
+            nodes.append(node("Conv", [src, f"W{k}", f"B{k}"], out, group=g, pads=[1, 1, 0, 1], strides=[1, 2]))
+            shape = [6, shape[1] - 1, (shape[2] + 2 - 3) // 2 + 1]
+        elif step == "relu":
+            nodes.append(node("Relu", [src], out))
+        elif step == "maxpool":
+            nodes.append(node("MaxPool", [src], out, kernel_shape=[2, 2]))
+            shape = [shape[0], shape[1] - 1, shape[2] - 1]
+        src = out
+    return Case(nodes, inits, IMAGE)
+
+
+CHAINS = {
+    "sub_div_conv": (["sub", "div", "conv"], 1, ["conv"]),
+    "sub_mul_grouped_conv": (["sub", "mul", "conv"], 3, ["conv"]),
+    "mul_depthwise_conv": (["mul", "conv"], 3, ["conv"]),
+    "sub_pad_conv": (["sub", "pad", "conv"], 1, ["conv"]),
+    "pad_sub_conv": (["pad", "sub", "conv"], 1, ["conv"]),
+    "pad_mul_conv": (["pad", "mul", "conv"], 1, ["conv"]),
+    "sub_nhwc_nchw_conv": (["sub", "nhwc", "nchw", "conv"], 1, ["transpose", "transpose", "conv"]),
+    "nhwc_mulpx_nchw_conv": (["nhwc", "mulpx", "nchw", "conv"], 1, ["transpose", "transpose", "conv"]),
+    "conv_mul_add": (["conv", "mul", "add"], 1, ["conv"]),
+    "conv_addpx": (["conv", "addpx"], 1, ["conv"]),
+    "conv_mulpx": (["conv", "mulpx"], 1, ["conv", "scale"]),
+    "conv_relu_sub_maxpool": (["conv", "relu", "sub", "maxpool"], 1, ["conv", "relu", "scale", "maxpool"]),
+    "conv_relu_mul_conv": (["conv", "relu", "mul", "conv"], 2, ["conv", "relu", "conv"]),
+    "sub_relu": (["sub", "relu"], 1, ["scale", "relu"]),
+}
+
+
+@pytest.mark.parametrize("chain", CHAINS.values(), ids=CHAINS.keys())
+def test_folding_chains(chain, tmp_path, rng):
+    """Elementwise affine maps and zero padding fold into neighbouring Conv layers where exact."""
+    steps, group, ops = chain
+    case = chain_case(rng, steps, group)
+    case.ops = ops
+    check_case(case, tmp_path, rng)
 
 
 # --------------------------------------------------------------------------
