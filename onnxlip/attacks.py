@@ -11,7 +11,7 @@ above; every point they return is checked to be misclassified by ``net.forward``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -156,11 +156,11 @@ def ascent_lower_bound(net: Network, x0: Any, eps: float, steps: int = 40, resta
 
 
 def lower_bound(net: Network, x0: Any, eps: float, n_random: int = 256, steps: int = 40,
-                restarts: int = 8, n_jacobian: int = 32, seed: int = 0) -> LowerBound:
+                restarts: int = 8, n_jacobian: int | None = 32, seed: int = 0) -> LowerBound:
     """Best ratio lower bound of L(x0, ε) (random, ascent), with the Jacobian max alongside."""
     found = [random_lower_bound(net, x0, eps, n_random, seed), ascent_lower_bound(net, x0, eps, steps, restarts, seed)]
     best = max(found, key=lambda b: b.value)
-    jac = jacobian_lower_bound(net, x0, eps, n_jacobian, seed).value if n_jacobian >= 0 else None
+    jac = None if n_jacobian is None else jacobian_lower_bound(net, x0, eps, n_jacobian, seed).value
     return LowerBound(best.value, best.method, best.point, jac)
 
 
@@ -193,7 +193,7 @@ def _attack(net: Network, x0: np.ndarray, point: np.ndarray | None, method: str,
         return Attack(float("inf"), None, method, c, None)
     adv = int(np.argmax(net.forward(point[None]).reshape(-1)))
     if adv == c:
-        raise AssertionError(f"{method}: returned point is not misclassified")
+        raise RuntimeError(f"{method}: the point found is not misclassified by net.forward")
     return Attack(float(np.linalg.norm(point - x0)), point, method, c, adv)
 
 
@@ -278,20 +278,26 @@ def ddn(net: Network, x0: Any, start: Attack, steps: int = 300, gamma: float = 0
     """Decoupled direction and norm (Rony et al. 2019) from an adversarial ``start``."""
     x0, c = _sample(net, x0), start.label
     delta, best = (start.point - x0)[None], start.point
-    eps = scale = start.distance
+    eps = scale = best_n = start.distance
     for k in range(steps):
         m, grad = _margin_grad(net, x0 + delta, c)
         n = float(_norms(delta)[0])
-        if m[0] >= confidence and n < np.linalg.norm(best - x0):
-            best = x0 + delta[0]
+        if m[0] >= confidence and n < best_n:
+            best, best_n = x0 + delta[0], n
         eps = min(n, eps) * (1 - gamma) if m[0] >= confidence else eps * (1 + gamma)
         step = scale * (0.5 + 0.5 * np.cos(np.pi * k / steps)) + 0.01 * scale  # cosine decay
         delta = _project(delta + step * _unit(grad), eps, eps)
     return _attack(net, x0, best, "ddn", c)
 
 
+def _closer(best: Attack, found: Attack, method: str) -> Attack:
+    """``found`` renamed ``method`` when it is closer than ``best``, else ``best``."""
+    return replace(found, method=method) if found.found and found.distance < best.distance else best
+
+
 def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, steps: int = 30, restarts: int = 4,
-                             bisections: int = 8, ddn_steps: int = 300, seed: int = 0, confidence: float = CONFIDENCE) -> Attack:
+                             bisections: int = 8, ddn_steps: int = 300, seed: int = 0,
+                             confidence: float = CONFIDENCE) -> Attack:
     """Smallest adversarial L2 distance found: DeepFool/FGSM start, DDN, then bisection on ε with PGD."""
     x0 = _sample(net, x0)
     c = _label(net, x0, label)
@@ -300,17 +306,15 @@ def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, st
         return _attack(net, x0, None, "none", c)
     best = min((_shrink(net, x0, a, confidence) for a in starts), key=lambda a: a.distance)
     if ddn_steps:
-        best = min(best, _shrink(net, x0, ddn(net, x0, best, ddn_steps, confidence=confidence), confidence),
-                   key=lambda a: a.distance)
-    lo, method = 0.0, best.method
-    for _ in range(bisections):
+        found = ddn(net, x0, best, ddn_steps, confidence=confidence)
+        best = _closer(best, _shrink(net, x0, found, confidence), f"{best.method}+ddn")
+    lo, method = 0.0, f"{best.method}+pgd"
+    for _ in range(bisections):  # a failed PGD proves nothing: lo is only a search bracket
         mid = 0.5 * (lo + best.distance)
         init = x0 + (best.point - x0) * (mid / best.distance)
         found = pgd_l2(net, x0, mid, c, steps, restarts, seed, init[None], confidence)
-        if not found.found:
+        if found.found:
+            best = _closer(best, _shrink(net, x0, found, confidence), method)
+        else:
             lo = mid
-            continue
-        found = _shrink(net, x0, found, confidence)
-        if found.distance < best.distance:
-            best = found
-    return Attack(best.distance, best.point, f"{method}+pgd", c, best.adv_label)
+    return best

@@ -81,12 +81,14 @@ def save_model(model: onnx.ModelProto, directory: os.PathLike | str, name: str =
     return path
 
 
-def run_ort(path: os.PathLike | str, x: np.ndarray, output: str | None = None) -> np.ndarray:
-    """Run ``path`` on onnxruntime (CPU) with the single data input ``x``."""
+def run_ort(model: os.PathLike | str | onnx.ModelProto, x: np.ndarray, output: str | None = None) -> np.ndarray:
+    """Run a model file (or ModelProto) on onnxruntime (CPU) with the single data input ``x``."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    session = ort.InferenceSession(os.fspath(path), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # no warnings about declared vs actual output shapes
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
+    session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     feeds = {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)}
     names = [output] if output else None
     return session.run(names, feeds)[0]

@@ -338,15 +338,20 @@ def chain_case(rng, steps: list[str], group: int = 1) -> Case:
     """IMAGE input through a chain of small steps ending in (or around) a Conv.
 
     Steps: sub/div/mul/add (per-channel), addpx/mulpx (per-element, on the current
-    shape), pad, nhwc (Transpose to NHWC), nchw (back), conv, relu, maxpool.
+    shape), sublast/mullast (per last axis: per-channel in NHWC), pad, nhwc (Transpose to NHWC), nchw (back), conv, relu, maxpool.
     """
     nodes, inits, shape = [], [], list(IMAGE)
     src = "input"
     for k, step in enumerate(steps):
         out = "output" if k == len(steps) - 1 else f"t{k}"
-        if step in ("sub", "div", "mul", "add", "addpx", "mulpx"):
-            op = {"sub": "Sub", "div": "Div", "mul": "Mul", "add": "Add", "addpx": "Add", "mulpx": "Mul"}[step]
-            cshape = tuple(shape) if step.endswith("px") else (shape[0], 1, 1)
+        if step in ("sub", "div", "mul", "add", "addpx", "mulpx", "sublast", "mullast"):
+            op = {"sub": "Sub", "div": "Div", "mul": "Mul", "add": "Add"}[step[:3]]
+            if step.endswith("px"):
+                cshape = tuple(shape)
+            elif step.endswith("last"):
+                cshape = (shape[-1],)
+            else:
+                cshape = (shape[0], 1, 1)
             inits.append(const(f"c{k}", affine_constant(rng, op, cshape)))
             nodes.append(node(op, [src, f"c{k}"], out))
         elif step == "pad":
@@ -379,7 +384,9 @@ CHAINS = {
     "pad_sub_conv": (["pad", "sub", "conv"], 1, ["conv"]),
     "pad_mul_conv": (["pad", "mul", "conv"], 1, ["conv"]),
     "sub_nhwc_nchw_conv": (["sub", "nhwc", "nchw", "conv"], 1, ["transpose", "transpose", "conv"]),
-    "nhwc_mulpx_nchw_conv": (["nhwc", "mulpx", "nchw", "conv"], 1, ["transpose", "transpose", "conv"]),
+    "nhwc_sublast_mullast_nchw_conv": (["nhwc", "sublast", "mullast", "nchw", "conv"], 1,
+                                       ["transpose", "transpose", "conv"]),
+    "nhwc_mulpx_nchw_conv": (["nhwc", "mulpx", "nchw", "conv"], 1, ["transpose", "transpose", "scale", "conv"]),
     "conv_mul_add": (["conv", "mul", "add"], 1, ["conv"]),
     "conv_addpx": (["conv", "addpx"], 1, ["conv"]),
     "conv_mulpx": (["conv", "mulpx"], 1, ["conv", "scale"]),
