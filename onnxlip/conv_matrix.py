@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from .ir import Conv
 
-MAX_NNZ = 3e7
+MAX_NNZ = 1e6
 
 
 def conv_nnz(node: Conv) -> int:

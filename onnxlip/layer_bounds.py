@@ -42,7 +42,13 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None) -> NormResult:
         return NormResult(0.0, "exact")
     if fits_exact(rows, cols):
         return matrix_norm(masked_submatrix(node, r, d))
-    return operator_norm(masked_operator(node, r, d), v0)
+    op, cols = masked_operator(node, r, d)
+    if cols is None:
+        return operator_norm(op, v0)
+    norm = operator_norm(op, None if v0 is None else v0.reshape(-1)[cols])
+    full = np.zeros(d.size)
+    full[cols] = norm.vector
+    return NormResult(norm.value, norm.method, full)
 
 
 def secant_slopes(y0: Any, y_upper: Any) -> Any:

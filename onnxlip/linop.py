@@ -55,27 +55,40 @@ def _dtype(node: Affine) -> Any:
     return node.scale.dtype if isinstance(node, Scale) else node.weight.dtype
 
 
-def masked_operator(node: Affine, r: Any, d: Any) -> LinearOperator:
-    """R·A·D of an affine layer, R = diag(r) on outputs and D = diag(d) on inputs."""
+def masked_operator(node: Affine, r: Any, d: Any) -> tuple[LinearOperator, Any]:
+    """R·A·D of an affine layer (R = diag(r) on outputs, D = diag(d) on inputs), and
+    the input columns it acts on (None: all of them).
+
+    With an explicit matrix, the rows and columns the masks zero out are sliced
+    away first, so the eigensolver works in the smaller space.
+    """
     matrix = explicit_matrix(node) if array_module(r) is np else None
     if matrix is None:
-        return FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
-                            node.in_shape, node.out_shape, _dtype(node))
-    r_flat, d_flat = r.reshape(-1), d.reshape(-1)
-    return aslinearoperator(sp.diags(r_flat)) @ aslinearoperator(matrix) @ aslinearoperator(sp.diags(d_flat))
+        op = FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
+                          node.in_shape, node.out_shape, _dtype(node))
+        return op, None
+    return aslinearoperator(_sliced(matrix, r, d)), np.flatnonzero(np.asarray(d).reshape(-1))
+
+
+def _sliced(matrix: Any, r: Any, d: Any) -> Any:
+    """R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0 (sparse stays sparse)."""
+    r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
+    rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)
+    if sp.issparse(matrix):
+        block = matrix[rows][:, cols]
+        return sp.diags(r_flat[rows]) @ block @ sp.diags(d_flat[cols])
+    return matrix[rows][:, cols] * r_flat[rows][:, None] * d_flat[cols][None, :]
 
 
 def masked_submatrix(node: Affine, r: Any, d: Any) -> np.ndarray:
     """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0."""
+    matrix = explicit_matrix(node)
+    if matrix is not None:
+        block = _sliced(matrix, r, d)
+        return block.toarray() if sp.issparse(block) else block
     r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
     rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)
-    matrix = explicit_matrix(node)
-    if matrix is None:
-        basis = np.zeros((len(cols), d_flat.size))
-        basis[np.arange(len(cols)), cols] = 1.0
-        block = node.linear(basis.reshape(len(cols), *node.in_shape)).reshape(len(cols), -1).T[rows]
-    elif sp.issparse(matrix):
-        block = matrix[rows][:, cols].toarray()
-    else:
-        block = matrix[rows][:, cols]
-    return block * r_flat[rows][:, None] * d_flat[cols][None, :]
+    basis = np.zeros((len(cols), d_flat.size))
+    basis[np.arange(len(cols)), cols] = d_flat[cols]
+    block = node.linear(basis.reshape(len(cols), *node.in_shape)).reshape(len(cols), -1).T[rows]
+    return block * r_flat[rows][:, None]

@@ -47,27 +47,32 @@ def make_model(
     inputs: Sequence[tuple[str, Sequence[int]]] | None = None,
     output: str | None = None,
     output_type: int = TensorProto.FLOAT,
+    output_shape: Sequence[int | str] | None = None,
+    batch_dim: int | str = "batch",
 ) -> onnx.ModelProto:
-    """A model whose data input ``input`` has shape ("batch", *input_shape).
+    """A model whose data input ``input`` has shape (batch_dim, *input_shape).
 
-    ``output`` defaults to the first output of the last node; its shape is left
-    unknown so that shape inference (and onnxruntime) decides it. ``inputs``
+    ``output`` defaults to the first output of the last node; its shape is
+    taken from ONNX shape inference unless ``output_shape`` gives it, in which
+    case the model is not checked (for deliberately invalid models). ``inputs``
     replaces the single data input by several (name, per-sample shape) inputs.
     """
     inputs = inputs if inputs is not None else [("input", input_shape)]
     graph_inputs = [
-        helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shape]) for name, shape in inputs
+        helper.make_tensor_value_info(name, TensorProto.FLOAT, [batch_dim, *shape]) for name, shape in inputs
     ]
     output = output or nodes[-1].output[0]
     graph = helper.make_graph(
         list(nodes),
         "test_graph",
         graph_inputs,
-        [helper.make_tensor_value_info(output, output_type, None)],
+        [helper.make_tensor_value_info(output, output_type, output_shape)],
         initializer=list(initializers),
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="onnxlip-tests")
     model.ir_version = IR_VERSION
+    if output_shape is not None:
+        return model
     # The checker wants a shape on the output: take the one ONNX shape inference finds.
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     model.graph.output[0].CopyFrom(inferred.graph.output[0])
@@ -89,9 +94,12 @@ def run_ort(model: os.PathLike | str | onnx.ModelProto, x: np.ndarray, output: s
     options.log_severity_level = 3  # no warnings about declared vs actual output shapes
     source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else os.fspath(model)
     session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-    feeds = {session.get_inputs()[0].name: np.asarray(x, dtype=np.float32)}
+    data = session.get_inputs()[0]
+    x = np.asarray(x, dtype=np.float32)
     names = [output] if output else None
-    return session.run(names, feeds)[0]
+    if data.shape and data.shape[0] == 1 and len(x) != 1:  # a fixed batch of 1: one sample at a time
+        return np.concatenate([session.run(names, {data.name: x[k : k + 1]})[0] for k in range(len(x))])
+    return session.run(names, {data.name: x})[0]
 
 
 def assert_rel_close(actual: Any, expected: Any, rtol: float, what: str = "") -> None:

@@ -154,6 +154,12 @@ MAXPOOL_CASES = {
     "k3_s2_floor": dict(kernel=(3, 3), strides=[2, 2], ceil_mode=0),
     "k3_s2_p1_ceil": dict(h=7, w=6, kernel=(3, 3), strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1),
     "k2_s3_dil2_ceil": dict(h=9, w=10, strides=[3, 3], dilations=[2, 2], pads=[1, 0, 0, 1], ceil_mode=1),
+    # auto_pad without dilation only: onnxruntime's SAME pooling ignores dilations in the padding
+    # (not the ONNX formula output = ceil(in / stride) that onnxlip and ONNX shape inference use).
+    "same_upper_k3_s2": dict(h=7, w=8, kernel=(3, 3), strides=[2, 2], auto_pad="SAME_UPPER"),
+    "same_lower_k2": dict(h=7, w=8, auto_pad="SAME_LOWER"),
+    "same_lower_k4_s3": dict(h=7, w=8, kernel=(4, 4), strides=[3, 3], auto_pad="SAME_LOWER"),
+    "valid_k3_s2": dict(h=7, w=8, kernel=(3, 3), strides=[2, 2], auto_pad="VALID"),
 }
 
 
@@ -180,6 +186,10 @@ AVGPOOL_CASES = {
     "k3_s1_p1_include_pad": dict(kernel=(3, 3), pads=[1, 1, 1, 1], count_include_pad=1),
     "k2_asym_pads_include_pad": dict(pads=[1, 0, 0, 1], count_include_pad=1),
     "k3_s2_p1_include_pad": dict(h=7, w=9, kernel=(3, 3), strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1),
+    "same_upper_include_pad": dict(h=7, w=8, kernel=(3, 3), strides=[2, 2], auto_pad="SAME_UPPER",
+                                   count_include_pad=1),
+    "same_lower_include_pad": dict(h=7, w=8, auto_pad="SAME_LOWER", count_include_pad=1),
+    "ceil_mode_without_partial_window": dict(strides=[2, 2], ceil_mode=1),
 }
 
 

@@ -1,0 +1,4 @@
+"""``python -m onnxlip`` runs the CLI."""
+from .cli import main
+
+main()

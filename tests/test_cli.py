@@ -1,0 +1,124 @@
+"""End-to-end CLI: every command on shipped models, JSON keys, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from onnxlip.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+BAD = ROOT / "tests" / "data"
+runner = CliRunner()
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def run_json(*args: str) -> dict:
+    code, stdout, stderr = run(*args, "--json")
+    assert code == 0, stderr
+    return json.loads(stdout)
+
+
+def model(name: str) -> tuple[str, str]:
+    return str(MODELS / f"{name}.onnx"), str(MODELS / f"{name}_x0.npy")
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "nhwc_tf", "normalized_mlp", "normalized_conv",
+                                  "batchnorm_net", "shape_ops_net", "mnist_lenet", "cifar10_net"])
+def test_inspect_verify_agrees_with_onnxruntime(name: str) -> None:
+    path, x0 = model(name)
+    data = run_json("inspect", path, "--verify", "--input", x0)
+    assert data["verify"]["ok"] and data["verify"]["relative_diff"] <= 1e-4
+    assert data["nodes"] and all({"op", "in_shape", "out_shape", "params", "names"} <= set(n) for n in data["nodes"])
+
+
+def test_global_json_keys() -> None:
+    data = run_json("global", model("mnist_lenet")[0])
+    assert data["bound"] > 0 and len(data["layers"]) > 0
+    assert {"lipschitz", "method", "op", "names"} <= set(data["layers"][0])
+
+
+def test_local_json_several_eps() -> None:
+    path, x0 = model("mnist_lenet")
+    data = run_json("local", path, "--input", x0, "--eps", "0.001", "--eps", "0.1")
+    assert [b["eps"] for b in data["bounds"]] == [0.001, 0.1]
+    assert data["bounds"][0]["bound"] <= data["bounds"][1]["bound"]
+    assert data["seconds"] >= 0 and data["layers"][0]["eps_in"] == 0.1
+
+
+def test_certify_json_keys() -> None:
+    path, x0 = model("mlp")
+    data = run_json("certify", path, "--input", x0)
+    assert {"label", "margin", "radius", "radius_paper", "radius_global"} <= set(data)
+    assert data["radius"] >= data["radius_paper"] >= data["radius_global"] > 0
+
+
+def test_human_output_has_table_and_bound() -> None:
+    path, x0 = model("convnet")
+    code, stdout, _ = run("local", path, "--input", x0, "--eps", "0.01")
+    assert code == 0 and "local Lipschitz bound" in stdout and "L_k" in stdout
+
+
+@pytest.mark.parametrize("bad", ["truncated", "random_bytes", "sigmoid_net", "tanh_net", "multi_unsupported",
+                                 "two_inputs", "nonconst_weight", "nan_weights"])
+def test_bad_models_give_one_line_and_exit_2(bad: str) -> None:
+    code, stdout, stderr = run("inspect", str(BAD / f"{bad}.onnx"))
+    assert code == 2
+    assert stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1
+    assert "Traceback" not in stdout + stderr
+
+
+def test_multi_unsupported_names_every_node() -> None:
+    _, _, stderr = run("inspect", str(BAD / "multi_unsupported.onnx"))
+    assert "Sigmoid" in stderr and "Tanh" in stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["local", "{m}", "--input", "{cifar_x0}", "--eps", "0.1"],  # wrong input shape
+    ["local", "{m}", "--input", "{missing}", "--eps", "0.1"],  # missing input
+    ["local", "{m}", "--input", "{x0}", "--eps", "-1"],  # bad eps
+    ["global", "{missing}"],  # missing model
+    ["certify", "{m}", "--input", "{x0}", "--label", "12"],  # label out of range
+])
+def test_bad_inputs_give_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
+    path, x0 = model("mnist_lenet")
+    values = {"m": path, "x0": x0, "cifar_x0": model("cifar10_net")[1], "missing": str(tmp_path / "nope.npy")}
+    code, _, stderr = run(*[a.format(**values) for a in args])
+    assert code == 2 and stderr.startswith("error: ") and len(stderr.strip().splitlines()) == 1
+
+
+def test_nan_input_is_rejected(tmp_path: Path) -> None:
+    import numpy as np
+
+    path, x0 = model("mlp")
+    bad = np.load(x0)
+    bad.flat[0] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    code, _, stderr = run("local", path, "--input", str(tmp_path / "nan.npy"), "--eps", "0.1")
+    assert code == 2 and "NaN" in stderr
+
+
+def test_version() -> None:
+    code, stdout, _ = run("--version")
+    assert code == 0 and stdout.startswith("onnxlip ")
+
+
+def test_console_script_subprocess() -> None:
+    """The installed entry point, as a CI job would call it."""
+    path, x0 = model("mlp")
+    proc = subprocess.run([sys.executable, "-m", "onnxlip", "local", path, "--input", x0, "--eps", "0.01", "--json"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["bounds"][0]["bound"] > 0
+    proc = subprocess.run([sys.executable, "-m", "onnxlip", "inspect", str(BAD / "truncated.onnx")],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
