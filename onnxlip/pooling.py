@@ -48,3 +48,24 @@ def scatter_winners(u: Any, arg: Any, win: Window2d) -> Any:
     for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
         grad[:, :, rows, cols] += xp.where(arg == k, u, 0)
     return win.crop(grad)
+
+
+def unstable_windows(lo: Any, hi: Any, arg: Any, win: Window2d) -> tuple[Any, Any]:
+    """Windows whose winner may change over input ranges [lo, hi], and their candidates.
+
+    Returns (unstable (N, C, Ho, Wo) bool, candidates (N, C, H, W) bool): a window
+    is unstable when some other element's upper bound exceeds the nominal
+    winner's lower bound; its candidates are the elements that can be the max.
+    """
+    xp = array_module(lo)
+    winner_lo = select_winners(lo, arg, win)
+    max_lo = maxpool2d(lo, win)[0]
+    hi_pad = win.pad(hi, xp, value=-xp.inf)
+    unstable = xp.zeros(arg.shape, dtype=bool)
+    for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
+        unstable |= (arg != k) & (hi_pad[:, :, rows, cols] > winner_lo)
+    n, c = lo.shape[:2]
+    cand = xp.zeros((n, c, *win.padded_hw), dtype=bool)
+    for _, _, (rows, cols) in win.offsets():
+        cand[:, :, rows, cols] |= unstable & (hi_pad[:, :, rows, cols] >= max_lo)
+    return unstable, win.crop(cand)
