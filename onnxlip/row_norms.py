@@ -14,7 +14,10 @@ from .ir import Affine
 
 
 def masked_row_norms(node: Affine, d: Any) -> Any:
-    """‖a_iᵀ D‖₂ for every output i of ``node`` (per-sample shape), mask d ∈ [0, 1]."""
+    """‖a_iᵀ D‖₂ for every output i of ``node`` (per-sample shape), 0/1 mask d.
+
+    For a fractional d this is sqrt(Σ_j A_ij² d_j), i.e. ‖a_iᵀ D^{1/2}‖₂.
+    """
     xp = array_module(d)
     squared = node.squared().linear(d[None])[0]
     return xp.sqrt(xp.maximum(squared, 0))

@@ -247,16 +247,10 @@ BAD_MODELS = {
 }
 
 
-SOFTMAX_BUG = (
-    "onnxlip/importer/loader.py _visit: every node downstream of a dropped head op (Softmax/LogSoftmax/ArgMax) is "
-    "dropped too, affine layers included: Gemm(4->5) -> Softmax -> Gemm(5->2) imports as the first Gemm alone "
-    "(IR output shape (5,) instead of the model's (2,)) with only a warning 'dropped output head: Softmax ..., "
-    "Gemm ...', instead of an UnsupportedModelError (softmax used as an activation, not as an output head)"
-)
 BAD_PARAMS = [pytest.param(v, id=k) for k, v in BAD_MODELS.items()] + [
     pytest.param(Bad(lambda: chain(gemm(4, 5, "input", "g", "1"), one("Softmax", ["g"], "s", axis=1),
                                    gemm(5, 2, "s", "output", "2")), says=["Softmax"]),
-                 id="softmax_in_the_middle", marks=pytest.mark.xfail(reason=SOFTMAX_BUG, strict=True)),
+                 id="softmax_in_the_middle"),
 ]
 
 

@@ -163,15 +163,8 @@ MAXPOOL_CASES = {
 }
 
 
-CEIL_DROP_BUG = (
-    "onnxlip/importer/loader.py _convert_node: with ceil_mode=1, when the last window would start in the end "
-    "padding, geometry.py drops it (PyTorch/onnxruntime rule, e.g. H=5, k=2, s=2, pads=1 -> 3 outputs, as "
-    "onnxruntime computes) but ONNX shape inference says 4, and the cross-check rejects the valid model with "
-    "UnsupportedModelError 'converted shape (1, 3, 3, 4) != inferred (1, 3, 4, 5)'"
-)
 MAXPOOL_PARAMS = [pytest.param(v, id=k) for k, v in MAXPOOL_CASES.items()] + [
-    pytest.param(dict(h=5, w=7, strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1), id="k2_s2_p1_ceil_drop_last",
-                 marks=pytest.mark.xfail(reason=CEIL_DROP_BUG, strict=True)),
+    pytest.param(dict(h=5, w=7, strides=[2, 2], pads=[1, 1, 1, 1], ceil_mode=1), id="k2_s2_p1_ceil_drop_last"),
 ]
 
 

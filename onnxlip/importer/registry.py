@@ -85,6 +85,11 @@ def converter(*op_types: str) -> Callable[[Converter], Converter]:
 # Ops that map class scores to probabilities or labels: bounds are on the logits,
 # so these may end a graph and are dropped with a warning.
 HEAD_OPS = frozenset({"Softmax", "LogSoftmax", "ArgMax"})
+# What may follow a head (labels, probabilities, their reshaping): dropped with it.
+POSTPROCESS_OPS = HEAD_OPS | frozenset({
+    "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "ZipMap", "ArrayFeatureExtractor",
+    "Normalizer", "LabelEncoder", "TopK", "ReduceMax",
+})
 # Ops that make a network non-ReLU: named explicitly in the error.
 NON_RELU_ACTIVATIONS = frozenset({
     "Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "HardSigmoid",
