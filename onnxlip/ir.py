@@ -2,8 +2,9 @@
 
 Shapes are per sample (no batch axis); every method takes and returns arrays
 with a leading batch axis. Affine nodes split into ``linear`` (the matrix A,
-applied matrix-free) and a bias, and expose ``adjoint`` (Aᵀ) and ``squared``
-(the same map with every weight squared, used for masked row norms).
+applied matrix-free) and a bias, and expose ``adjoint`` (Aᵀ); ``with_weights``
+gives the same map with a function applied to every weight (|A| for interval
+bounds, A∘A for masked row norms).
 Activation nodes expose ``jvp``/``vjp`` at a fixed nominal input, so a whole
 network with its activation pattern fixed is one linear operator.
 """
@@ -43,8 +44,6 @@ class Dense:
     def forward(self, x: Any) -> Any:
         return self.linear(x) + self.bias
 
-    def squared(self) -> "Dense":
-        return dataclasses.replace(self, weight=self.weight**2, bias=self.bias * 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,8 +68,6 @@ class Conv:
     def forward(self, x: Any) -> Any:
         return self.linear(x) + self.bias
 
-    def squared(self) -> "Conv":
-        return dataclasses.replace(self, weight=self.weight**2, bias=self.bias * 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,8 +90,6 @@ class Scale:
     def forward(self, x: Any) -> Any:
         return x * self.scale + self.shift
 
-    def squared(self) -> "Scale":
-        return dataclasses.replace(self, scale=self.scale**2, shift=self.shift * 0)
 
 
 @dataclass(frozen=True, eq=False)
@@ -203,6 +198,13 @@ Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool]
 AFFINE_TYPES = (Dense, Conv, Scale)
 SHAPE_TYPES = (Reshape, Transpose, Pad)
 ARRAY_FIELDS = ("weight", "bias", "scale", "shift")
+
+
+def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
+    """The linear part of ``node`` with ``fn`` applied to each weight, and no bias."""
+    if isinstance(node, Scale):
+        return dataclasses.replace(node, scale=fn(node.scale), shift=node.shift * 0)
+    return dataclasses.replace(node, weight=fn(node.weight), bias=node.bias * 0)
 
 
 def parameter_count(node: Node) -> int:

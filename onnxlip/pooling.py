@@ -50,22 +50,40 @@ def scatter_winners(u: Any, arg: Any, win: Window2d) -> Any:
     return win.crop(grad)
 
 
-def unstable_windows(lo: Any, hi: Any, arg: Any, win: Window2d) -> tuple[Any, Any]:
-    """Windows whose winner may change over input ranges [lo, hi], and their candidates.
+def window_candidates(lo: Any, hi: Any, arg: Any, win: Window2d) -> tuple[Any, list[Any]]:
+    """Which elements of each window can be its max for inputs in [lo, hi].
 
-    Returns (unstable (N, C, Ho, Wo) bool, candidates (N, C, H, W) bool): a window
-    is unstable when some other element's upper bound exceeds the nominal
-    winner's lower bound; its candidates are the elements that can be the max.
+    Returns (unstable (N, C, Ho, Wo) bool, one (N, C, Ho, Wo) bool per kernel tap):
+    a window is unstable when another element's upper bound exceeds the nominal
+    winner's lower bound; a tap is a candidate when its upper bound reaches the
+    largest lower bound of the window. Stable windows keep only their winner.
     """
     xp = array_module(lo)
     winner_lo = select_winners(lo, arg, win)
     max_lo = maxpool2d(lo, win)[0]
     hi_pad = win.pad(hi, xp, value=-xp.inf)
+    taps = [hi_pad[:, :, rows, cols] for _, _, (rows, cols) in win.offsets()]
     unstable = xp.zeros(arg.shape, dtype=bool)
-    for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
-        unstable |= (arg != k) & (hi_pad[:, :, rows, cols] > winner_lo)
-    n, c = lo.shape[:2]
-    cand = xp.zeros((n, c, *win.padded_hw), dtype=bool)
-    for _, _, (rows, cols) in win.offsets():
-        cand[:, :, rows, cols] |= unstable & (hi_pad[:, :, rows, cols] >= max_lo)
-    return unstable, win.crop(cand)
+    for k, tap in enumerate(taps):
+        unstable |= (arg != k) & (tap > winner_lo)
+    candidates = [xp.where(unstable, tap >= max_lo, arg == k) for k, tap in enumerate(taps)]
+    return unstable, candidates
+
+
+def mix_windows(v: Any, weights: list[Any], win: Window2d) -> Any:
+    """Σ_taps weight·tap: max-pool's JVP with a fixed convex weight per window element."""
+    xp = array_module(v)
+    vpad = win.pad(v, xp)
+    out = 0
+    for w, (_, _, (rows, cols)) in zip(weights, win.offsets()):
+        out = out + w * vpad[:, :, rows, cols]
+    return out
+
+
+def spread_windows(u: Any, weights: list[Any], win: Window2d) -> Any:
+    """Adjoint of ``mix_windows``."""
+    xp = array_module(u)
+    grad = xp.zeros((*u.shape[:2], *win.padded_hw), dtype=u.dtype)
+    for w, (_, _, (rows, cols)) in zip(weights, win.offsets()):
+        grad[:, :, rows, cols] += w * u
+    return win.crop(grad)

@@ -1,8 +1,11 @@
 """Human (rich) and machine (JSON-ready dict) views of results. No computation here."""
 from __future__ import annotations
 
-from typing import Any
+import math
+import os
+from typing import Any, Sequence
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -11,9 +14,21 @@ from .ir import describe, parameter_count
 from .network import Network
 from .radius import RadiusResult
 
-ESTIMATE_NOTE = ("estimate: some layer norms come from Lanczos converged to 1e-9 (values from below); "
-                 "use --certified for provable upper bounds")
+SQRT2 = math.sqrt(2.0)
+ESTIMATE_NOTE = ("estimate: some layer norms come from a Lanczos eigensolver converged to 1e-9 relative "
+                 "tolerance (a value from below), so the bound is an accurate estimate, not a proof")
 
+
+def _shape(shape: Sequence[int]) -> str:
+    return "×".join(str(s) for s in shape)
+
+
+def _finite(value: float | None) -> float | None:
+    """JSON has no inf/NaN: map them to null."""
+    return None if value is None or not math.isfinite(value) else value
+
+
+# ---------------------------------------------------------------- JSON views
 
 def network_dict(net: Network) -> dict[str, Any]:
     nodes = [{"index": i, "op": n.op, "detail": describe(n), "in_shape": list(n.in_shape),
@@ -29,48 +44,119 @@ def global_dict(result: BoundResult) -> dict[str, Any]:
             "estimate": result.is_estimate, "seconds": result.seconds}
 
 
-def local_dict(results: list[BoundResult]) -> dict[str, Any]:
-    return {
-        "bounds": [{"eps": r.eps, "bound": r.bound, "estimate": r.is_estimate, "seconds": r.seconds} for r in results],
+def ball_certified(eps: float, bound: float, margin: float) -> bool:
+    """The paper's test on one ball: ε·L(x0, ε) < m/√2 keeps the label (m > 0)."""
+    return margin > 0 and eps * bound < margin / SQRT2
+
+
+def local_dict(results: list[BoundResult], method: str = "paper", margin: float | None = None,
+               label: int | None = None) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "bounds": [{"eps": r.eps, "bound": r.bound, "estimate": r.is_estimate, "seconds": r.seconds,
+                    **({"certified": ball_certified(r.eps, r.bound, margin)} if margin is not None else {})}
+                   for r in results],
         "layers": [layer.as_dict() for layer in results[-1].layers],
+        "method": method,
         "seconds": sum(r.seconds for r in results),
     }
+    if margin is not None:
+        data.update(label=label, margin=margin)
+    return data
 
 
 def radius_dict(result: RadiusResult) -> dict[str, Any]:
     return result.as_dict()
 
 
+def sweep_dict(results: list[BoundResult], global_value: float, method: str, lower: list[Any] | None,
+               seconds: float) -> dict[str, Any]:
+    points = []
+    for i, r in enumerate(results):
+        point = {"eps": r.eps, "bound": r.bound, "estimate": r.is_estimate, "seconds": r.seconds}
+        if lower is not None:
+            point.update(lower=lower[i].value, lower_method=lower[i].method, jacobian=lower[i].jacobian)
+        points.append(point)
+    return {"points": points, "global_bound": global_value, "method": method,
+            "estimate": any(r.is_estimate for r in results), "seconds": seconds}
+
+
+def batch_dict(rows: list[dict[str, Any]], radii: Sequence[float], labelled: bool, seconds: float) -> dict[str, Any]:
+    n = len(rows)
+    return {"n": n, "labelled": labelled,
+            "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0,
+            "table": accuracy_table_rows(rows, radii),
+            "inputs": rows, "seconds": seconds}
+
+
+def accuracy_table_rows(rows: list[dict[str, Any]], radii: Sequence[float]) -> list[dict[str, Any]]:
+    """Certified accuracy at each radius r: correct and certified radius ≥ r."""
+    n = max(len(rows), 1)
+    table = []
+    for r in radii:
+        count = sum(1 for row in rows if row["correct"] and row["radius"] >= r)
+        table.append({"radius": r, "certified": count, "certified_accuracy": count / n})
+    return table
+
+
+def lower_dict(eps: float, lb: Any, seconds: float) -> dict[str, Any]:
+    return {"eps": eps, "lower_bound": lb.value, "method": lb.method, "jacobian": lb.jacobian, "seconds": seconds}
+
+
+def attack_dict(attack: Any, ort_label: int | None, seconds: float) -> dict[str, Any]:
+    return {"found": attack.found, "distance": _finite(attack.distance), "method": attack.method,
+            "label": attack.label, "adv_label": attack.adv_label,
+            "onnxruntime_label": ort_label,
+            "onnxruntime_agrees": None if not attack.found else ort_label == attack.adv_label,
+            "seconds": seconds}
+
+
+def check_dict(outcomes: list[Any], model: str, seconds: float) -> dict[str, Any]:
+    return {"model": model, "passed": all(o.passed for o in outcomes),
+            "conditions": [o.as_dict() for o in outcomes], "seconds": seconds}
+
+
+# ---------------------------------------------------------------- rich views
+
 def network_table(net: Network) -> Table:
-    table = Table(title=f"{net.source}: input '{net.input_name}' {[1, *net.input_shape]}")
+    table = Table(title=f"{net.source}: input '{net.input_name}' {[1, *net.input_shape]}", box=box.SIMPLE_HEAD)
     for col in ("#", "op", "in", "out", "params", "onnx nodes"):
-        table.add_column(col)
+        table.add_column(col, justify="right" if col in ("#", "params") else "left")
     for i, n in enumerate(net.nodes):
-        table.add_row(str(i), describe(n), str(list(n.in_shape)), str(list(n.out_shape)),
+        table.add_row(str(i), describe(n), _shape(n.in_shape), _shape(n.out_shape),
                       str(parameter_count(n)), ", ".join(n.names))
     return table
 
 
 def layer_table(layers: list[LayerReport], title: str, local: bool) -> Table:
-    table = Table(title=title)
-    columns = ["#", "op", "out", "L_k", "how"] + (["eps_in", "inactive", "active", "unstable"] if local else [])
+    """Per-layer table: op, output shape, L_k, ε_k (ball at the layer's input), unit counts."""
+    table = Table(title=title, box=box.SIMPLE_HEAD)
+    columns = ["#", "op", "shape", "L_k"] + (["ε_k", "inactive", "active", "unstable"] if local else []) + ["norm"]
     for col in columns:
-        table.add_column(col, justify="right" if col not in ("op", "how") else "left")
+        table.add_column(col, justify="left" if col in ("op", "shape", "norm") else "right",
+                         no_wrap=col != "op")
     for layer in layers:
-        row = [str(layer.index), layer.op, str(list(layer.out_shape)), f"{layer.lipschitz:.6g}", layer.method]
+        row = [str(layer.index), layer.op, _shape(layer.out_shape), f"{layer.lipschitz:.6g}"]
         if local:
             row += [f"{layer.eps_in:.4g}", str(layer.inactive), str(layer.active), str(layer.unstable)]
-        table.add_row(*row)
+        table.add_row(*row, layer.method)
     return table
 
 
-def print_bounds(console: Console, results: list[BoundResult], global_value: float | None = None) -> None:
+def print_bounds(console: Console, results: list[BoundResult], global_value: float | None = None,
+                 margin: float | None = None, label: int | None = None) -> None:
     if results and results[-1].layers:
         console.print(layer_table(results[-1].layers, f"layers at eps={results[-1].eps:g}", local=True))
     for r in results:
-        console.print(f"local Lipschitz bound  L(x0, eps={r.eps:g}) = [bold]{r.bound:.6g}[/bold]  ({r.seconds:.3f} s)")
+        line = f"local Lipschitz bound  L(x0, eps={r.eps:g}) = [bold]{r.bound:.6g}[/bold]"
+        if margin is not None:
+            ok = ball_certified(r.eps, r.bound, margin)
+            line += f"  eps·L = {r.eps * r.bound:.4g}: {'[green]certified[/green]' if ok else 'not certified'}"
+        console.print(line + f"  ({r.seconds:.3f} s)")
     if global_value is not None:
         console.print(f"global Lipschitz bound = {global_value:.6g}")
+    if margin is not None:
+        console.print(f"label {label}, margin {margin:.6g}: the ball keeps the label when eps·L < margin/√2 = "
+                      f"{margin / SQRT2:.6g} (paper's test; `certify` also tries margin folding)")
     if any(r.is_estimate for r in results):
         console.print(f"[dim]{ESTIMATE_NOTE}[/dim]")
 
@@ -80,3 +166,48 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     console.print(f"certified L2 radius = [bold]{r.radius:.6g}[/bold]  (method: {r.method}, {r.seconds:.2f} s)")
     folded = "n/a" if r.radius_folded is None else f"{r.radius_folded:.6g}"
     console.print(f"  paper-style {r.radius_paper:.6g} | margin folding {folded} | global {r.radius_global:.6g}")
+
+
+def sweep_table(data: dict[str, Any]) -> Table:
+    lower = bool(data["points"]) and "lower" in data["points"][0]
+    table = Table(title=f"local bound over eps (method {data['method']}), global bound {data['global_bound']:.6g}",
+                  box=box.SIMPLE_HEAD)
+    for col in ["eps", "L(x0, eps)", "L / global"] + (["lower", "gap ×"] if lower else []):
+        table.add_column(col, justify="right")
+    for p in data["points"]:
+        row = [f"{p['eps']:.4g}", f"{p['bound']:.6g}", f"{p['bound'] / data['global_bound']:.3g}"]
+        if lower:
+            row += [f"{p['lower']:.6g}", f"{p['bound'] / p['lower']:.3g}" if p["lower"] > 0 else "inf"]
+        table.add_row(*row)
+    return table
+
+
+def accuracy_table(data: dict[str, Any]) -> Table:
+    what = "certified accuracy" if data["labelled"] else "certified fraction (own predictions)"
+    table = Table(title=f"{what} over {data['n']} inputs", box=box.SIMPLE_HEAD)
+    for col in ("radius", "certified", what.split(" (")[0]):
+        table.add_column(col, justify="right")
+    for row in data["table"]:
+        table.add_row(f"{row['radius']:g}", f"{row['certified']}/{data['n']}", f"{row['certified_accuracy']:.1%}")
+    return table
+
+
+def inputs_table(rows: list[dict[str, Any]], limit: int = 20) -> Table:
+    table = Table(title="per input" + (f" (first {limit} of {len(rows)}; all with --csv)" if len(rows) > limit else ""),
+                  box=box.SIMPLE_HEAD)
+    for col in ("#", "label", "predicted", "margin", "radius", "method"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for row in rows[:limit]:
+        table.add_row(str(row["index"]), str(row["label"]), str(row["predicted"]), f"{row['margin']:.4g}",
+                      f"{row['radius']:.4g}", row["method"])
+    return table
+
+
+def check_table(outcomes: list[Any]) -> Table:
+    table = Table(title="onnxlip check", box=box.SIMPLE_HEAD)
+    for col in ("condition", "input", "measured", "threshold", "result"):
+        table.add_column(col, justify="right" if col in ("measured", "threshold") else "left")
+    for o in outcomes:
+        result = "[green]PASS[/green]" if o.passed else "[bold red]FAIL[/bold red]"
+        table.add_row(o.what, os.path.basename(o.input) if o.input else "-", f"{o.measured:.6g}", f"{o.relation} {o.threshold:g}", result)
+    return table

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import array_module
-from .ir import Affine
+from .ir import Affine, with_weights
 
 
 def masked_row_norms(node: Affine, d: Any) -> Any:
@@ -19,5 +19,5 @@ def masked_row_norms(node: Affine, d: Any) -> Any:
     For a fractional d this is sqrt(Σ_j A_ij² d_j), i.e. ‖a_iᵀ D^{1/2}‖₂.
     """
     xp = array_module(d)
-    squared = node.squared().linear(d[None])[0]
+    squared = with_weights(node, xp.square).linear(d[None])[0]
     return xp.sqrt(xp.maximum(squared, 0))

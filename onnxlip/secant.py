@@ -5,10 +5,12 @@ g(z) − g(z0) = S·(z − z0) for a *secant* matrix S that depends on x but lie
 known set: S = S̄ + L·U·R with ‖U‖₂ ≤ 1 and diagonal factors L (output side) and
 R (input side). Units whose secant cannot vary get L = R = 0 there.
 - ReLU: s_i ∈ [s_lo, s_hi] from the input range [lo, hi]; S̄ = diag(mid), L = R = √half-width.
-- MaxPool: the difference of the max is a convex combination of the window's
-  candidates (mean-value argument for a convex function); S̄ selects the nominal
-  winner, L = γ on unstable windows, R = 1 on their candidates, γ = √(2n) ≥ ‖E‖₂
-  for the deviation rows E (each row's ℓ1 norm ≤ 2, each column meets ≤ n rows).
+- MaxPool: the difference of the max is a convex combination λ of the window's
+  candidates (mean-value argument for a convex function). S̄ averages the
+  candidates of unstable windows (and selects the winner of stable ones), L = γ on
+  unstable windows, R = 1 on their candidates. With k candidates a row of E = λ − S̄
+  has ‖·‖₂ ≤ √(1 − 1/k) and ‖·‖₁ ≤ 2(1 − 1/k); a column meets at most n windows, so
+  γ = √(1 − 1/k) when windows do not overlap, else √(2n)·(1 − 1/k) ≥ ‖E‖₂.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Any
 
 from .backend import array_module
 from .ir import MaxPool, Relu
-from .pooling import maxpool2d, scatter_winners, select_winners, unstable_windows
+from .pooling import maxpool2d, mix_windows, spread_windows, window_candidates
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,7 +28,7 @@ class Secant:
     """Centre linearization of one nonlinear node and its deviation factors (None: stable)."""
 
     node: Any
-    center: Any  # ReLU: slopes (batch-1 shaped); MaxPool: winner index
+    center: Any  # ReLU: slopes (batch-1 shaped); MaxPool: one weight array per kernel tap
     left: Any = None  # output-side diagonal, batch-1 shaped
     right: Any = None  # input-side diagonal, batch-1 shaped
     unstable: int = 0
@@ -34,12 +36,12 @@ class Secant:
     def jvp(self, v: Any) -> Any:
         if isinstance(self.node, Relu):
             return v * self.center
-        return select_winners(v, self.center, self.node.window)
+        return mix_windows(v, self.center, self.node.window)
 
     def vjp(self, u: Any) -> Any:
         if isinstance(self.node, Relu):
             return u * self.center
-        return scatter_winners(u, self.center, self.node.window)
+        return spread_windows(u, self.center, self.node.window)
 
 
 def relu_slope_interval(z0: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
@@ -68,13 +70,18 @@ def relu_secant(node: Relu, z0: Any, lo: Any, hi: Any) -> Secant:
 
 def maxpool_secant(node: MaxPool, z0: Any, lo: Any, hi: Any) -> Secant:
     xp = array_module(z0)
-    arg = maxpool2d(z0, node.window)[1]
-    unstable, candidates = unstable_windows(lo, hi, arg, node.window)
-    count = int(xp.count_nonzero(unstable))
-    if count == 0:
-        return Secant(node, arg)
-    gamma = math.sqrt(2 * node.window.max_windows_per_element())
-    return Secant(node, arg, gamma * unstable.astype(z0.dtype), candidates.astype(z0.dtype), count)
+    win = node.window
+    unstable, candidates = window_candidates(lo, hi, maxpool2d(z0, win)[1], win)
+    counts = sum(c.astype(z0.dtype) for c in candidates)
+    weights = [c / counts for c in candidates]
+    n_unstable = int(xp.count_nonzero(unstable))
+    if n_unstable == 0:
+        return Secant(node, weights)
+    spread = 1 - 1 / float(xp.max(counts[unstable]))
+    overlap = win.max_windows_per_element()
+    gamma = math.sqrt(spread) if overlap == 1 else math.sqrt(2 * overlap) * spread
+    right = spread_windows(unstable.astype(z0.dtype), candidates, win) > 0
+    return Secant(node, weights, gamma * unstable.astype(z0.dtype), right.astype(z0.dtype), n_unstable)
 
 
 def secant(node: Any, z0: Any, lo: Any, hi: Any) -> Secant:

@@ -67,3 +67,10 @@ def operator_norm(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) 
         if len(vals) == 0:
             raise
     return NormResult(float(np.sqrt(max(vals[-1], 0.0))), "lanczos", vecs[:, -1])
+
+
+def symmetric_top(op: LinearOperator, tol: float = LANCZOS_TOL) -> tuple[float, Any]:
+    """Largest eigenvalue and eigenvector of a symmetric PSD operator, by Lanczos."""
+    n = op.shape[0]
+    vals, vecs = eigsh(op, k=1, which="LA", tol=tol, maxiter=max(1000, n))
+    return float(vals[-1]), vecs[:, -1]
