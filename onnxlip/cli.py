@@ -52,6 +52,11 @@ class OneLineErrors(TyperGroup):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # help was shown for a bare command
+                message = exc.format_message()
+                if message.strip():
+                    out.print(message, markup=False, highlight=False)
+                sys.exit(exc.exit_code)
             where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "onnxlip"
             err.print(f"error: {where}: {exc.format_message()} (see {where} --help)", soft_wrap=True, markup=False)
             sys.exit(exc.exit_code)
@@ -399,7 +404,8 @@ def _batch_arrays(net: Network, path: Path, key: str | None, labels: Path | None
                   labels_key: str | None) -> tuple[np.ndarray, np.ndarray | None]:
     """Inputs [N, *input_shape] and integer labels [N] (or None) for batch certification."""
     where = os.fspath(path)
-    if where.endswith(".npz") and key is None and labels_key is not None and os.path.isfile(where):
+    y = read_array(path, labels_key) if labels_key is not None else None  # names a missing key first
+    if where.endswith(".npz") and key is None and labels_key is not None:
         try:
             with np.load(where, allow_pickle=False) as z:
                 others = [k for k in z.files if k != labels_key]
@@ -418,11 +424,9 @@ def _batch_arrays(net: Network, path: Path, key: str | None, labels: Path | None
                          f"input '{net.input_name}'")
     for i, x in enumerate(xs):
         check_input(x, net, f"{where}[{i}]")
-    y = None
     if labels_key is not None or labels is not None:
-        lpath = path if labels_key is not None else labels
-        lwhere = f"{lpath} (key {labels_key})" if labels_key is not None else os.fspath(lpath)
-        y = np.asarray(read_array(lpath, labels_key))
+        lwhere = f"{where} (key {labels_key})" if labels_key is not None else os.fspath(labels)
+        y = np.asarray(y if y is not None else read_array(labels))
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
         if y.ndim != 1 or len(y) != len(xs):
@@ -609,7 +613,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
 def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = None,
           samples: Annotated[int, typer.Option("--samples", min=1, help="Random points in the ball.")] = 256,
           steps: Annotated[int, typer.Option("--steps", min=0, help="Gradient-ascent steps.")] = 40,
-          restarts: Annotated[int, typer.Option("--restarts", min=1, help="Gradient-ascent restarts.")] = 8,
+          restarts: Annotated[int, typer.Option("--restarts", min=4, help="Gradient-ascent restarts (at least 4).")] = 8,
           norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Empirical lower bound of L(x0, eps): the best ratio |f(x)-f(x0)|/|x-x0| found in the ball."""

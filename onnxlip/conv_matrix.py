@@ -6,23 +6,23 @@ layers (ImageNet-size) stay matrix-free.
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
-from .ir import Conv
+if TYPE_CHECKING:
+    from .ir import Conv
 
 MAX_NNZ = 1e6
 
 
-def conv_nnz(node: Conv) -> int:
+def conv_nnz(node: "Conv") -> int:
     """Stored entries of the layer's matrix (an upper bound: taps over padding count)."""
     return int(np.prod(node.out_shape)) * int(np.prod(node.weight.shape[1:]))
 
 
-@lru_cache(maxsize=32)
-def conv_as_sparse(node: Conv) -> sp.csr_matrix | None:
+def conv_as_sparse(node: "Conv") -> sp.csr_matrix | None:
     """The (out × in) matrix of ``node.linear`` in CSR form, or None when too large."""
     if conv_nnz(node) > MAX_NNZ:
         return None

@@ -143,6 +143,8 @@ def junit_xml(outcomes: Sequence[Outcome], model: str, seconds: float, error: st
 
 def write_junit(path: str | os.PathLike, tree: ET.ElementTree) -> None:
     try:
-        tree.write(os.fspath(path), encoding="utf-8", xml_declaration=True)
+        with open(path, "wb") as f:
+            tree.write(f, encoding="utf-8", xml_declaration=True)
+            f.write(b"\n")
     except OSError as exc:
         raise InputError(f"{os.fspath(path)}: cannot write the JUnit report ({exc.strerror})") from None

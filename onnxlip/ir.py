@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from .backend import array_module
 from .conv import conv2d, conv2d_adjoint
+from .conv_matrix import conv_as_sparse
 from .pooling import maxpool2d, scatter_winners, select_winners
 from .windows import Window2d
 
@@ -59,10 +61,19 @@ class Conv:
     names: tuple[str, ...] = ()
     op = "conv"
 
+    @cached_property
+    def matrix(self) -> Any:
+        """The layer as a sparse matrix when that is cheaper than a strided convolution."""
+        return conv_as_sparse(self)
+
     def linear(self, v: Any) -> Any:
+        if self.matrix is not None and isinstance(v, np.ndarray):
+            return (self.matrix @ v.reshape(len(v), -1).T).T.reshape(len(v), *self.out_shape)
         return conv2d(v, self.weight, self.window, self.groups)
 
     def adjoint(self, u: Any) -> Any:
+        if self.matrix is not None and isinstance(u, np.ndarray):
+            return (self.matrix.T @ u.reshape(len(u), -1).T).T.reshape(len(u), *self.in_shape)
         return conv2d_adjoint(u, self.weight, self.window, self.groups)
 
     def forward(self, x: Any) -> Any:
@@ -204,7 +215,12 @@ def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
     """The linear part of ``node`` with ``fn`` applied to each weight, and no bias."""
     if isinstance(node, Scale):
         return dataclasses.replace(node, scale=fn(node.scale), shift=node.shift * 0)
-    return dataclasses.replace(node, weight=fn(node.weight), bias=node.bias * 0)
+    mapped = dataclasses.replace(node, weight=fn(node.weight), bias=node.bias * 0)
+    if isinstance(node, Conv) and node.matrix is not None:  # reuse the sparsity pattern
+        matrix = node.matrix.copy()
+        matrix.data = fn(matrix.data)
+        mapped.__dict__["matrix"] = matrix
+    return mapped
 
 
 def parameter_count(node: Node) -> int:

@@ -15,7 +15,6 @@ import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
 from .backend import array_module
-from .conv_matrix import conv_as_sparse
 from .ir import Affine, Conv, Dense, Scale
 
 
@@ -47,7 +46,7 @@ def explicit_matrix(node: Affine) -> Any:
     if isinstance(node, Dense):
         return node.weight
     if isinstance(node, Conv):
-        return conv_as_sparse(node)
+        return node.matrix
     return sp.diags(np.broadcast_to(node.scale, node.in_shape).reshape(-1))
 
 

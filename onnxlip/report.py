@@ -15,8 +15,8 @@ from .network import Network
 from .radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
-ESTIMATE_NOTE = ("estimate: some layer norms come from a Lanczos eigensolver converged to 1e-9 relative "
-                 "tolerance (a value from below), so the bound is an accurate estimate, not a proof")
+ESTIMATE_NOTE = ("estimate: norms marked lanczos are converged to 1e-9 relative tolerance, from below "
+                 "(accurate, not a proof)")
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -155,8 +155,8 @@ def print_bounds(console: Console, results: list[BoundResult], global_value: flo
     if global_value is not None:
         console.print(f"global Lipschitz bound = {global_value:.6g}")
     if margin is not None:
-        console.print(f"label {label}, margin {margin:.6g}: the ball keeps the label when eps·L < margin/√2 = "
-                      f"{margin / SQRT2:.6g} (paper's test; `certify` also tries margin folding)")
+        console.print(f"label {label}, margin {margin:.6g}: a ball is certified when eps·L < margin/√2 = "
+                      f"{margin / SQRT2:.6g}")
     if any(r.is_estimate for r in results):
         console.print(f"[dim]{ESTIMATE_NOTE}[/dim]")
 

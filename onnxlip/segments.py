@@ -1,10 +1,11 @@
-"""Norms of segments of the network linearized at its secant centres.
+"""Segments of the network linearized at its secant centres, and their norms.
 
 A segment C[a, b) applies nodes a … b−1, each as a linear map: affine and shape
-nodes by their linear part, ReLU and MaxPool by their centre secant. We need
-‖diag(row)·C[a,b)·diag(col)‖₂ and ‖Y·C[a,b)·diag(col)‖₂ for row vectors Y.
-When one side has few non-zero entries the matrix is formed by one batched pass
-and its norm is exact; otherwise Lanczos runs on the segment's JVP/VJP.
+nodes by their linear part, ReLU and MaxPool by their centre secant (or, where no
+secant is set yet, their Jacobian at x0). The bounds need ‖Y·C[a,b)·diag(col)‖₂
+with Y = diag(row) or a few explicit rows. When one side has few non-zero entries
+the matrix is formed by one batched pass (exact norm); otherwise the segment is
+left matrix-free for Lanczos on its JVP/VJP.
 """
 from __future__ import annotations
 
@@ -13,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from .linop import FlatOperator
 from .ir import MaxPool, Relu
+from .linop import FlatOperator
 from .network import Network
 from .secant import Secant
-from .spectral import NormResult, matrix_norm, operator_norm
+from .spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
-EXPLICIT_LIMIT = 64
-NONLINEAR = (Relu, MaxPool)  # basis vectors pushed through a segment in one batch
+EXPLICIT_LIMIT = 192  # basis vectors pushed through a segment in one batch
+EXPLICIT_FLOPS = 3e8  # ... as long as the batch costs at most this (≈ a Lanczos run)
+EXPLICIT_ENTRIES = 2e7
+NONLINEAR = (Relu, MaxPool)
 
 
 @dataclass
@@ -28,9 +31,8 @@ class Segments:
     """The network with centre secants fixed at some nonlinear nodes."""
 
     net: Network
-    acts: list[Any]  # nominal node inputs: nonlinear nodes without a secant use their Jacobian at x0
+    acts: list[Any]  # nominal node inputs
     secants: dict[int, Secant] = field(default_factory=dict)
-    lanczos_calls: int = 0
 
     def shape_at(self, k: int) -> tuple[int, ...]:
         """Per-sample shape of the input of node k (k = len(nodes): the output)."""
@@ -55,31 +57,44 @@ class Segments:
                 u = node.vjp(self.acts[k], u) if isinstance(node, NONLINEAR) else node.adjoint(u)
         return u
 
-    def norm(self, a: int, b: int, col: Any = None, row: Any = None, left: Any = None) -> NormResult:
-        """‖L·C[a,b)·diag(col)‖₂ with L = ``left`` (k, *out) rows if given, else diag(row) (None: I)."""
-        col = np.ones((1, *self.shape_at(a))) if col is None else col
-        row = np.ones((1, *self.shape_at(b))) if row is None else row
-        n_rows = len(left) if left is not None else int(np.count_nonzero(row))
-        n_cols = int(np.count_nonzero(col))
-        if left is None and min(n_rows, n_cols) > EXPLICIT_LIMIT:
-            return self._lanczos(a, b, col, row)
-        if left is not None or n_rows <= n_cols:  # one VJP per row
-            rows = left if left is not None else basis(row)
-            return matrix_norm((self.backward(a, b, rows) * col).reshape(len(rows), -1))
-        cols = basis(col)  # one JVP per column
-        return matrix_norm((self.forward(a, b, cols) * row).reshape(len(cols), -1))
+    def flops(self, a: int, b: int) -> int:
+        """Rough multiply-adds of one pass through nodes a … b−1."""
+        return sum(int(np.prod(n.out_shape)) * max(int(np.prod(getattr(n, "weight", np.ones(1)).shape[1:])), 1)
+                   for n in self.net.nodes[a:b])
 
-    def _lanczos(self, a: int, b: int, col: Any, row: Any) -> NormResult:
-        self.lanczos_calls += 1
+    def explicit(self, a: int, b: int, col: Any, row: Any = None, left: Any = None) -> Any:
+        """Y·C[a,b)·diag(col) as a dense (rows × support of col) matrix, or None if too costly."""
+        support = np.flatnonzero(col.reshape(-1))
+        limit = min(EXPLICIT_LIMIT, int(EXPLICIT_FLOPS // max(self.flops(a, b), 1)))
+        if left is not None:
+            rows = left
+        else:
+            row = np.ones((1, *self.shape_at(b))) if row is None else row
+            rows = basis(row) if np.count_nonzero(row) <= limit else None
+        if rows is not None and len(rows) * len(support) <= EXPLICIT_ENTRIES:
+            return (self.backward(a, b, rows) * col).reshape(len(rows), -1)[:, support]
+        n_out = int(np.prod(self.shape_at(b)))
+        if len(support) <= limit and n_out * len(support) <= EXPLICIT_ENTRIES:
+            image = self.forward(a, b, basis(col)) * row
+            return image.reshape(len(support), -1).T[np.flatnonzero(row.reshape(-1))]
+        return None
+
+    def norm(self, a: int, b: int, col: Any, row: Any = None, left: Any = None, v0: Any = None,
+             tol: float = LANCZOS_TOL) -> NormResult:
+        """‖Y·C[a,b)·diag(col)‖₂, Y = ``left`` rows, else diag(row) (None: I)."""
+        matrix = self.explicit(a, b, col, row, left)
+        if matrix is not None:
+            return matrix_norm(matrix)
+        row = np.ones((1, *self.shape_at(b))) if row is None else row
         op = FlatOperator(lambda v: self.forward(a, b, v * col) * row, lambda u: self.backward(a, b, u * row) * col,
                           self.shape_at(a), self.shape_at(b), np.float64)
-        return operator_norm(op)
+        return operator_norm(op, v0, tol)
 
 
 def basis(weights: Any) -> Any:
     """Scaled basis vectors e_i·w_i for the non-zero entries of ``weights`` (batch-1 shaped)."""
     flat = weights.reshape(-1)
     idx = np.flatnonzero(flat)
-    basis = np.zeros((max(len(idx), 1), flat.size))
-    basis[np.arange(len(idx)), idx] = flat[idx]
-    return basis.reshape(len(basis), *weights.shape[1:])
+    out = np.zeros((max(len(idx), 1), flat.size))
+    out[np.arange(len(idx)), idx] = flat[idx]
+    return out.reshape(len(out), *weights.shape[1:])

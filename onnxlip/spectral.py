@@ -40,37 +40,51 @@ def fits_exact(rows: int, cols: int) -> bool:
     return small <= EXACT_MAX_SIDE and rows * cols * max(small, 1) <= EXACT_FLOPS
 
 
-def matrix_norm(m: Any) -> NormResult:
-    """Exact ‖m‖₂ from the largest eigenvalue of the smaller Gram matrix."""
+def top_singular(m: Any) -> tuple[float, Any]:
+    """Exact largest singular value of a dense matrix and its right singular vector."""
     m = to_numpy(m)
     if m.size == 0:
-        return NormResult(0.0, "exact")
-    gram = m @ m.T if m.shape[0] <= m.shape[1] else m.T @ m
-    top = scipy.linalg.eigh(gram, eigvals_only=True, subset_by_index=[gram.shape[0] - 1] * 2)[0]
-    return NormResult(float(np.sqrt(max(top, 0.0))), "exact")
+        return 0.0, np.zeros(m.shape[1])
+    if m.shape[0] < m.shape[1]:
+        vals, vecs = scipy.linalg.eigh(m @ m.T, subset_by_index=[m.shape[0] - 1] * 2)
+        v = m.T @ vecs[:, -1]
+        v /= max(np.linalg.norm(v), 1e-300)
+    else:
+        vals, vecs = scipy.linalg.eigh(m.T @ m, subset_by_index=[m.shape[1] - 1] * 2)
+        v = vecs[:, -1]
+    return float(np.sqrt(max(vals[-1], 0.0))), v
+
+
+def matrix_norm(m: Any) -> NormResult:
+    """Exact ‖m‖₂ from the largest eigenvalue of the smaller Gram matrix."""
+    value, vector = top_singular(m)
+    return NormResult(value, "exact", vector)
+
+
+def top_eigen(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) -> tuple[float, Any]:
+    """Largest eigenvalue and eigenvector of a symmetric PSD operator, by Lanczos."""
+    n = op.shape[0]
+    if n <= 2:
+        dense = op.matmat(np.eye(n))
+        vals, vecs = np.linalg.eigh((dense + dense.T) / 2)
+        return float(vals[-1]), vecs[:, -1]
+    start = None if v0 is None else to_numpy(v0).reshape(-1)
+    if start is not None and not np.any(start):
+        start = None
+    # A short Krylov basis suffices at loose tolerances (ARPACK's default of 20 costs 21 products).
+    ncv = min(n - 1, 20 if tol < 1e-5 else 8)
+    try:
+        vals, vecs = eigsh(op, k=1, which="LA", tol=tol, v0=start, ncv=ncv, maxiter=max(1000, n))
+    except ArpackNoConvergence as exc:  # keep the best Ritz pair rather than fail
+        vals, vecs = exc.eigenvalues, exc.eigenvectors
+        if len(vals) == 0:
+            raise
+    return float(vals[-1]), vecs[:, -1]
 
 
 def operator_norm(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) -> NormResult:
     """‖op‖₂ by Lanczos on opᵀop, converged to relative tolerance ``tol``."""
     n = op.shape[1]
     gram = LinearOperator((n, n), matvec=lambda v: op.rmatvec(op.matvec(v)), dtype=op.dtype)
-    if n <= 2:
-        dense = np.column_stack([op.matvec(e) for e in np.eye(n)])
-        return matrix_norm(dense)
-    start = None if v0 is None else to_numpy(v0).reshape(-1)
-    if start is not None and not np.any(start):
-        start = None
-    try:
-        vals, vecs = eigsh(gram, k=1, which="LA", tol=tol, v0=start, maxiter=max(1000, n))
-    except ArpackNoConvergence as exc:  # keep the best Ritz pair rather than fail
-        vals, vecs = exc.eigenvalues, exc.eigenvectors
-        if len(vals) == 0:
-            raise
-    return NormResult(float(np.sqrt(max(vals[-1], 0.0))), "lanczos", vecs[:, -1])
-
-
-def symmetric_top(op: LinearOperator, tol: float = LANCZOS_TOL) -> tuple[float, Any]:
-    """Largest eigenvalue and eigenvector of a symmetric PSD operator, by Lanczos."""
-    n = op.shape[0]
-    vals, vecs = eigsh(op, k=1, which="LA", tol=tol, maxiter=max(1000, n))
-    return float(vals[-1]), vecs[:, -1]
+    value, vector = top_eigen(gram, v0, tol)
+    return NormResult(float(np.sqrt(max(value, 0.0))), "lanczos", vector)

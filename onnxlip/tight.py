@@ -27,19 +27,25 @@ from .network import Network
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
 from .segments import Segments
-from .spectral import EXACT_MAX_SIDE, symmetric_top
-import scipy.linalg
+from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
+
+
+# Prefix bounds only decide which units are stable: a looser Lanczos tolerance, with
+# the value inflated by 10× the tolerance, keeps them fast.
+RANGE_TOL = 1e-4
+# Rounds of re-weighting p in ``combine``: cheap with explicit matrices, a Lanczos run each otherwise.
+EXPLICIT_ROUNDS, OPERATOR_ROUNDS = 3, 1
 
 
 @dataclass(frozen=True)
 class Term:
-    """weight · Y·C[a,b)·diag(col), Y = ``left`` rows, diag(row), or I; tags name the arrays."""
+    """weight · Y·C[a,b)·diag(col), Y = ``left`` rows, diag(row), or I; ``key`` names it."""
 
     a: int
     b: int
     weight: float
-    col: Any = None
+    col: Any
     row: Any = None
     left: Any = None
     key: tuple = ()
@@ -47,21 +53,35 @@ class Term:
 
 @dataclass
 class SecantState:
-    """Secants of every nonlinear node at one (x0, ε), with cached segment norms."""
+    """Secants of every nonlinear node at one (x0, ε), with cached segment matrices and norms."""
 
     segments: Segments
     acts: list[Any]
     eps: float
     norms: dict[tuple, float] = field(default_factory=dict)
+    matrices: dict[tuple, Any] = field(default_factory=dict)
     bounds: dict[tuple, float] = field(default_factory=dict)
     rho: dict[int, float] = field(default_factory=dict)  # ball radius at each affine node's input
+    warm: dict[int, Any] = field(default_factory=dict)  # last top vector per input space (node index)
+    tol: float = LANCZOS_TOL
 
     def unstable(self, a: int, b: int) -> list[int]:
         return sorted(m for m, s in self.segments.secants.items() if a <= m < b and s.left is not None)
 
+    def matrix(self, t: Term) -> Any:
+        if t.key not in self.matrices:
+            self.matrices[t.key] = self.segments.explicit(t.a, t.b, t.col, t.row, t.left)
+        return self.matrices[t.key]
+
     def term_norm(self, t: Term) -> float:
         if t.key not in self.norms:
-            self.norms[t.key] = self.segments.norm(t.a, t.b, col=t.col, row=t.row, left=t.left).value
+            m = self.matrix(t)
+            if m is not None:
+                found = matrix_norm(m)
+            else:
+                found = self.segments.norm(t.a, t.b, t.col, t.row, t.left, self.warm.get(t.a), self.tol)
+                self.warm[t.a] = found.vector
+            self.norms[t.key] = found.value * (1 + 10 * self.tol if found.is_estimate else 1)
         return t.weight * self.norms[t.key]
 
     def bound(self, a: int, b: int, col: Any = None, col_tag: Any = None, left: Any = None, tag: Any = None) -> float:
@@ -69,19 +89,20 @@ class SecantState:
         key = (a, b, col_tag, tag)
         if key in self.bounds:
             return self.bounds[key]
+        col = np.ones((1, *self.segments.shape_at(a))) if col is None else col
         secants = self.segments.secants
         terms = [Term(a, b, 1.0, col, None, left, ("T", a, b, col_tag, tag))]
         for m in self.unstable(a, b):
             beta = self.bound(m + 1, b, secants[m].left, ("L", m), left, tag)
             terms.append(Term(a, m, beta, col, secants[m].right, None, ("T", a, m, col_tag, ("R", m))))
-        self.bounds[key] = combine(self, [t for t in terms if t.weight > 0], col)
+        self.bounds[key] = combine(self, [t for t in terms if t.weight > 0])
         return self.bounds[key]
 
     def prefix_bound(self, b: int, left: Any = None, tag: Any = None) -> float:
         return self.bound(0, b, left=left, tag=tag)
 
 
-def combine(state: SecantState, terms: list[Term], col: Any) -> float:
+def combine(state: SecantState, terms: list[Term]) -> float:
     """Bound on ‖Σ_i U_i·T_i‖ (‖U_i‖ ≤ 1): the triangle inequality Σ‖T_i‖, and the tighter
     sqrt(λ_max(Σ_i T_iᵀT_i / p_i)) for weights p on the simplex (‖Σx_i‖² ≤ Σ‖x_i‖²/p_i)."""
     norms = np.array([state.term_norm(t) for t in terms])
@@ -90,55 +111,81 @@ def combine(state: SecantState, terms: list[Term], col: Any) -> float:
     best = float(norms.sum())
     if len(terms) < 2:
         return best
+    matrices = [state.matrix(t) for t in terms]
+    explicit = all(m is not None for m in matrices)
     weights = norms / norms.sum()
-    for _ in range(2):
-        value, vector = weighted_gram_norm(state.segments, terms, weights, col)
+    for _ in range(EXPLICIT_ROUNDS if explicit else OPERATOR_ROUNDS):
+        if explicit:
+            value, energies = stacked_gram(terms, matrices, weights)
+        else:
+            value, energies = operator_gram(state, terms, weights)
         best = min(best, value)
-        parts = np.sqrt(np.maximum(term_energies(state.segments, terms, vector, col), 0))
+        parts = np.sqrt(np.maximum(energies, 0))
         if not np.all(parts > 0):
             break
         weights = parts / parts.sum()
     return best
 
 
-def _apply(segments: Segments, t: Term, v: Any, col: Any) -> Any:
-    """Tᵀ·T·v for one term (weight included), v in the column space of node t.a."""
-    v = v if col is None else v * col
-    u = segments.forward(t.a, t.b, v)
+def stacked_gram(terms: list[Term], matrices: list[Any], p: Any) -> tuple[float, Any]:
+    """Exact sqrt(λ_max(Σ T_iᵀT_i/p_i)) from the explicit matrices, and ‖T_i·v‖² at its top vector v."""
+    value, v = top_singular(np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)]))
+    return value, np.array([float(np.sum((t.weight * (m @ v)) ** 2)) for t, m in zip(terms, matrices)])
+
+
+def _project(t: Term, z: Any) -> Any:
+    """Y·z for a term's output side: rows ``left``, diag(row), or the identity."""
     if t.left is not None:
-        flat = t.left.reshape(len(t.left), -1)
-        u = (u.reshape(len(u), -1) @ flat.T @ flat).reshape(u.shape)
-    elif t.row is not None:
-        u = u * t.row**2
-    g = segments.backward(t.a, t.b, u) * t.weight**2
-    return g if col is None else g * col
+        return z.reshape(len(z), -1) @ t.left.reshape(len(t.left), -1).T
+    return z if t.row is None else z * t.row
 
 
-def weighted_gram_norm(segments: Segments, terms: list[Term], p: Any, col: Any) -> tuple[float, Any]:
-    """sqrt(λ_max(Σ_i T_iᵀT_i / p_i)) and its eigenvector, by Lanczos on the summed operator."""
-    shape = segments.shape_at(terms[0].a)
+def _project_adjoint(t: Term, y: Any, shape: tuple[int, ...]) -> Any:
+    if t.left is not None:
+        return (y @ t.left.reshape(len(t.left), -1)).reshape(len(y), *shape)
+    return y if t.row is None else y * t.row
+
+
+def _captures(segments: Segments, terms: list[Term], v: Any) -> dict[int, Any]:
+    """One forward pass from node a, keeping the value at each term's end b."""
+    stops = {t.b for t in terms}
+    z, caps = v * terms[0].col, {}
+    for k in range(terms[0].a, max(stops)):
+        if k in stops:
+            caps[k] = z
+        z = segments.forward(k, k + 1, z)
+    caps[max(stops)] = z
+    return caps
+
+
+def _summed_gram(segments: Segments, terms: list[Term], p: Any, v: Any) -> Any:
+    """Σ_i T_iᵀT_i·v/p_i with one forward and one backward pass (terms share a and col)."""
+    caps = _captures(segments, terms, v)
+    by_end = {t.b: (t, pi) for t, pi in zip(terms, p)}
+    a, end = terms[0].a, max(by_end)
+    u = 0
+    for k in range(end, a - 1, -1):
+        if k < end:
+            u = segments.backward(k, k + 1, u)
+        if k in by_end:
+            t, pi = by_end[k]
+            u = u + _project_adjoint(t, _project(t, caps[k]), segments.shape_at(k)) * (t.weight**2 / pi)
+    return u * terms[0].col
+
+
+def operator_gram(state: SecantState, terms: list[Term], p: Any) -> tuple[float, Any]:
+    """sqrt(λ_max(Σ T_iᵀT_i/p_i)) by Lanczos on the summed operator (inflated by the solver
+    tolerance), and ‖T_i·v‖² at its top vector."""
+    segments, a = state.segments, terms[0].a
+    shape = segments.shape_at(a)
     n = int(np.prod(shape))
-
-    def apply(batch: Any) -> Any:
-        return sum(_apply(segments, t, batch, col) / pi for t, pi in zip(terms, p))
-
-    support = np.arange(n) if col is None else np.flatnonzero(col.reshape(-1))
-    if len(support) <= EXACT_MAX_SIDE:  # the operator lives on few coordinates: dense eigh
-        cols = np.zeros((len(support), n))
-        cols[np.arange(len(support)), support] = 1.0
-        dense = apply(cols.reshape(len(support), *shape)).reshape(len(support), -1)[:, support]
-        vals, vecs = scipy.linalg.eigh((dense + dense.T) / 2)
-        vector = np.zeros(n)
-        vector[support] = vecs[:, -1]
-        return float(np.sqrt(max(vals[-1], 0.0))), vector.reshape(1, *shape)
-    op = LinearOperator((n, n), matvec=lambda v: apply(v.reshape(1, *shape)).reshape(-1), dtype=np.float64)
-    value, vector = symmetric_top(op)
-    return float(np.sqrt(max(value, 0.0))), vector.reshape(1, *shape)
-
-
-def term_energies(segments: Segments, terms: list[Term], v: Any, col: Any) -> Any:
-    """vᵀ·T_iᵀT_i·v for each term."""
-    return np.array([float(np.vdot(v, _apply(segments, t, v, col))) for t in terms])
+    op = LinearOperator((n, n), matvec=lambda v: _summed_gram(segments, terms, p, v.reshape(1, *shape)).reshape(-1),
+                        dtype=np.float64)
+    value, vector = top_eigen(op, state.warm.get(a), state.tol)
+    state.warm[a] = vector
+    caps = _captures(segments, terms, vector.reshape(1, *shape))
+    energies = np.array([float(np.sum((t.weight * _project(t, caps[t.b])) ** 2)) for t in terms])
+    return float(np.sqrt(max(value, 0.0)) * (1 + 10 * state.tol)), energies
 
 
 def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None = None,
@@ -147,7 +194,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
-    state = SecantState(Segments(net, acts), acts, eps)
+    state = SecantState(Segments(net, acts), acts, eps, tol=RANGE_TOL)
     lo, hi = input_box(acts[0], eps)
     for k, node in enumerate(net.nodes):
         if isinstance(node, AFFINE_TYPES):
