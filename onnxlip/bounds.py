@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from .backend import array_module
+from .backend import array_module, sized_threads
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, describe
 from .layer_bounds import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
                            maxpool_constant, maxpool_step, passthrough_step)
@@ -93,6 +93,7 @@ def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any) -
     return passthrough_step(d)  # a ReLU on its own
 
 
+@sized_threads
 def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None,
                 warm: WarmStart | None = None) -> BoundResult:
     """The paper's layer-by-layer local bound L(x0, ε)."""
@@ -126,6 +127,7 @@ def _global_constant(node: Node, xp: Any) -> tuple[float, str]:
     return 1.0, "closed-form"
 
 
+@sized_threads
 def global_bound(net: Network, xp: Any = np) -> BoundResult:
     """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, rest: 1)."""
     start = time.perf_counter()
@@ -137,6 +139,7 @@ def global_bound(net: Network, xp: Any = np) -> BoundResult:
     return BoundResult(total, reports, None, time.perf_counter() - start)
 
 
+@sized_threads
 def sweep(net: Network, x0: Any, eps_grid: list[float]) -> list[BoundResult]:
     """Local bounds over an ε grid, reusing activations and warm-starting Lanczos."""
     acts = net.activations(x0)

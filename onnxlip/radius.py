@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .backend import sized_threads
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
@@ -72,6 +73,7 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
+@sized_threads
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3) -> RadiusResult:
     """Largest certified L2 radius around x0 by the paper's test, the global bound and margin folding."""
     start = time.perf_counter()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .backend import sized_threads
 from .bounds import BoundResult, LayerReport, local_bound
 from .ir import AFFINE_TYPES, MaxPool, Relu, describe
 from .network import Network
@@ -220,6 +221,7 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
     return reports
 
 
+@sized_threads
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None) -> BoundResult:
     """min(whole-network secant bound, paper bound) on L(x0, ε)."""
     start = time.perf_counter()
