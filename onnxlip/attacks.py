@@ -60,7 +60,7 @@ def _sample(net: Network, x0: Any, eps: float = 1.0) -> np.ndarray:
 
 
 def _norms(a: np.ndarray) -> np.ndarray:
-    return np.sqrt(np.sum(a.reshape(len(a), -1) ** 2, axis=1))
+    return np.sqrt(np.sum(a.reshape(len(a), int(np.prod(a.shape[1:]))) ** 2, axis=1))
 
 
 def _col(v: np.ndarray, ndim: int) -> np.ndarray:

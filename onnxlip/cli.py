@@ -29,12 +29,12 @@ from .backend import DEVICES, select
 from .bounds import global_bound
 from .config import CONFIG_NAME, CheckConfig, load_config
 from .errors import InputError, OnnxlipError
-from .gates import evaluate, check_plan, junit_xml, plan, write_junit
+from .gates import check_plan, evaluate, junit_xml, plan, radius_of, radius_takes_method, write_junit
 from .importer import load_model
 from .inputs import check_eps, check_input, read_array
 from .network import Network
 from .nominal import Nominal, load_nominal
-from .radius import certified_radius, margin_of
+from .radius import margin_of
 from .verify import verify
 
 try:  # typer >= 0.22 vendors click
@@ -306,7 +306,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
     with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
         results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method)
         bar.describe("certified radius")
-        rad = certified_radius(net, nominal.x0) if radius else None
+        rad = radius_of(net, nominal.x0, None, method) if radius else None
     if json_:
         data = report.local_dict(results, method, margin, label)
         if rad is not None:
@@ -451,10 +451,11 @@ def certify(model: ModelArg, input: OptInput = None,
             radii: Annotated[Optional[str], typer.Option("--radii", show_default=False, help="Radii of the certified-accuracy table, e.g. 0.01,0.05,0.1 (default 0,0.01,0.02,0.05,0.1,0.2,0.5).")] = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
-            key: KeyOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False,
-            quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+            key: KeyOpt = None, method: MethodOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
+            json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
+    method = _radius_method(method)
     if (input is None) == (inputs is None):
         raise InputError("certify needs exactly one of --input X (one input) or --inputs DATA (many inputs)")
     batch_only = {"--labels": labels, "--labels-key": labels_key, "--radii": radii, "--csv": csv_, "--hist": hist}
@@ -462,21 +463,32 @@ def certify(model: ModelArg, input: OptInput = None,
         given = [name for name, value in batch_only.items() if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} work with --inputs (many inputs); --input certifies one")
-        _certify_one(model, input, key, label, json_, quiet)
+        _certify_one(model, input, key, label, method, json_, quiet)
         return
     if label is not None:
         raise InputError("--label works with --input; give --labels or --labels-key with --inputs")
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
-    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, json_, quiet)
+    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, json_, quiet)
 
 
-def _certify_one(model: Path, input: Path, key: str | None, label: int | None, json_: bool, quiet: bool) -> None:
+def _radius_method(method: str | None) -> str | None:
+    """--method for the radius search: passed on when the engine's search takes one, else only paper."""
+    if method is None:
+        return None
+    method = _method(method)
+    if not radius_takes_method() and method != "paper":
+        raise InputError(f"--method {method}: this version's certified-radius search uses the paper bound only")
+    return method
+
+
+def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, json_: bool,
+                 quiet: bool) -> None:
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     _notes(nominal, quiet)
     with progress.bar(out, _bar(json_, quiet), "certified radius"):
-        result = certified_radius(net, nominal.x0, label)
+        result = radius_of(net, nominal.x0, label, method)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:
         data = report.radius_dict(result)
@@ -494,7 +506,8 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, j
 
 
 def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | None, labels_key: str | None,
-                  radii: list[float], csv_path: Path | None, hist: Path | None, json_: bool, quiet: bool) -> None:
+                  radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, json_: bool,
+                  quiet: bool) -> None:
     net = load_model(model)
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
@@ -503,7 +516,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
         for i, x in enumerate(xs):
             c = int(predicted[i]) if ys is None else int(ys[i])
-            r = certified_radius(net, x, c)
+            r = radius_of(net, x, c, method)
             rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
                          "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
                          "radius_global": r.radius_global, "margin": r.margin, "method": r.method,
@@ -711,7 +724,7 @@ def demo(model: Annotated[Path, typer.Option(help="Model to analyse.")] = DEMO_M
     with progress.bar(out, _bar(False, False), "bounds"):
         g = global_bound(net)
         results = methods.local_bounds(net, x0, [0.001, 0.01, 0.1])
-        rad = certified_radius(net, x0)
+        rad = radius_of(net, x0)
     label, margin = _label_margin(net, x0)
     report.print_bounds(out, results, g.bound, margin, label)
     report.print_radius(out, rad)

@@ -57,8 +57,7 @@ def top_singular(m: Any) -> tuple[float, Any]:
 
 def matrix_norm(m: Any) -> NormResult:
     """Exact ‖m‖₂ from the largest eigenvalue of the smaller Gram matrix."""
-    value, vector = top_singular(m)
-    return NormResult(value, "exact", vector)
+    return NormResult(top_singular(m)[0], "exact")
 
 
 def top_eigen(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) -> tuple[float, Any]:

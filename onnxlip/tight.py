@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import sized_threads
 from .bounds import BoundResult, LayerReport, local_bound
-from .ir import AFFINE_TYPES, MaxPool, Relu, describe
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe
 from .network import Network
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
@@ -209,26 +209,45 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     return state
 
 
-def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport]:
-    reports = []
-    for k, node in enumerate(net.nodes):
-        if not isinstance(node, (Relu, MaxPool)) and k not in state.rho:
-            continue
+def _unit_counts(state: SecantState, start: int, stop: int) -> tuple[int, int, int]:
+    """(inactive, active, unstable) ReLU units and unstable max-pool windows in nodes [start, stop)."""
+    inactive = active = unstable = 0
+    for k in range(start, stop):
         sec = state.segments.secants.get(k)
-        eps_in = state.rho.get(k, 0.0)
-        reports.append(LayerReport(k, describe(node), node.names, node.out_shape, 0.0, "tight", eps_in, eps_in,
-                                   0, 0, sec.unstable if sec else 0))
+        if sec is None:
+            continue
+        unstable += sec.unstable
+        if isinstance(sec.node, Relu):
+            fixed = sec.center if sec.left is None else sec.center * (sec.left == 0)
+            active += int(np.count_nonzero(fixed == 1))
+            inactive += int(sec.center.size) - sec.unstable - int(np.count_nonzero(fixed == 1))
+    return inactive, active, unstable
+
+
+def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport]:
+    """One row per affine layer: the ball at its input and at the next affine layer's input."""
+    starts = sorted(state.rho)
+    ends = starts[1:] + [len(net.nodes)]
+    reports = []
+    for k, stop in zip(starts, ends):
+        eps_out = state.rho[stop] if stop in state.rho else state.eps * bound
+        eps_in = state.rho[k]
+        inactive, active, unstable = _unit_counts(state, k, stop)
+        label = " + ".join(describe(n) for n in net.nodes[k:stop] if not isinstance(n, SHAPE_TYPES))
+        reports.append(LayerReport(k, label, sum((n.names for n in net.nodes[k:stop]), ()), net.nodes[stop - 1].out_shape,
+                                   eps_out / eps_in if eps_in > 0 else 0.0, "tight", eps_in, eps_out,
+                                   inactive, active, unstable))
     return reports
 
 
 @sized_threads
-def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None) -> BoundResult:
-    """min(whole-network secant bound, paper bound) on L(x0, ε)."""
+def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True) -> BoundResult:
+    """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the paper's."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts)
     state = build_secants(net, x0, eps, paper, acts)
     tight = state.prefix_bound(len(net.nodes))
-    if tight >= paper.bound:
+    if best and tight >= paper.bound:
         return BoundResult(paper.bound, paper.layers, eps, time.perf_counter() - start, paper.final_mask)
     return BoundResult(tight, _reports(net, state, tight), eps, time.perf_counter() - start, paper.final_mask)
