@@ -5,7 +5,9 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
 - paper-style: ε·L(ε) < m/√2 (a class change needs ‖Δy‖₂ ≥ m/√2);
 - global: ε < m/(√2·L_global);
 - margin folding: ε·L_{<last}(ε)·‖(w_c − w_j)ᵀD‖₂ < y0_c − y0_j for every j ≠ c,
-  with L_{<last} the bound up to the input of the last affine layer.
+  with L_{<last} the bound up to the input of the last affine layer;
+- tight: ε·‖(e_c − e_j)ᵀ·M‖₂ < y0_c − y0_j for every j ≠ c, bounded over all secant
+  matrices M of the ball (``tight``).
 L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
 from .network import Network
-from .row_norms import masked_row_norms
+from .tight import build_secants
 
 SQRT2 = math.sqrt(2.0)
 
@@ -37,6 +39,7 @@ class RadiusResult:
     radius_paper: float
     radius_global: float
     radius_folded: float | None
+    radius_tight: float | None
     global_bound: float
     method: str
     seconds: float
@@ -73,9 +76,25 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
+def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
+    """Tight margin test: ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c, over all secants M."""
+    state = build_secants(net, x0, eps, acts=acts)
+    gaps = y0[label] - y0
+    for j in np.argsort(gaps):  # the closest runner-up first: fail fast
+        if j == label:
+            continue
+        row = np.zeros((1, *net.output_shape))
+        row.reshape(-1)[[label, j]] = (1.0, -1.0)
+        if eps * state.bound(0, len(net.nodes), left=row, tag=("margin", int(j))) >= gaps[j]:
+            return False
+    return True
+
+
 @sized_threads
-def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3) -> RadiusResult:
-    """Largest certified L2 radius around x0 by the paper's test, the global bound and margin folding."""
+def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
+                     method: str = "best") -> RadiusResult:
+    """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
+    unless ``method`` is 'paper', the tight (whole-network secant) margin test."""
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
@@ -91,15 +110,24 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         return local_bound(net, x0, eps, acts, warm)
 
     if margin <= 0:
-        return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, g, "misclassified", time.perf_counter() - start, 0)
+        return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
-    paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global, margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
+    paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
+                    margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
     folded = None
     if isinstance(net.nodes[-1], Dense):
         holds = lambda e: _folding_holds(net, bound_at(e), y0, label)  # noqa: E731
         folded = _bisect(holds, paper, _grow_until_fails(holds, paper), rel_tol)
-    radius, method = max((paper, "paper"), (folded or 0.0, "margin-folding"), (r_global, "global"))
-    return RadiusResult(label, margin, radius, paper, r_global, folded, g, method, time.perf_counter() - start, calls[0])
+    best_so_far = max(paper, folded or 0.0)
+    tight = None
+    if method != "paper":
+        holds = lambda e: _tight_holds(net, x0, e, acts, y0, label)  # noqa: E731
+        tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
+                 else _bisect(holds, r_global, best_so_far, rel_tol))
+    radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, "tight"),
+                         (r_global, "global"))
+    return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
+                        time.perf_counter() - start, calls[0])
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
