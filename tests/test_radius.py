@@ -1,0 +1,68 @@
+"""Certified radius: the paper's figures, margin folding, tight mode, and the attacks' side."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from onnxlip import certified_radius, load_model
+from onnxlip.attacks import min_adversarial_distance
+from onnxlip.runtime import run_onnx
+
+from .random_nets import ball_samples
+from .test_bounds import MODELS, PAPER
+
+
+@pytest.fixture(scope="module")
+def mnist() -> tuple:
+    net = load_model(MODELS / "mnist_lenet.onnx")
+    x0 = np.load(MODELS / "mnist_lenet_x0.npy")[0].astype(np.float64)
+    return net, x0, certified_radius(net, x0)
+
+
+def test_mnist_matches_and_beats_the_paper(mnist: tuple) -> None:
+    _, _, r = mnist
+    assert r.label == PAPER["mnist_lenet"]["label"]
+    assert r.radius_paper >= PAPER["mnist_lenet"]["certified_radius"]["local"]
+    assert r.radius_global == pytest.approx(0.000352, rel=0.01)  # not the paper's slip, 0.000512
+    assert r.radius_folded >= 0.09
+    assert r.radius_tight >= r.radius_folded
+    assert r.radius == max(r.radius_paper, r.radius_folded, r.radius_tight, r.radius_global)
+
+
+def test_mnist_radius_below_the_smallest_adversarial_distance(mnist: tuple) -> None:
+    net, x0, r = mnist
+    attack = min_adversarial_distance(net, x0)
+    assert attack.found and r.radius < attack.distance
+
+
+def test_mnist_points_inside_the_radius_keep_their_label(mnist: tuple) -> None:
+    net, x0, r = mnist
+    points = ball_samples(x0, r.radius, 200, np.random.default_rng(0))
+    labels = run_onnx(net.source, points, net.output_name).argmax(axis=1)
+    assert np.all(labels == r.label)
+
+
+def test_cifar_folding_beats_the_paper_radius() -> None:
+    net = load_model(MODELS / "cifar10_net.onnx")
+    x0 = np.load(MODELS / "cifar10_net_x0.npy")[0].astype(np.float64)
+    r = certified_radius(net, x0, method="paper")
+    assert r.label == PAPER["cifar10_net"]["label"]
+    assert r.radius_folded >= 1.5 * r.radius_paper
+    assert r.radius_tight is None and r.method == "margin-folding"
+
+
+@pytest.mark.parametrize("name", ["mlp", "convnet", "batchnorm_net"])
+def test_small_models_radius_below_attack(name: str) -> None:
+    net = load_model(MODELS / f"{name}.onnx")
+    x0 = np.load(MODELS / f"{name}_x0.npy")[0].astype(np.float64)
+    r = certified_radius(net, x0)
+    attack = min_adversarial_distance(net, x0)
+    assert 0 < r.radius and (not attack.found or r.radius < attack.distance)
+
+
+def test_wrong_label_gives_zero_radius() -> None:
+    net = load_model(MODELS / "mlp.onnx")
+    x0 = np.load(MODELS / "mlp_x0.npy")[0].astype(np.float64)
+    label = int(np.argmin(net.forward(x0[None])[0]))
+    r = certified_radius(net, x0, label=label)
+    assert r.radius == 0 and r.margin < 0
