@@ -519,6 +519,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
             r = radius_of(net, x, c, method)
             rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
                          "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
+                         "radius_tight": getattr(r, "radius_tight", None),
                          "radius_global": r.radius_global, "margin": r.margin, "method": r.method,
                          "seconds": r.seconds})
             bar.advance()
@@ -526,7 +527,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     data.update(report.batch_dict(rows, radii, ys is not None, time.perf_counter() - start))
     if csv_path is not None:
         header = ["index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded",
-                  "radius_global", "margin", "method", "seconds"]
+                  "radius_tight", "radius_global", "margin", "method", "seconds"]
         _write_csv(csv_path, header, [[row[h] if row[h] is not None else "" for h in header] for row in rows])
         data["csv"] = os.fspath(csv_path)
     if hist is not None:
@@ -626,7 +627,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
 def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = None,
           samples: Annotated[int, typer.Option("--samples", min=1, help="Random points in the ball.")] = 256,
           steps: Annotated[int, typer.Option("--steps", min=0, help="Gradient-ascent steps.")] = 40,
-          restarts: Annotated[int, typer.Option("--restarts", min=4, help="Gradient-ascent restarts (at least 4).")] = 8,
+          restarts: Annotated[int, typer.Option("--restarts", min=1, help="Gradient-ascent restarts.")] = 8,
           norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Empirical lower bound of L(x0, eps): the best ratio |f(x)-f(x0)|/|x-x0| found in the ball."""

@@ -165,7 +165,10 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     console.print(f"label {r.label}, margin {r.margin:.6g}")
     console.print(f"certified L2 radius = [bold]{r.radius:.6g}[/bold]  (method: {r.method}, {r.seconds:.2f} s)")
     folded = "n/a" if r.radius_folded is None else f"{r.radius_folded:.6g}"
-    console.print(f"  paper-style {r.radius_paper:.6g} | margin folding {folded} | global {r.radius_global:.6g}")
+    parts = [f"paper-style {r.radius_paper:.6g}", f"margin folding {folded}"]
+    if hasattr(r, "radius_tight"):
+        parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
+    console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
 
 
 def sweep_table(data: dict[str, Any]) -> Table:

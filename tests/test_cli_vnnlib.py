@@ -107,7 +107,7 @@ def test_certify_check_sweep_lower_with_vnnlib(mlp_property: tuple[str, np.ndarr
     assert code == 0 and json.loads(stdout)["conditions"][0]["eps"] == pytest.approx(np.linalg.norm(half))
     sweep = run_json("sweep", path, "--input", str(prop), "--n", "3")
     assert sweep["points"][-1]["eps"] == pytest.approx(np.linalg.norm(half))
-    lower = run_json("lower", path, "--input", str(prop), "--samples", "16", "--steps", "3", "--restarts", "4")
+    lower = run_json("lower", path, "--input", str(prop), "--samples", "16", "--steps", "3", "--restarts", "2")
     assert lower["eps"] == pytest.approx(np.linalg.norm(half))
 
 
