@@ -34,13 +34,14 @@ class LayerReport:
     inactive: int = 0
     active: int = 0
     unstable: int = 0
+    estimate: float | None = None  # certified mode: the converged estimate of the same norm
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "index": self.index, "op": self.op, "names": list(self.names), "shape": list(self.out_shape),
             "lipschitz": self.lipschitz, "method": self.method, "eps_in": self.eps_in,
             "eps_out": self.eps_out, "inactive": self.inactive, "active": self.active,
-            "unstable": self.unstable,
+            "unstable": self.unstable, "estimate": self.estimate,
         }
 
 
@@ -81,11 +82,11 @@ def _op_label(node: Node, fused: bool) -> str:
     return describe(node) + (" + relu" if fused else "")
 
 
-def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any) -> LayerStep:
+def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any, certified: bool) -> LayerStep:
     if fused:
-        return affine_relu_step(node, y0, d, eps, v0)
+        return affine_relu_step(node, y0, d, eps, v0, certified)
     if isinstance(node, AFFINE_TYPES):
-        return affine_step(node, d, v0)
+        return affine_step(node, d, v0, certified)
     if isinstance(node, MaxPool):
         return maxpool_step(node, d)
     if isinstance(node, SHAPE_TYPES):
@@ -95,8 +96,8 @@ def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any) -
 
 @sized_threads
 def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None,
-                warm: WarmStart | None = None) -> BoundResult:
-    """The paper's layer-by-layer local bound L(x0, ε)."""
+                warm: WarmStart | None = None, certified: bool = False) -> BoundResult:
+    """The paper's layer-by-layer local bound L(x0, ε) (every layer norm provable with ``certified``)."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     xp = array_module(acts[0])
@@ -105,43 +106,43 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     for i, node, fused in layers(net):
         final_mask = d
         v0 = warm.vectors.get(i) if warm else None
-        step = _local_step(node, fused, acts[i + 1][0], d, ball, v0)
+        step = _local_step(node, fused, acts[i + 1][0], d, ball, v0, certified)
         if warm is not None and step.vector is not None:
             warm.vectors[i] = step.vector
         names = node.names + (net.nodes[i + 1].names if fused else ())
         reports.append(LayerReport(i, _op_label(node, fused), names, net.nodes[i + 1 if fused else i].out_shape,
                                    step.lipschitz, step.method, ball, ball * step.lipschitz,
-                                   step.inactive, step.active, step.unstable))
+                                   step.inactive, step.active, step.unstable, step.estimate))
         ball *= step.lipschitz
         total *= step.lipschitz
         d = step.mask
     return BoundResult(total, reports, float(eps), time.perf_counter() - start, final_mask)
 
 
-def _global_constant(node: Node, xp: Any) -> tuple[float, str]:
+def _global_constant(node: Node, xp: Any, certified: bool) -> tuple[float, str, float | None]:
     if isinstance(node, AFFINE_TYPES):
-        norm = masked_norm(node, full_mask(node.out_shape, xp), full_mask(node.in_shape, xp))
-        return norm.value, norm.method
+        norm = masked_norm(node, full_mask(node.out_shape, xp), full_mask(node.in_shape, xp), certified=certified)
+        return norm.value, norm.method, norm.estimate
     if isinstance(node, MaxPool):
-        return maxpool_constant(node), "closed-form"
-    return 1.0, "closed-form"
+        return maxpool_constant(node), "closed-form", None
+    return 1.0, "closed-form", None
 
 
 @sized_threads
-def global_bound(net: Network, xp: Any = np) -> BoundResult:
+def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundResult:
     """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, rest: 1)."""
     start = time.perf_counter()
     total, reports = 1.0, []
     for i, node in enumerate(net.nodes):
-        value, method = _global_constant(node, xp)
+        value, method, estimate = _global_constant(node, xp, certified)
         total *= value
-        reports.append(LayerReport(i, describe(node), node.names, node.out_shape, value, method))
+        reports.append(LayerReport(i, describe(node), node.names, node.out_shape, value, method, estimate=estimate))
     return BoundResult(total, reports, None, time.perf_counter() - start)
 
 
 @sized_threads
-def sweep(net: Network, x0: Any, eps_grid: list[float]) -> list[BoundResult]:
+def sweep(net: Network, x0: Any, eps_grid: list[float], certified: bool = False) -> list[BoundResult]:
     """Local bounds over an ε grid, reusing activations and warm-starting Lanczos."""
     acts = net.activations(x0)
     warm = WarmStart()
-    return [local_bound(net, x0, float(e), acts, warm) for e in eps_grid]
+    return [local_bound(net, x0, float(e), acts, warm, certified) for e in eps_grid]

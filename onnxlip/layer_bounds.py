@@ -15,6 +15,7 @@ import numpy as np
 from .backend import array_module
 from .ir import Affine, MaxPool, Scale
 from .linop import masked_operator, masked_submatrix
+from .certified_norms import certified_norm
 from .row_norms import masked_row_norms
 from .spectral import NormResult, fits_exact, matrix_norm, operator_norm
 
@@ -30,10 +31,16 @@ class LayerStep:
     inactive: int = 0
     active: int = 0
     unstable: int = 0
+    estimate: float | None = None
 
 
-def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None) -> NormResult:
-    """‖R A D‖₂, exactly when the sliced matrix is small, else by Lanczos."""
+def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = False) -> NormResult:
+    """‖R A D‖₂: exactly when the sliced matrix is small, else by Lanczos; with
+    ``certified``, a provable upper bound (with the estimate kept beside it)."""
+    if certified:
+        estimate = masked_norm(node, r, d, v0)
+        bound = certified_norm(node, r, d)
+        return NormResult(max(bound.value, estimate.value), bound.method, estimate.vector, estimate.value)
     xp = array_module(r, d)
     if isinstance(node, Scale):  # diagonal: the norm is the largest |r·s·d|
         return NormResult(float(xp.max(xp.abs(r * node.scale * d))), "closed-form")
@@ -60,26 +67,26 @@ def secant_slopes(y0: Any, y_upper: Any) -> Any:
     return xp.where(gap > 0, rise / safe, 0.0)
 
 
-def affine_relu_step(node: Affine, y0: Any, d: Any, eps: float, v0: Any = None) -> LayerStep:
+def affine_relu_step(node: Affine, y0: Any, d: Any, eps: float, v0: Any = None, certified: bool = False) -> LayerStep:
     """Bound of ReLU(Ax + b) on the ball: L = ‖R A D‖₂, d_out = (ȳ > 0)."""
     xp = array_module(y0)
     spread = eps * masked_row_norms(node, d)
     y_upper, y_lower = y0 + spread, y0 - spread
     r = secant_slopes(y0, y_upper)
-    norm = masked_norm(node, r, d, v0)
+    norm = masked_norm(node, r, d, v0, certified)
     inactive = int(xp.count_nonzero(y_upper <= 0))
     active = int(xp.count_nonzero(y_lower > 0))
     unstable = int(y0.size) - inactive - active
     mask = (y_upper > 0).astype(y0.dtype)
-    return LayerStep(norm.value, mask, norm.method, norm.vector, inactive, active, unstable)
+    return LayerStep(norm.value, mask, norm.method, norm.vector, inactive, active, unstable, norm.estimate)
 
 
-def affine_step(node: Affine, d: Any, v0: Any = None) -> LayerStep:
+def affine_step(node: Affine, d: Any, v0: Any = None, certified: bool = False) -> LayerStep:
     """Bound of a lone affine layer: L = ‖A D‖₂; every output may change."""
     xp = array_module(d)
     ones = xp.ones(node.out_shape, dtype=d.dtype)
-    norm = masked_norm(node, ones, d, v0)
-    return LayerStep(norm.value, ones, norm.method, norm.vector)
+    norm = masked_norm(node, ones, d, v0, certified)
+    return LayerStep(norm.value, ones, norm.method, norm.vector, estimate=norm.estimate)
 
 
 def maxpool_constant(node: MaxPool) -> float:

@@ -66,10 +66,10 @@ def masked_operator(node: Affine, r: Any, d: Any) -> tuple[LinearOperator, Any]:
         op = FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
                           node.in_shape, node.out_shape, _dtype(node))
         return op, None
-    return aslinearoperator(_sliced(matrix, r, d)), np.flatnonzero(np.asarray(d).reshape(-1))
+    return aslinearoperator(sliced(matrix, r, d)), np.flatnonzero(np.asarray(d).reshape(-1))
 
 
-def _sliced(matrix: Any, r: Any, d: Any) -> Any:
+def sliced(matrix: Any, r: Any, d: Any) -> Any:
     """R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0 (sparse stays sparse)."""
     r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
     rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)
@@ -83,7 +83,7 @@ def masked_submatrix(node: Affine, r: Any, d: Any) -> np.ndarray:
     """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0."""
     matrix = explicit_matrix(node)
     if matrix is not None:
-        block = _sliced(matrix, r, d)
+        block = sliced(matrix, r, d)
         return block.toarray() if sp.issparse(block) else block
     r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
     rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)

@@ -26,8 +26,9 @@ class NormResult:
     """A spectral norm, how it was obtained, and a right singular vector for warm starts."""
 
     value: float
-    method: str  # "exact", "lanczos", "closed-form"
+    method: str  # "exact", "lanczos", "closed-form"; certified: "exact", "circulant", "l1-linf"
     vector: Any = None
+    estimate: float | None = None  # certified mode: the converged estimate, to show the slack
 
     @property
     def is_estimate(self) -> bool:
