@@ -17,6 +17,7 @@ from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, describe
 from .layer_bounds import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
                            maxpool_constant, maxpool_step, passthrough_step)
 from .network import Network
+from .ranges import affine_range, input_box, monotone_range
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,10 @@ def _op_label(node: Node, fused: bool) -> str:
     return describe(node) + (" + relu" if fused else "")
 
 
-def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any, certified: bool) -> LayerStep:
+def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any, certified: bool,
+                box: tuple[Any, Any] | None) -> LayerStep:
     if fused:
-        return affine_relu_step(node, y0, d, eps, v0, certified)
+        return affine_relu_step(node, y0, d, eps, v0, certified, box)
     if isinstance(node, AFFINE_TYPES):
         return affine_step(node, d, v0, certified)
     if isinstance(node, MaxPool):
@@ -94,19 +96,32 @@ def _local_step(node: Node, fused: bool, y0: Any, d: Any, eps: float, v0: Any, c
     return passthrough_step(d)  # a ReLU on its own
 
 
+def _advance_box(node: Node, fused: bool, y0: Any, box: tuple[Any, Any], ball: float) -> tuple[Any, Any]:
+    """Interval enclosure of the layer's output (pre-ReLU when fused) and of what follows it."""
+    if isinstance(node, AFFINE_TYPES):
+        return affine_range(node, y0, box[0], box[1], ball)
+    return monotone_range(node, *box)
+
+
 @sized_threads
 def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None,
-                warm: WarmStart | None = None, certified: bool = False) -> BoundResult:
-    """The paper's layer-by-layer local bound L(x0, ε) (every layer norm provable with ``certified``)."""
+                warm: WarmStart | None = None, certified: bool = False, interval: bool = False) -> BoundResult:
+    """The paper's layer-by-layer local bound L(x0, ε); every layer norm provable with
+    ``certified``; with ``interval``, ȳ is also capped by interval bounds (beyond the paper)."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     xp = array_module(acts[0])
     d = full_mask(net.input_shape, xp, acts[0].dtype)
+    box = input_box(acts[0], eps) if interval else None
     ball, total, reports = float(eps), 1.0, []
     for i, node, fused in layers(net):
         final_mask = d
         v0 = warm.vectors.get(i) if warm else None
-        step = _local_step(node, fused, acts[i + 1][0], d, ball, v0, certified)
+        y_box = _advance_box(node, fused, acts[i + 1], box, ball) if box is not None else None
+        step = _local_step(node, fused, acts[i + 1][0], d, ball, v0, certified,
+                           None if y_box is None else (y_box[0][0], y_box[1][0]))
+        if y_box is not None:
+            box = monotone_range(net.nodes[i + 1], *y_box) if fused else y_box
         if warm is not None and step.vector is not None:
             warm.vectors[i] = step.vector
         names = node.names + (net.nodes[i + 1].names if fused else ())
@@ -141,8 +156,9 @@ def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundRe
 
 
 @sized_threads
-def sweep(net: Network, x0: Any, eps_grid: list[float], certified: bool = False) -> list[BoundResult]:
+def sweep(net: Network, x0: Any, eps_grid: list[float], certified: bool = False,
+          interval: bool = False) -> list[BoundResult]:
     """Local bounds over an ε grid, reusing activations and warm-starting Lanczos."""
     acts = net.activations(x0)
     warm = WarmStart()
-    return [local_bound(net, x0, float(e), acts, warm, certified) for e in eps_grid]
+    return [local_bound(net, x0, float(e), acts, warm, certified, interval) for e in eps_grid]

@@ -67,11 +67,15 @@ def secant_slopes(y0: Any, y_upper: Any) -> Any:
     return xp.where(gap > 0, rise / safe, 0.0)
 
 
-def affine_relu_step(node: Affine, y0: Any, d: Any, eps: float, v0: Any = None, certified: bool = False) -> LayerStep:
-    """Bound of ReLU(Ax + b) on the ball: L = ‖R A D‖₂, d_out = (ȳ > 0)."""
+def affine_relu_step(node: Affine, y0: Any, d: Any, eps: float, v0: Any = None, certified: bool = False,
+                     box: tuple[Any, Any] | None = None) -> LayerStep:
+    """Bound of ReLU(Ax + b) on the ball: L = ‖R A D‖₂, d_out = (ȳ > 0); ``box`` is another
+    valid enclosure of y (e.g. from interval bounds) that tightens ȳ."""
     xp = array_module(y0)
     spread = eps * masked_row_norms(node, d)
     y_upper, y_lower = y0 + spread, y0 - spread
+    if box is not None:
+        y_lower, y_upper = xp.maximum(y_lower, box[0]), xp.minimum(y_upper, box[1])
     r = secant_slopes(y0, y_upper)
     norm = masked_norm(node, r, d, v0, certified)
     inactive = int(xp.count_nonzero(y_upper <= 0))

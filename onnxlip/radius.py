@@ -5,7 +5,8 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
 - paper-style: ε·L(ε) < m/√2 (a class change needs ‖Δy‖₂ ≥ m/√2);
 - global: ε < m/(√2·L_global);
 - margin folding: ε·L_{<last}(ε)·‖(w_c − w_j)ᵀD‖₂ < y0_c − y0_j for every j ≠ c,
-  with L_{<last} the bound up to the input of the last affine layer;
+  with L_{<last} the bound up to the input of the last affine layer (ȳ also capped
+  by interval bounds);
 - tight: ε·‖(e_c − e_j)ᵀ·M‖₂ < y0_c − y0_j for every j ≠ c, bounded over all secant
   matrices M of the ball (``tight``).
 L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
@@ -105,9 +106,9 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     g = global_bound(net).bound
     warm, calls = WarmStart(), [0]
 
-    def bound_at(eps: float) -> BoundResult:
+    def bound_at(eps: float, interval: bool = False) -> BoundResult:
         calls[0] += 1
-        return local_bound(net, x0, eps, acts, warm)
+        return local_bound(net, x0, eps, acts, warm, interval=interval)
 
     if margin <= 0:
         return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0)
@@ -116,7 +117,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
                     margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
     folded = None
     if isinstance(net.nodes[-1], Dense):
-        holds = lambda e: _folding_holds(net, bound_at(e), y0, label)  # noqa: E731
+        holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
         folded = _bisect(holds, paper, _grow_until_fails(holds, paper), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight = None

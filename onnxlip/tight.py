@@ -193,7 +193,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
                   acts: list[Any] | None = None) -> SecantState:
     """Walk the chain once: ranges at each node, secants at ReLU/MaxPool nodes."""
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts) if paper is None else paper
+    paper = local_bound(net, x0, eps, acts, interval=True) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
     state = SecantState(Segments(net, acts), acts, eps, tol=RANGE_TOL)
     lo, hi = input_box(acts[0], eps)
@@ -245,7 +245,7 @@ def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the paper's."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts)
+    paper = local_bound(net, x0, eps, acts, interval=True)
     state = build_secants(net, x0, eps, paper, acts)
     tight = state.prefix_bound(len(net.nodes))
     if best and tight >= paper.bound:
