@@ -25,7 +25,7 @@ from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
 from .network import Network
-from .tight import build_secants
+from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
 
@@ -121,7 +121,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         folded = _bisect(holds, paper, _grow_until_fails(holds, paper), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight = None
-    if method != "paper":
+    if method != "paper" and supports(net):
         holds = lambda e: _tight_holds(net, x0, e, acts, y0, label)  # noqa: E731
         tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))

@@ -24,6 +24,8 @@ import numpy as np
 from .backend import sized_threads
 from .bounds import BoundResult, LayerReport, local_bound
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe
+
+CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
@@ -240,12 +242,20 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
     return reports
 
 
+def supports(net: Network) -> bool:
+    """Tight mode handles chains of the basic IR nodes (composite blocks fall back)."""
+    return all(isinstance(n, CHAIN_TYPES) for n in net.nodes)
+
+
 @sized_threads
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True) -> BoundResult:
-    """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the paper's."""
+    """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the
+    paper's. Networks tight mode does not support get the (interval-tightened) paper bound."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts, interval=True)
+    if not supports(net):
+        return paper
     state = build_secants(net, x0, eps, paper, acts)
     tight = state.prefix_bound(len(net.nodes))
     if best and tight >= paper.bound:
