@@ -1,0 +1,79 @@
+"""The benchmark tools: ImageNet-shaped model builder and ``tools/bench.py``."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from onnxlip import load_model
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
+sys.path.insert(0, str(TOOLS))
+import build_imagenet_models as imagenet  # noqa: E402
+
+RTOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def small_alexnet(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    out = tmp_path_factory.mktemp("imagenet")
+    subprocess.run([sys.executable, str(TOOLS / "build_imagenet_models.py"), "--out", str(out), "--only", "alexnet",
+                    "--small"], check=True, capture_output=True, timeout=60)
+    return imagenet.paths("alexnet", out, small=True)
+
+
+def test_small_alexnet_files(small_alexnet):
+    model_path, x0_path = small_alexnet
+    model = onnx.load(model_path)
+    onnx.checker.check_model(model)
+    assert model.opset_import[0].version == 17
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"  # dynamic batch
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert [onnx.numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == c.input[1])).shape[0]
+            for c in convs] == [8, 24, 48, 32, 32]  # torchvision's 64, 192, 384, 256, 256 divided by 8
+    x0 = np.load(x0_path)
+    assert x0.shape == (1, 3, 224, 224) and x0.dtype == np.float32
+    assert -2.2 < x0.min() < x0.max() < 2.7  # an ImageNet-normalised image
+
+
+def test_small_alexnet_imports_and_matches_onnxruntime(small_alexnet):
+    model_path, x0_path = small_alexnet
+    net = load_model(model_path)
+    x0 = np.load(x0_path)
+    assert net.input_shape == (3, 224, 224) and net.output_shape == (1000,)
+    ours = net.forward(net.batch(x0.astype(np.float64)))
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    theirs = session.run(None, {session.get_inputs()[0].name: x0})[0]
+    assert np.max(np.abs(ours - theirs)) <= RTOL * np.max(np.abs(theirs))
+
+
+def test_builder_is_deterministic():
+    a = imagenet.build_model("vgg16", small=True, seed=3)
+    b = imagenet.build_model("vgg16", small=True, seed=3)
+    assert a.SerializeToString() == b.SerializeToString()
+    assert sum(n.op_type == "Conv" for n in a.graph.node) == 13
+    np.testing.assert_array_equal(imagenet.nominal_input(3), imagenet.nominal_input(3))
+
+
+def test_bench_quick_prints_a_table(tmp_path):
+    report = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, str(TOOLS / "bench.py"), "--quick", "--repeat", "0", "--models", "mnist_lenet",
+         "--stages", "paper,sweep,baseline", "--sweep-points", "5", "--json", str(report)],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "paper s/bound" in result.stdout and "mnist_lenet" in result.stdout
+    assert "× baseline" in result.stdout
+    data = json.loads(report.read_text())
+    stages = data["models"]["mnist_lenet"]
+    assert {s["status"] for s in stages.values()} == {"ok"}
+    assert stages["paper"]["seconds"] > 0
+    # the naive baseline computes the paper's method as its authors did: their published figure
+    published = json.loads((TOOLS.parent / "models" / "paper_numbers.json").read_text())
+    assert stages["baseline"]["bound"] == pytest.approx(published["mnist_lenet"]["local_bound"]["bound"][0], rel=1e-3)
