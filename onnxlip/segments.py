@@ -21,7 +21,8 @@ from .secant import Secant
 from .spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
 EXPLICIT_LIMIT = 192  # basis vectors pushed through a segment in one batch
-EXPLICIT_FLOPS = 3e8  # ... as long as the batch costs at most this (≈ a Lanczos run)
+EXPLICIT_FLOPS = 1e9  # ... as long as the batch costs at most this (≈ a Lanczos run) ...
+EXPLICIT_ALWAYS = 64  # ... or is this small: never slower than Lanczos' ~2x20 products
 EXPLICIT_ENTRIES = 2e7
 NONLINEAR = (Relu, MaxPool)
 

@@ -71,8 +71,9 @@ def top_eigen(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) -> t
     start = None if v0 is None else to_numpy(v0).reshape(-1)
     if start is not None and not np.any(start):
         start = None
-    # A short Krylov basis suffices at loose tolerances (ARPACK's default of 20 costs 21 products).
-    ncv = min(n - 1, 20 if tol < 1e-5 else 8)
+    # A short Krylov basis suffices at loose tolerances (ARPACK's default of 20 costs 21
+    # products), but too short a one restarts endlessly on clustered top eigenvalues.
+    ncv = min(n - 1, 20 if tol < 1e-5 else 12)
     try:
         vals, vecs = eigsh(op, k=1, which="LA", tol=tol, v0=start, ncv=ncv, maxiter=max(1000, n))
     except ArpackNoConvergence as exc:  # keep the best Ritz pair rather than fail
