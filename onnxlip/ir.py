@@ -7,6 +7,8 @@ gives the same map with a function applied to every weight (|A| for interval
 bounds, A∘A for masked row norms).
 Activation nodes expose ``jvp``/``vjp`` at a fixed nominal input, so a whole
 network with its activation pattern fixed is one linear operator.
+A ``Residual`` node holds two chains whose outputs add up (a residual block):
+the network stays a chain at the top, with series-parallel blocks inside.
 """
 from __future__ import annotations
 
@@ -203,12 +205,89 @@ class MaxPool:
         return scatter_winners(u, maxpool2d(x0, self.window)[1], self.window)
 
 
+@dataclass(frozen=True, eq=False)
+class Residual:
+    """chain(main)(x) + chain(skip)(x): a residual block; an empty ``skip`` is the identity.
+
+    ``jvp``/``vjp`` fix both branches' activation patterns at x0, like ReLU and MaxPool.
+    """
+
+    main: tuple["Node", ...]
+    skip: tuple["Node", ...]
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "residual"
+
+    @property
+    def branches(self) -> tuple[tuple["Node", ...], tuple["Node", ...]]:
+        return self.main, self.skip
+
+    def forward(self, x: Any) -> Any:
+        return chain_forward(self.main, x) + chain_forward(self.skip, x)
+
+    def branch_activations(self, x0: Any) -> tuple[list[Any], list[Any]]:
+        """Each branch's node inputs at ``x0``, then its output (cached for the last ``x0``)."""
+        cached = self.__dict__.get("_acts")
+        if cached is None or cached[0] is not x0:
+            cached = (x0, (chain_activations(self.main, x0), chain_activations(self.skip, x0)))
+            self.__dict__["_acts"] = cached  # frozen dataclass: a cache, not a field
+        return cached[1]
+
+    def jvp(self, x0: Any, v: Any) -> Any:
+        main, skip = self.branch_activations(x0)
+        return chain_jvp(self.main, main, v) + chain_jvp(self.skip, skip, v)
+
+    def vjp(self, x0: Any, u: Any) -> Any:
+        main, skip = self.branch_activations(x0)
+        return chain_vjp(self.main, main, u) + chain_vjp(self.skip, skip, u)
+
+
 Affine = Union[Dense, Conv, Scale]
 ShapeOp = Union[Reshape, Transpose, Pad]
-Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool]
+Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool, Residual]
 AFFINE_TYPES = (Dense, Conv, Scale)
 SHAPE_TYPES = (Reshape, Transpose, Pad)
+NONLINEAR_TYPES = (Relu, MaxPool, Residual)  # nodes with jvp/vjp at x0 instead of linear/adjoint
 ARRAY_FIELDS = ("weight", "bias", "scale", "shift")
+
+
+def chain_forward(nodes: tuple[Node, ...], x: Any) -> Any:
+    for node in nodes:
+        x = node.forward(x)
+    return x
+
+
+def chain_activations(nodes: tuple[Node, ...], x0: Any) -> list[Any]:
+    """Input of every node at ``x0``, then the output: len(nodes)+1 arrays."""
+    acts = [x0]
+    for node in nodes:
+        acts.append(node.forward(acts[-1]))
+    return acts
+
+
+def chain_jvp(nodes: tuple[Node, ...], acts: list[Any], v: Any) -> Any:
+    """J(x0)·v of a chain, activation pattern fixed at ``acts``."""
+    for node, a in zip(nodes, acts):
+        v = node.jvp(a, v) if isinstance(node, NONLINEAR_TYPES) else node.linear(v)
+    return v
+
+
+def chain_vjp(nodes: tuple[Node, ...], acts: list[Any], u: Any) -> Any:
+    """J(x0)ᵀ·u of a chain."""
+    for node, a in zip(reversed(nodes), reversed(acts[: len(nodes)])):
+        u = node.vjp(a, u) if isinstance(node, NONLINEAR_TYPES) else node.adjoint(u)
+    return u
+
+
+def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:
+    """Every node of a chain, the branches of residual blocks included (depth first)."""
+    flat: list[Node] = []
+    for node in nodes:
+        flat.append(node)
+        if isinstance(node, Residual):
+            flat += all_nodes(node.main) + all_nodes(node.skip)
+    return flat
 
 
 def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
@@ -224,12 +303,17 @@ def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
 
 
 def parameter_count(node: Node) -> int:
-    """Number of stored parameters (weights and biases) of a node."""
+    """Number of stored parameters (weights and biases) of a node, its branches included."""
+    if isinstance(node, Residual):
+        return sum(parameter_count(n) for n in node.main + node.skip)
     return sum(int(np.size(getattr(node, f))) for f in ARRAY_FIELDS if hasattr(node, f))
 
 
 def map_arrays(node: Node, fn: Callable[[Any], Any]) -> Node:
     """A copy of ``node`` with ``fn`` applied to each parameter array."""
+    if isinstance(node, Residual):
+        return dataclasses.replace(node, main=tuple(map_arrays(n, fn) for n in node.main),
+                                   skip=tuple(map_arrays(n, fn) for n in node.skip))
     changes = {f: fn(getattr(node, f)) for f in ARRAY_FIELDS if hasattr(node, f)}
     return dataclasses.replace(node, **changes) if changes else node
 
@@ -255,4 +339,11 @@ def describe(node: Node) -> str:
         return f"dense {node.weight.shape[1]}->{node.weight.shape[0]}"
     if isinstance(node, Transpose):
         return f"transpose {node.perm}"
+    if isinstance(node, Residual):
+        return f"residual({describe_chain(node.main)} | {describe_chain(node.skip)})"
     return node.op
+
+
+def describe_chain(nodes: tuple[Node, ...]) -> str:
+    """'conv 8x8x3x3 p1 + relu + conv 8x8x3x3 p1'; 'identity' for an empty chain."""
+    return " + ".join(describe(n) for n in nodes) or "identity"

@@ -1,5 +1,6 @@
 """A whole network in IR form: forward pass, nominal activations, and the
-network with its activation pattern fixed as one linear operator (JVP/VJP)."""
+network with its activation pattern fixed as one linear operator (JVP/VJP).
+Residual blocks are single nodes of the chain (``ir.Residual``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -7,7 +8,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ir import AFFINE_TYPES, MaxPool, Node, Relu, Shape, map_arrays
+from .ir import (AFFINE_TYPES, Node, Residual, Shape, all_nodes, chain_activations, chain_forward, chain_jvp,
+                 chain_vjp, map_arrays)
 
 
 @dataclass(frozen=True, eq=False)
@@ -31,28 +33,19 @@ class Network:
 
     def forward(self, x: Any) -> Any:
         """Outputs for a batch of inputs (N, *input_shape)."""
-        for node in self.nodes:
-            x = node.forward(x)
-        return x
+        return chain_forward(self.nodes, x)
 
     def activations(self, x0: Any) -> list[Any]:
         """Input of every node at ``x0`` (batch 1), then the output: len(nodes)+1 arrays."""
-        acts = [self.batch(x0)]
-        for node in self.nodes:
-            acts.append(node.forward(acts[-1]))
-        return acts
+        return chain_activations(self.nodes, self.batch(x0))
 
     def jvp(self, acts: list[Any], v: Any) -> Any:
         """J(x0)·v for a batch of directions v, activation pattern fixed at ``acts``."""
-        for node, a in zip(self.nodes, acts):
-            v = node.jvp(a, v) if isinstance(node, (Relu, MaxPool)) else node.linear(v)
-        return v
+        return chain_jvp(self.nodes, acts, v)
 
     def vjp(self, acts: list[Any], u: Any) -> Any:
         """J(x0)ᵀ·u for a batch of output cotangents u."""
-        for node, a in zip(reversed(self.nodes), reversed(acts[:-1])):
-            u = node.vjp(a, u) if isinstance(node, (Relu, MaxPool)) else node.adjoint(u)
-        return u
+        return chain_vjp(self.nodes, acts, u)
 
     def map_arrays(self, fn: Callable[[Any], Any]) -> "Network":
         """A copy with ``fn`` applied to every parameter array (dtype/device moves)."""
@@ -62,4 +55,10 @@ class Network:
         return self.map_arrays(lambda a: xp.asarray(a, dtype=dtype))
 
     def affine_nodes(self) -> list[Node]:
-        return [n for n in self.nodes if isinstance(n, AFFINE_TYPES)]
+        """Every affine node, those inside residual blocks included."""
+        return [n for n in all_nodes(self.nodes) if isinstance(n, AFFINE_TYPES)]
+
+    @property
+    def is_chain(self) -> bool:
+        """True when no node is a residual block (what chain-only methods need)."""
+        return not any(isinstance(n, Residual) for n in self.nodes)

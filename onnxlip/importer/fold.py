@@ -3,6 +3,7 @@ bias Adds) and zero padding into the neighbouring Dense/Conv, where exact.
 
 Folding matters for the bound: an affine map followed by ReLU is one layer of
 the method, so a BatchNorm between Conv and Relu must disappear into the Conv.
+The rules run inside the branches of residual blocks too (never across them).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..conv import conv2d
-from ..ir import Conv, Dense, Node, Pad, Reshape, Scale, Transpose
+from ..ir import Conv, Dense, Node, Pad, Reshape, Residual, Scale, Transpose
 
 
 def _names(a: Node, b: Node) -> tuple[str, ...]:
@@ -111,8 +112,14 @@ def _rewrite_once(nodes: list[Node]) -> bool:
 
 
 def fold(nodes: list[Node]) -> list[Node]:
-    """Apply the folding rules until none fires."""
-    nodes = list(nodes)
+    """Apply the folding rules until none fires, inside residual branches first."""
+    nodes = [_fold_branches(n) for n in nodes]
     while _rewrite_once(nodes):
         pass
     return nodes
+
+
+def _fold_branches(node: Node) -> Node:
+    if not isinstance(node, Residual):
+        return node
+    return dataclasses.replace(node, main=tuple(fold(list(node.main))), skip=tuple(fold(list(node.skip))))

@@ -1,5 +1,11 @@
 """ONNX file → IR Network: read, check, fix the batch axis, fold constants,
-convert node by node through the registry, then simplify the IR."""
+convert node by node through the registry, arrange the data path as a chain
+of nodes and residual blocks, then simplify the IR.
+
+Residual blocks: a data tensor read by two nodes whose paths meet again at an
+Add of two data tensors (PyTorch's ResNet export) becomes one ``Residual`` node;
+blocks nest. Any other branching (a third reader, a Concat, a branch that never
+rejoins) is refused, naming the node where it starts."""
 from __future__ import annotations
 
 import os
@@ -11,11 +17,12 @@ from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
-from ..ir import Node, Shape
+from ..ir import Node, Shape, all_nodes
 from ..network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .fold import fold
 from .registry import CONVERTERS, HEAD_OPS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError, NodeContext
+from .topology import Step, TopologyError, assemble, plan_path
 
 
 def read_model(path: str | os.PathLike) -> onnx.ModelProto:
@@ -82,14 +89,19 @@ class _Walk:
 
     consts: dict[str, np.ndarray]
     shapes: dict[str, Shape | None]  # per-sample shapes of data tensors (None: unknown)
-    current: str
+    last: str  # the data tensor produced last
     opset: int
     inferred: dict[str, Shape]
-    ir: list[Node] = field(default_factory=list)
+    users: dict[str, list[Step]] = field(default_factory=dict)  # data tensor -> steps that read it
     problems: list[UnsupportedNode] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     dropped_tensors: set[str] = field(default_factory=set)
     logits: str | None = None
+
+    def add(self, step: Step) -> None:
+        for name in step.inputs:
+            self.users.setdefault(name, []).append(step)
+        self.last = step.output
 
 
 def _fold_constant(node: onnx.NodeProto, walk: _Walk) -> None:
@@ -109,42 +121,53 @@ def _shape_of_data(node: onnx.NodeProto, shape: Shape, walk: _Walk) -> None:
     walk.consts[node.output[0]] = full[attrs.get("start", 0) : attrs.get("end", len(full))]
 
 
+def _is_join(node: onnx.NodeProto, data_inputs: list[str]) -> bool:
+    """An Add of two different data tensors: where the branches of a residual block meet."""
+    return node.op_type == "Add" and len(data_inputs) == 2 and data_inputs[0] != data_inputs[1]
+
+
 def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
     if node.op_type in NON_RELU_ACTIVATIONS:
         return "non-ReLU activation; onnxlip bounds ReLU networks only"
     if node.op_type not in CONVERTERS:
         return "operator not supported"
-    if len(data_inputs) > 1:
-        return "combines two data tensors (residual or branching graphs are not supported yet)"
+    if len(data_inputs) > 1 and not _is_join(node, data_inputs):
+        if len(set(data_inputs)) == 1:
+            return f"combines data tensor '{data_inputs[0]}' with itself (two data tensors; not supported)"
+        return "combines two data tensors (only an Add of two branches, as in residual blocks, is supported)"
     if walk.logits is not None:
         return f"uses the logits after a dropped {', '.join(walk.dropped)}"
-    if data_inputs[0] != walk.current:
-        return f"the graph branches at tensor '{data_inputs[0]}' (only chains are supported)"
     return None
 
 
-def _convert_node(node: onnx.NodeProto, data: str, walk: _Walk) -> None:
-    in_shape = walk.shapes[data]
-    out = node.output[0]
-    walk.current = out
+def _convert_node(step: Step, walk: _Walk) -> None:
+    node, in_shape, out = step.node, walk.shapes[step.inputs[0]], step.output
     if in_shape is None:  # an earlier node failed: only op types are still checked
         walk.shapes[out] = None
         return
-    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(data), walk.opset)
+    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(step.inputs[0]), walk.opset)
     try:
-        new = CONVERTERS[node.op_type](ctx)
+        step.ir = CONVERTERS[node.op_type](ctx)
     except ConversionError as exc:
         walk.problems.append(UnsupportedNode(node.name, node.op_type, str(exc)))
         walk.shapes[out] = None
         return
-    shape = new[-1].out_shape if new else in_shape
+    shape = step.ir[-1].out_shape if step.ir else in_shape
     expected = walk.inferred.get(out)
     # ONNX shape inference keeps a ceil_mode window that starts in the padding; onnxruntime
     # and PyTorch drop it, and so do we, so the check does not apply there.
     if expected is not None and expected != (1, *shape) and not ctx.attr("ceil_mode", 0):
         walk.problems.append(UnsupportedNode(node.name, node.op_type, f"converted shape {(1, *shape)} != inferred {expected}"))
-    walk.ir.extend(new)
     walk.shapes[out] = shape
+
+
+def _join_shapes(step: Step, walk: _Walk) -> None:
+    """The output shape of a join: both branches must have the same shape (no broadcasting)."""
+    a, b = (walk.shapes[name] for name in step.inputs)
+    walk.shapes[step.output] = a if a == b else None
+    if a is not None and b is not None and a != b:
+        walk.problems.append(UnsupportedNode(step.node.name, step.node.op_type, f"adds branches of shapes {(1, *a)} "
+                                             f"and {(1, *b)}; both must have the same shape"))
 
 
 def _visit(node: onnx.NodeProto, walk: _Walk) -> None:
@@ -165,22 +188,25 @@ def _visit(node: onnx.NodeProto, walk: _Walk) -> None:
         if shape is not None:
             _shape_of_data(node, shape, walk)
         return
-    if node.op_type in HEAD_OPS and data_inputs == [walk.current] and walk.logits is None:
-        walk.logits = walk.current
+    if node.op_type in HEAD_OPS and data_inputs == [walk.last] and walk.logits is None:
+        walk.logits = walk.last
         walk.dropped_tensors.update(node.output)
         walk.dropped.append(f"{node.op_type} '{node.name}'")
         return
+    step = Step(node, tuple(data_inputs), node.output[0])
+    walk.add(step)
     reason = _why_unsupported(node, data_inputs, walk)
     if reason is not None:
         walk.problems.append(UnsupportedNode(node.name, node.op_type, reason))
         walk.shapes.update({o: None for o in node.output if o})
-        walk.current = node.output[0]
-        return
-    _convert_node(node, data_inputs[0], walk)
+    elif step.is_join:
+        _join_shapes(step, walk)
+    else:
+        _convert_node(step, walk)
 
 
 def _check_finite(nodes: list[Node]) -> None:
-    for node in nodes:
+    for node in all_nodes(tuple(nodes)):
         for name in ("weight", "bias", "scale", "shift"):
             value = getattr(node, name, None)
             if value is not None and not np.all(np.isfinite(value)):
@@ -196,15 +222,19 @@ def load_model(path: str | os.PathLike) -> Network:
     walk = _Walk(
         consts={t.name: numpy_helper.to_array(t) for t in model.graph.initializer},
         shapes={data.name: sample_shape},
-        current=data.name,
+        last=data.name,
         opset=opset,
         inferred=_inferred_shapes(model),
     )
     for node in model.graph.node:
         _visit(node, walk)
+    try:
+        plan, last = plan_path(data.name, walk.users)
+    except TopologyError as exc:
+        walk.problems.append(exc.problem)
     if walk.problems:
         raise UnsupportedModelError(walk.problems)
-    nodes = fold(walk.ir)
+    nodes = fold(assemble(plan, walk.shapes))
     _check_finite(nodes)
     warnings = (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",) if walk.dropped else ()
-    return Network(tuple(nodes), sample_shape, data.name, walk.logits or walk.current, os.fspath(path), warnings)
+    return Network(tuple(nodes), sample_shape, data.name, walk.logits or last, os.fspath(path), warnings)
