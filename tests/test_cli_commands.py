@@ -259,3 +259,18 @@ def test_inspect_accepts_vnnlib_and_quiet(tmp_path: Path) -> None:
     (tmp_path / "p.vnnlib").write_text(text)
     data = run_json("inspect", path, "--verify", "--input", str(tmp_path / "p.vnnlib"))
     assert data["verify"]["ok"]
+
+
+def test_demo_on_a_small_model() -> None:
+    code, stdout, _ = run("demo", "--model", model("mlp")[0])
+    assert code == 0 and "IR vs onnxruntime" in stdout and "certified L2 radius" in stdout
+
+
+def test_debug_shows_the_error_itself(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from onnxlip.errors import InputError
+
+    path, _ = model("mlp")
+    result = CliRunner().invoke(app, ["local", path, "-i", str(tmp_path / "nope.npy"), "-e", "0.1", "--debug"])
+    assert isinstance(result.exception, InputError)  # raised, not turned into one line
