@@ -61,8 +61,9 @@ class BoundResult:
 
     @property
     def is_estimate(self) -> bool:
-        """True when any layer norm came from an iterative solver (converged, from below)."""
-        return any(layer.method == "lanczos" for layer in self.layers)
+        """True when any layer norm came from an iterative solver (converged, from below);
+        tight-mode bounds count as estimates too (Lanczos on inner segments)."""
+        return any(layer.method in ("lanczos", "tight") for layer in self.layers)
 
 
 @dataclass

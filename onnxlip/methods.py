@@ -17,11 +17,13 @@ METHODS = ("best", "tight", "paper")
 DEFAULT_METHOD = "best"
 
 
-def local_bounds(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD) -> list[BoundResult]:
-    """Local bounds L(x0, ε) for each ε of ``eps_grid`` by ``method``."""
+def local_bounds(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD,
+                 certified: bool = False) -> list[BoundResult]:
+    """Local bounds L(x0, ε) for each ε of ``eps_grid`` by ``method``; ``certified`` makes every
+    layer norm provable, which only the per-layer product supports (the method is then 'paper')."""
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
-    if method == "paper":
-        return sweep(net, x0, eps_grid)
+    if method == "paper" or certified:
+        return sweep(net, x0, eps_grid, certified=certified)
     acts = net.activations(x0)
     return [tight_bound(net, x0, float(e), acts, best=method == "best") for e in eps_grid]

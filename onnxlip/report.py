@@ -15,8 +15,8 @@ from .network import Network
 from .radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
-ESTIMATE_NOTE = ("estimate: norms marked lanczos are converged to 1e-9 relative tolerance, from below "
-                 "(accurate, not a proof)")
+ESTIMATE_NOTE = ("estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
+                 "relative tolerance, from below (accurate, not a proof); --certified gives provable bounds")
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -130,7 +130,9 @@ def network_table(net: Network) -> Table:
 def layer_table(layers: list[LayerReport], title: str, local: bool) -> Table:
     """Per-layer table: op, output shape, L_k, ε_k (ball at the layer's input), unit counts."""
     table = Table(title=title, box=box.SIMPLE_HEAD)
-    columns = ["#", "op", "shape", "L_k"] + (["ε_k", "inactive", "active", "unstable"] if local else []) + ["norm"]
+    certified = any(layer.estimate is not None for layer in layers)
+    columns = (["#", "op", "shape", "L_k"] + (["ε_k", "inactive", "active", "unstable"] if local else [])
+               + ["norm"] + (["slack"] if certified else []))
     for col in columns:
         table.add_column(col, justify="left" if col in ("op", "shape", "norm") else "right",
                          no_wrap=col != "op")
@@ -138,7 +140,10 @@ def layer_table(layers: list[LayerReport], title: str, local: bool) -> Table:
         row = [str(layer.index), layer.op, _shape(layer.out_shape), f"{layer.lipschitz:.6g}"]
         if local:
             row += [f"{layer.eps_in:.4g}", str(layer.inactive), str(layer.active), str(layer.unstable)]
-        table.add_row(*row, layer.method)
+        row.append(layer.method)
+        if certified:  # what certification cost over the converged estimate of the same norm
+            row.append(f"{layer.lipschitz / layer.estimate:.4f}" if layer.estimate else "")
+        table.add_row(*row)
     return table
 
 

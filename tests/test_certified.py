@@ -57,3 +57,20 @@ def test_circulant_and_l1_linf_bound_every_conv(name: str) -> None:
             ones_out, ones_in = np.ones(node.out_shape), np.ones(node.in_shape)
             assert circulant_bound(node) >= exact * (1 - 1e-12)
             assert l1_linf_bound(node, ones_out, ones_in) >= exact * (1 - 1e-12)
+
+
+def test_cli_certified_flag_reports_provable_layers() -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from onnxlip.cli import app
+
+    path, x0 = str(MODELS / "convnet.onnx"), str(MODELS / "convnet_x0.npy")
+    result = CliRunner().invoke(app, ["local", path, "-i", x0, "-e", "0.01", "--certified", "--json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["certified"] and not data["bounds"][0]["estimate"]
+    assert all(layer["method"] != "lanczos" for layer in data["layers"])
+    result = CliRunner().invoke(app, ["global", path, "--certified"])
+    assert result.exit_code == 0 and "slack" in result.stdout
