@@ -34,6 +34,9 @@ class Segments:
     net: Network
     acts: list[Any]  # nominal node inputs
     secants: dict[int, Secant] = field(default_factory=dict)
+    # Batches already pushed forward / pulled back, by (start or end node, tag), at every node
+    # they passed: many segments share an end (the output) or a start (an unstable node).
+    passes: dict[tuple, dict[int, Any]] = field(default_factory=dict)
 
     def shape_at(self, k: int) -> tuple[int, ...]:
         """Per-sample shape of the input of node k (k = len(nodes): the output)."""
@@ -63,8 +66,32 @@ class Segments:
         return sum(int(np.prod(n.out_shape)) * max(int(np.prod(getattr(n, "weight", np.ones(1)).shape[1:])), 1)
                    for n in self.net.nodes[a:b])
 
-    def explicit(self, a: int, b: int, col: Any, row: Any = None, left: Any = None) -> Any:
-        """Y·C[a,b)·diag(col) as a dense (rows × support of col) matrix, or None if too costly."""
+    def pull(self, a: int, b: int, rows: Any, tag: Any) -> Any:
+        """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b."""
+        if tag is None:
+            return self.backward(a, b, rows)
+        seen = self.passes.setdefault(("pull", b, tag), {b: rows})
+        k = min(i for i in seen if i >= a)
+        u = seen[k]
+        for i in range(k - 1, a - 1, -1):
+            u = seen[i] = self.backward(i, i + 1, u)
+        return u
+
+    def push(self, a: int, b: int, cols: Any, tag: Any) -> Any:
+        """forward(a, b, cols), reusing earlier pushes of the same columns (``tag``) from a."""
+        if tag is None:
+            return self.forward(a, b, cols)
+        seen = self.passes.setdefault(("push", a, tag), {a: cols})
+        k = max(i for i in seen if i <= b)
+        v = seen[k]
+        for i in range(k, b):
+            v = seen[i + 1] = self.forward(i, i + 1, v)
+        return v
+
+    def explicit(self, a: int, b: int, col: Any, row: Any = None, left: Any = None,
+                 tags: tuple[Any, Any] = (None, None)) -> Any:
+        """Y·C[a,b)·diag(col) as a dense (rows × support of col) matrix, or None if too costly.
+        ``tags`` name col and the output side, so that passes can be shared."""
         support = np.flatnonzero(col.reshape(-1))
         limit = min(EXPLICIT_LIMIT, int(EXPLICIT_FLOPS // max(self.flops(a, b), 1)))
         if left is not None:
@@ -73,10 +100,10 @@ class Segments:
             row = np.ones((1, *self.shape_at(b))) if row is None else row
             rows = basis(row) if np.count_nonzero(row) <= limit else None
         if rows is not None and len(rows) * len(support) <= EXPLICIT_ENTRIES:
-            return (self.backward(a, b, rows) * col).reshape(len(rows), -1)[:, support]
+            return (self.pull(a, b, rows, tags[1]) * col).reshape(len(rows), -1)[:, support]
         n_out = int(np.prod(self.shape_at(b)))
         if len(support) <= limit and n_out * len(support) <= EXPLICIT_ENTRIES:
-            image = self.forward(a, b, basis(col)) * row
+            image = self.push(a, b, basis(col), tags[0]) * row
             return image.reshape(len(support), -1).T[np.flatnonzero(row.reshape(-1))]
         return None
 

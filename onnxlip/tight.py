@@ -73,7 +73,8 @@ class SecantState:
 
     def matrix(self, t: Term) -> Any:
         if t.key not in self.matrices:
-            self.matrices[t.key] = self.segments.explicit(t.a, t.b, t.col, t.row, t.left)
+            tags = (t.key[3] if t.key[3] is not None else "I", t.key[4] if t.key[4] is not None else "I")
+            self.matrices[t.key] = self.segments.explicit(t.a, t.b, t.col, t.row, t.left, tags)
         return self.matrices[t.key]
 
     def term_norm(self, t: Term) -> float:
