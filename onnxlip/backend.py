@@ -59,15 +59,6 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def device_name(xp: ModuleType) -> str:
-    """A human name for the device behind ``xp``."""
-    if xp is np:
-        return "cpu"
-    props = xp.cuda.runtime.getDeviceProperties(xp.cuda.Device().id)
-    name = props["name"]
-    return "gpu:" + (name.decode() if isinstance(name, bytes) else str(name))
-
-
 # Below this many multiply-adds per forward pass, BLAS threads cost more than they
 # save: the engine's products are small and many (measured 2-5x slower on 2 cores).
 SINGLE_THREAD_FLOPS = 5e8

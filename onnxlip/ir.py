@@ -49,7 +49,6 @@ class Dense:
         return self.linear(x) + self.bias
 
 
-
 @dataclass(frozen=True, eq=False)
 class Conv:
     """2-D convolution; ``bias`` broadcasts to out_shape ((M,1,1) or (M,Ho,Wo))."""
@@ -82,7 +81,6 @@ class Conv:
         return self.linear(x) + self.bias
 
 
-
 @dataclass(frozen=True, eq=False)
 class Scale:
     """Elementwise affine y = scale·x + shift (normalization, unfolded BatchNorm)."""
@@ -102,7 +100,6 @@ class Scale:
 
     def forward(self, x: Any) -> Any:
         return x * self.scale + self.shift
-
 
 
 @dataclass(frozen=True, eq=False)

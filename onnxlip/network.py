@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .ir import (AFFINE_TYPES, Node, Residual, Shape, all_nodes, chain_activations, chain_forward, chain_jvp,
+from .ir import (AFFINE_TYPES, Node, Shape, all_nodes, chain_activations, chain_forward, chain_jvp,
                  chain_vjp, map_arrays)
 
 
@@ -58,7 +58,3 @@ class Network:
         """Every affine node, those inside residual blocks included."""
         return [n for n in all_nodes(self.nodes) if isinstance(n, AFFINE_TYPES)]
 
-    @property
-    def is_chain(self) -> bool:
-        """True when no node is a residual block (what chain-only methods need)."""
-        return not any(isinstance(n, Residual) for n in self.nodes)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backend import array_module
-from .ir import AFFINE_TYPES, Affine, MaxPool, Node, Relu, with_weights
+from .ir import Affine, Node, with_weights
 from .row_norms import masked_row_norms
 
 
@@ -35,6 +35,3 @@ def input_box(x0: Any, eps: float) -> tuple[Any, Any]:
     """The L∞ box that contains the L2 ball of radius eps."""
     return x0 - eps, x0 + eps
 
-
-def is_monotone(node: Node) -> bool:
-    return isinstance(node, (Relu, MaxPool)) or not isinstance(node, AFFINE_TYPES)
