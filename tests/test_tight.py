@@ -54,7 +54,7 @@ def test_no_unstable_unit_gives_jacobian_norm() -> None:
     assert tight_bound(net, x0, 1e-3, best=False).bound == pytest.approx(jacobian, rel=1e-9)
 
 
-@pytest.mark.parametrize("name", ["mnist_lenet", "convnet", "batchnorm_net"])
+@pytest.mark.parametrize("name", ["mnist_lenet", "convnet", "batchnorm_net", "sklearn_mlp"])
 def test_best_never_above_paper_and_never_below_lower_bound(name: str) -> None:
     net = load_model(MODELS / f"{name}.onnx")
     x0 = np.load(MODELS / f"{name}_x0.npy")[0].astype(np.float64)
