@@ -33,9 +33,11 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,7 +45,7 @@ import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -63,6 +65,7 @@ TARGET_PEAK_GIB = 8.0  # AlexNet and VGG16
 TARGET_SWEEP_RATIO = 10.0
 WARM_LIMIT = 5.0  # a warm-up run at least this long is the measurement itself
 POLL = 0.2
+STOP_GRACE = 30.0  # seconds a stopped worker gets to report its profile
 LOAD_LIMIT = 300.0  # seconds allowed for loading a model, on top of the stage limit
 GIB = 2.0**30
 
@@ -233,23 +236,42 @@ def emit(record: dict[str, Any]) -> None:
     print(json.dumps(record), flush=True)
 
 
+class Stopped(Exception):
+    """The supervisor asked this worker to stop (SIGTERM at the time limit)."""
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise Stopped()
+
+
 def timed(fn: Callable[[], Any], repeat: int, profile: int = 0) -> tuple[dict[str, Any], Any]:
-    """Run ``fn`` once (warm-up, profiled if asked), then ``repeat`` timed runs unless it was slow."""
+    """Run ``fn`` once (warm-up, profiled if asked), then ``repeat`` timed runs unless it was slow.
+
+    A profiled run stopped by the time limit still emits its profile so far."""
     profiler = None
     if profile:
         import cProfile
 
         profiler = cProfile.Profile()
-        profiler.enable()
     start, cpu = time.perf_counter(), time.process_time()
-    value = fn()
+    try:
+        with layer_timer(profile > 0):
+            if profiler is not None:
+                profiler.enable()
+            value = fn()
+    except Stopped:
+        if profiler is not None:
+            profiler.disable()
+            emit({"event": "stopped", "stopped_after": time.perf_counter() - start,
+                  "profile": top_functions(profiler, profile)})
+        raise
     cold, cpus = time.perf_counter() - start, [time.process_time() - cpu]
     if profiler is not None:
         profiler.disable()
     times = [cold]
-    if cold < WARM_LIMIT and repeat > 0:
+    if cold < WARM_LIMIT and (repeat > 0 or profiler is not None):  # a profiled run is never the measurement
         times, cpus = [], []
-        for _ in range(repeat):
+        for _ in range(max(repeat, 1)):
             start, cpu = time.perf_counter(), time.process_time()
             value = fn()
             times.append(time.perf_counter() - start)
@@ -259,6 +281,34 @@ def timed(fn: Callable[[], Any], repeat: int, profile: int = 0) -> tuple[dict[st
     if profiler is not None:
         out["profile"] = top_functions(profiler, profile)
     return out, value
+
+
+@contextlib.contextmanager
+def layer_timer(active: bool) -> Iterator[None]:
+    """Emit each layer's seconds of the paper bound, by wrapping the engine's per-layer step
+    (``bounds._local_step``, a private function: skipped quietly if it is gone)."""
+    import onnxlip.bounds as bounds
+
+    original = getattr(bounds, "_local_step", None)
+    if not active or original is None:
+        yield
+        return
+
+    def step(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        result = original(*args, **kwargs)
+        node = args[0] if args else kwargs.get("node")
+        weight = getattr(getattr(node, "weight", None), "shape", None)
+        name = type(node).__name__ + (f" {'x'.join(map(str, weight))}" if weight else "")
+        emit({"event": "layer", "layer": f"{name} -> {'x'.join(map(str, getattr(node, 'out_shape', ())))}",
+              "method": getattr(result, "method", None), "seconds": time.perf_counter() - start})
+        return result
+
+    bounds._local_step = step
+    try:
+        yield
+    finally:
+        bounds._local_step = original
 
 
 def top_functions(profiler: Any, n: int) -> list[dict[str, Any]]:
@@ -273,6 +323,27 @@ def top_functions(profiler: Any, n: int) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: -r["own_seconds"])[:n]
 
 
+@contextlib.contextmanager
+def sweep_progress() -> Iterator[None]:
+    """Emit a line after each ε of a sweep (``sweep`` calls ``bounds.local_bound`` per point), so a
+    sweep stopped by the time limit still tells how far it got."""
+    import onnxlip.bounds as bounds
+
+    original, start, done = bounds.local_bound, time.perf_counter(), [0]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        result = original(*args, **kwargs)
+        done[0] += 1
+        emit({"event": "progress", "points_done": done[0], "progress_seconds": time.perf_counter() - start})
+        return result
+
+    bounds.local_bound = counted
+    try:
+        yield
+    finally:
+        bounds.local_bound = original
+
+
 def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
     from onnxlip.bounds import sweep
     from onnxlip.methods import local_bounds
@@ -285,7 +356,9 @@ def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) ->
         if args.model not in BIG_MODELS:  # fill the per-layer caches the single bounds also enjoy
             local_bounds(net, x0, [args.eps], "paper")
         grid = list(np.geomspace(args.eps, args.sweep_max, args.sweep_points))
-        result, bounds = timed(lambda: sweep(net, x0, grid), 0, args.profile)
+        emit({"event": "sweep", "points": len(grid), "eps_max": args.sweep_max})
+        with sweep_progress():
+            result, bounds = timed(lambda: sweep(net, x0, grid), 0, args.profile)
         out = {**result, "points": len(grid), "eps_max": args.sweep_max, "bounds": [b.bound for b in bounds]}
         if args.independent:  # the same grid, one bound at a time: what warm starts save
             start = time.perf_counter()
@@ -314,7 +387,12 @@ def worker(args: argparse.Namespace) -> int:
     emit({"event": "loaded", "load_seconds": load, "params": params,
           "rss_gib": proc_status().get("VmRSS", 0) / GIB, "load_peak_gib": peak_bytes() / GIB})
     reset = reset_peak()
-    result = run_stage(args.stage, net, x0, args)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        result = run_stage(args.stage, net, x0, args)
+    except Stopped:
+        emit({"event": "stopped_peak", "peak_gib": peak_bytes() / GIB, "peak_excludes_load": reset})
+        return 3
     emit({"event": "done", **result, "peak_gib": peak_bytes() / GIB, "peak_excludes_load": reset})
     return 0
 
@@ -342,6 +420,19 @@ def prepare(name: str, cache: Path) -> None:
     imagenet.ensure(name.removesuffix("_small"), Path(cache), small)
 
 
+def stop(proc: subprocess.Popen, grace: float) -> None:
+    """SIGTERM (the worker reports its profile so far), then SIGKILL after ``grace`` seconds."""
+    if grace > 0:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.wait()
+
+
 def _drain(stream: Any, sink: list[str]) -> None:
     for line in stream:
         sink.append(line)
@@ -359,9 +450,10 @@ def supervise(model: str, stage: str, args: argparse.Namespace) -> dict[str, Any
     readers = [threading.Thread(target=_drain, args=(s, sink), daemon=True) for s, sink in ((proc.stdout, out), (proc.stderr, err))]
     for t in readers:
         t.start()
-    start, loaded_at, peak, status = time.perf_counter(), None, 0, "ok"
+    start, loaded_at, peak, status, load = time.perf_counter(), None, 0, "ok", 0.0
     while proc.poll() is None:
         time.sleep(POLL)
+        load = max(load, os.getloadavg()[0])
         mem = proc_status(proc.pid)
         peak = max(peak, mem.get("VmHWM", 0))
         if loaded_at is None and any('"loaded"' in line for line in out):
@@ -371,14 +463,16 @@ def supervise(model: str, stage: str, args: argparse.Namespace) -> dict[str, Any
         elif time.perf_counter() - (loaded_at or start) > args.time_limit + (0 if loaded_at else LOAD_LIMIT):
             status = "timeout"
         if status != "ok":
-            proc.kill()
-            proc.wait()
+            stop(proc, grace=0 if status == "memory" else STOP_GRACE)
     for t in readers:
         t.join(timeout=5)
     records = [json.loads(line) for line in out if line.startswith("{")]
-    result: dict[str, Any] = {"status": status, "wall_seconds": time.perf_counter() - start}
+    result: dict[str, Any] = {"status": status, "wall_seconds": time.perf_counter() - start, "max_load": load}
     for record in records:
-        result.update({k: v for k, v in record.items() if k != "event"})
+        if record.get("event") == "layer":
+            result.setdefault("layer_seconds", []).append([record["layer"], record["method"], record["seconds"]])
+        else:
+            result.update({k: v for k, v in record.items() if k != "event"})
     if status == "ok" and proc.returncode != 0:
         result["status"] = "error"
         result["error"] = "".join(err[-20:]).strip()
@@ -404,6 +498,11 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
         prepare(model, args.cache)
         entry: dict[str, Any] = {}
         for stage in stages_for(model, args.stages):
+            paper = entry.get("paper", {})
+            if stage in ("best", "sweep") and paper.get("status") in ("timeout", "memory"):
+                # both compute at least one paper bound: they cannot finish within the same limit
+                entry[stage] = {"status": "skipped", "reason": f"paper stage: {paper['status']}"}
+                continue
             print(f"{model}: {stage} ...", file=sys.stderr, flush=True)
             entry[stage] = supervise(model, stage, args)
             print(f"{model}: {stage} {summary(entry[stage])}", file=sys.stderr, flush=True)
@@ -430,7 +529,8 @@ def seconds(stage: dict[str, Any] | None) -> str:
     if stage["status"] == "ok":
         return f"{stage['seconds']:.4g}"
     if stage["status"] == "timeout":
-        return f">{stage['time_limit']:.0f}"
+        done = f" ({stage['points_done']}/{stage['points']} ε)" if stage.get("points_done") else ""
+        return f">{stage['time_limit']:g}{done}"
     return stage["status"]
 
 
@@ -446,12 +546,26 @@ def reference_seconds(model: str) -> float | None:
 
 
 def sweep_ratio(entry: dict[str, Any]) -> str:
+    """Sweep seconds / one paper bound; for a sweep stopped by the limit, ~ an estimate from its progress."""
     sw, paper = entry.get("sweep"), entry.get("paper")
     if sw is None or paper is None or paper["status"] != "ok":
         return "—"
+    if sw["status"] == "ok":
+        return f"{sw['seconds'] / paper['seconds']:.3g}"
+    estimate = estimated_sweep(sw)
+    if estimate is not None:
+        return f"~{estimate / paper['seconds']:.3g}"
     if sw["status"] == "timeout":
         return f">{sw['time_limit'] / paper['seconds']:.3g}"
-    return ratio(sw["seconds"], paper, "{:.3g}") if sw["status"] == "ok" else sw["status"]
+    return sw["status"]
+
+
+def estimated_sweep(sw: dict[str, Any]) -> float | None:
+    """Whole-sweep seconds extrapolated from the points a stopped sweep finished."""
+    done = sw.get("points_done", 0)
+    if sw["status"] == "ok" or not done:
+        return None
+    return sw["progress_seconds"] / done * sw["points"]
 
 
 def peak(entry: dict[str, Any]) -> str:
@@ -475,9 +589,10 @@ def timing_table(report: dict[str, Any]) -> str:
         indep = f"{sw['independent_seconds']:.4g}" if "independent_seconds" in sw else "—"
         rows.append([model, f"{load.get('params', 0) / 1e6:.3g}M", f"{load.get('load_seconds', 0):.3g}",
                      f"{load.get('rss_gib', 0):.2f}", seconds(paper), cpu, seconds(e.get("best")),
-                     seconds(e.get("sweep")), sweep_ratio(e), indep, peak(e)])
+                     seconds(e.get("sweep")), sweep_ratio(e), indep, peak(e),
+                     f"{max([s.get('max_load', 0) for s in e.values()], default=0):.1f}"])
     return table(["model", "params", "load s", "RSS GiB", "paper s/bound", "(CPU s)", "best s/bound",
-                  f"sweep s ({n} ε)", "sweep/single", f"{n} singles s", "peak GiB"], rows)
+                  f"sweep s ({n} ε)", "sweep/single", f"{n} singles s", "peak GiB", "max load"], rows)
 
 
 def speedup_table(report: dict[str, Any]) -> str:
@@ -518,12 +633,29 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"what": f"{model}: peak memory ≤ {TARGET_PEAK_GIB:g} GiB", "measured": value,
                         "met": False if over else None if value is None else value <= TARGET_PEAK_GIB, "status": "ok"})
         if sw and paper and paper["status"] == "ok":
-            value = sw["seconds"] / paper["seconds"] if sw["status"] == "ok" else None
-            met = False if sw["status"] == "timeout" and sw["time_limit"] / paper["seconds"] >= TARGET_SWEEP_RATIO else (
-                None if value is None else value < TARGET_SWEEP_RATIO)
+            total = sw["seconds"] if sw["status"] == "ok" else estimated_sweep(sw)
+            if total is None and sw["status"] == "timeout":
+                total = sw["time_limit"]  # a lower bound on the sweep time
+            value = None if total is None else total / paper["seconds"]
+            met = None if value is None else value < TARGET_SWEEP_RATIO
+            if sw["status"] == "timeout" and met:
+                met = None  # a lower bound below the target decides nothing
+            status = sw["status"] + (", estimated from the points done" if estimated_sweep(sw) else "")
             out.append({"what": f"{model}: sweep < {TARGET_SWEEP_RATIO:g} single bounds", "measured": value,
-                        "met": met, "status": sw["status"]})
+                        "met": met, "status": status})
     return out
+
+
+def layer_table(layer_seconds: list[list[Any]]) -> str:
+    """Seconds per layer, summed over the bounds of a run (several in a sweep or a tight bound)."""
+    totals: dict[str, list[Any]] = {}
+    for name, method, sec in layer_seconds:
+        entry = totals.setdefault(name, [set(), 0, 0.0])
+        entry[0].add(str(method))
+        entry[1] += 1
+        entry[2] += sec
+    rows = [[name, ",".join(sorted(m)), str(n), f"{sec:.3f}"] for name, (m, n, sec) in totals.items()]
+    return table(["layer", "norm", "steps", "seconds"], rows)
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -533,7 +665,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"device: {dev['cpu']}, {dev['usable_cores']} of {dev['cores']} cores, {dev['memory_gib']} GiB RAM; "
         f"BLAS: {', '.join(dev['blas']) or 'unknown'}; numpy {dev['numpy']}, scipy {dev['scipy']}",
         f"load average at start {dev['load_average'][0]:.2f}, at end {dev.get('load_average_end', [0])[0]:.2f} "
-        f"(other processes on the machine slow the wall-clock times below)",
+        f"(max load: highest 1-min load average seen during the model's stages, its own worker included; "
+        f"other processes on the machine slow the wall-clock times)",
         f"ε = {cfg['eps']:g}; sweep: {cfg['sweep_points']} log-spaced ε in [{cfg['eps']:g}, {cfg['sweep_max']:g}]; "
         f"median of {cfg['repeat']} runs after a warm-up (one cold run when ≥ {WARM_LIMIT:g} s); "
         f"limits per model and stage: {cfg['time_limit']:g} s, {cfg['mem_limit_gib']:g} GiB",
@@ -550,8 +683,13 @@ def format_report(report: dict[str, Any]) -> str:
             if s.get("profile"):
                 rows = [[p["function"], str(p["calls"]), f"{p['own_seconds']:.3f}", f"{p['cumulative_seconds']:.3f}"]
                         for p in s["profile"]]
-                parts.append(f"profile {model} {stage} (first run, {s['cold_seconds']:.3g} s):\n"
+                run = (f"first run, {s['cold_seconds']:.3g} s" if "cold_seconds" in s
+                       else f"stopped after {s.get('stopped_after', 0):.3g} s")
+                parts.append(f"profile {model} {stage} ({run}):\n"
                              + table(["function", "calls", "own s", "cumulative s"], rows))
+            if s.get("layer_seconds"):
+                parts.append(f"per-layer seconds {model} {stage} (paper-method layer steps of the first run):\n"
+                             + layer_table(s["layer_seconds"]))
             if s["status"] == "error":
                 parts.append(f"error {model} {stage}:\n{s.get('error', '')}")
     return "\n\n".join(parts)
