@@ -74,6 +74,9 @@ def test_bench_quick_prints_a_table(tmp_path):
     stages = data["models"]["mnist_lenet"]
     assert {s["status"] for s in stages.values()} == {"ok"}
     assert stages["paper"]["seconds"] > 0
+    rendered = subprocess.run([sys.executable, str(TOOLS / "bench.py"), "--from-json", str(report), "--markdown"],
+                              capture_output=True, text=True, timeout=60)
+    assert rendered.returncode == 0 and "| mnist_lenet |" in rendered.stdout
     # the naive baseline computes the paper's method as its authors did: their published figure
     published = json.loads((TOOLS.parent / "models" / "paper_numbers.json").read_text())
     assert stages["baseline"]["bound"] == pytest.approx(published["mnist_lenet"]["local_bound"]["bound"][0], rel=1e-3)

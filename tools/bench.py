@@ -15,10 +15,21 @@ time limit and its own peak memory):
 
 A stage's time is the median of ``--repeat`` runs after one untimed warm-up run;
 when the warm-up itself takes ≥ 5 s it is the only run and is reported as is.
-Peak memory is the worker's peak resident set (VmHWM) during the stage, after the
-model is loaded (the loaded weights included). Speed-ups compare the paper
-method's median with the paper's published GPU seconds per bound, the authors'
-own code on a 2-core CPU, and the baseline of the same run.
+Memory: the worker's resident set after loading, its peak while loading, and its
+peak (VmHWM, reset after loading) during the stage, the loaded weights included.
+Speed-ups compare the paper method's median with the paper's published GPU
+seconds per bound, the authors' own code on a 2-core CPU, and the baseline of the
+same run. The issue's targets are checked at the end (met / NOT met).
+
+Limits: a stage still running ``--time-limit`` seconds after its model is loaded
+gets SIGTERM (it reports how far it got: sweep points done, the profile so far),
+then SIGKILL; a worker above ``--mem-limit`` GiB is killed. When the paper stage
+of a model runs out, its best and sweep stages are skipped (both compute at least
+one paper bound). ``--profile N`` runs the first run of each stage under cProfile
+(never the timed runs of a fast stage) and prints the top N functions by own time
+and the seconds of each layer step. ``--blas-threads`` caps BLAS threads (default:
+the engine's choice). The wall-clock times are sensitive to other processes on
+the machine: the tables show the highest load average seen during each model.
 
 Models: ``mnist_lenet``, ``cifar10_net`` (from ``models/``), ``alexnet``, ``vgg16``
 (random-weight ImageNet-shaped nets, built by ``tools/build_imagenet_models.py``
@@ -29,6 +40,7 @@ Usage::
     python tools/bench.py --quick                  # mnist_lenet, cifar10_net (~1-2 min)
     python tools/bench.py --time-limit 600 --json bench.json   # + alexnet, vgg16
     python tools/bench.py --models alexnet --stages paper --profile 20
+    python tools/bench.py --from-json bench.json --markdown   # re-print a saved run
 """
 from __future__ import annotations
 
@@ -375,6 +387,18 @@ def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) ->
     raise ValueError(f"unknown stage {stage}")
 
 
+@contextlib.contextmanager
+def blas_threads(limit: int | None) -> Iterator[None]:
+    """Cap the BLAS threads (None: leave the engine's own choice)."""
+    if limit is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=limit, user_api="blas"):
+        yield
+
+
 def worker(args: argparse.Namespace) -> int:
     from onnxlip import load_model
 
@@ -389,7 +413,8 @@ def worker(args: argparse.Namespace) -> int:
     reset = reset_peak()
     signal.signal(signal.SIGTERM, _stop)
     try:
-        result = run_stage(args.stage, net, x0, args)
+        with blas_threads(args.blas_threads):
+            result = run_stage(args.stage, net, x0, args)
     except Stopped:
         emit({"event": "stopped_peak", "peak_gib": peak_bytes() / GIB, "peak_excludes_load": reset})
         return 3
@@ -443,7 +468,8 @@ def supervise(model: str, stage: str, args: argparse.Namespace) -> dict[str, Any
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--models", model, "--stages", stage,
            "--eps", repr(args.eps), "--repeat", str(args.repeat), "--sweep-points", str(args.sweep_points),
            "--sweep-max", repr(args.sweep_max), "--cache", str(args.cache), "--profile", str(args.profile),
-           *(["--independent"] if args.independent else [])]
+           *(["--independent"] if args.independent else []),
+           *(["--blas-threads", str(args.blas_threads)] if args.blas_threads else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: list[str] = []
     err: list[str] = []
@@ -490,7 +516,7 @@ def stages_for(model: str, stages: Sequence[str]) -> list[str]:
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": device_info(),
-        "config": {"eps": args.eps, "repeat": args.repeat, "sweep_points": args.sweep_points,
+        "config": {"eps": args.eps, "repeat": args.repeat, "blas_threads": args.blas_threads, "sweep_points": args.sweep_points,
                    "sweep_max": args.sweep_max, "time_limit": args.time_limit, "mem_limit_gib": args.mem_limit},
         "models": {},
     }
@@ -573,8 +599,15 @@ def peak(entry: dict[str, Any]) -> str:
     return f"{max(values):.2f}" if values else "—"
 
 
+MARKDOWN = {"on": False}  # set by --markdown: tables as Markdown pipe tables
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    if MARKDOWN["on"]:
+        line = lambda cells: "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+        rule = "|" + "|".join("---" if i == 0 else "---:" for i in range(len(headers))) + "|"
+        return "\n".join([line(headers), rule, *(line(r) for r in rows)])
     line = lambda cells: "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(headers), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
@@ -588,10 +621,11 @@ def timing_table(report: dict[str, Any]) -> str:
         cpu = f"{paper['cpu_seconds']:.4g}" if paper and paper["status"] == "ok" else "—"
         indep = f"{sw['independent_seconds']:.4g}" if "independent_seconds" in sw else "—"
         rows.append([model, f"{load.get('params', 0) / 1e6:.3g}M", f"{load.get('load_seconds', 0):.3g}",
-                     f"{load.get('rss_gib', 0):.2f}", seconds(paper), cpu, seconds(e.get("best")),
+                     f"{load.get('rss_gib', 0):.2f}", f"{load.get('load_peak_gib', 0):.2f}", seconds(paper), cpu,
+                     seconds(e.get("best")),
                      seconds(e.get("sweep")), sweep_ratio(e), indep, peak(e),
                      f"{max([s.get('max_load', 0) for s in e.values()], default=0):.1f}"])
-    return table(["model", "params", "load s", "RSS GiB", "paper s/bound", "(CPU s)", "best s/bound",
+    return table(["model", "params", "load s", "RSS GiB", "load peak GiB", "paper s/bound", "(CPU s)", "best s/bound",
                   f"sweep s ({n} ε)", "sweep/single", f"{n} singles s", "peak GiB", "max load"], rows)
 
 
@@ -628,7 +662,8 @@ def targets(report: dict[str, Any]) -> list[dict[str, Any]]:
             out.append({"what": f"{model}: paper s/bound ≤ {TARGET_SECONDS[model]:g}", "measured": value,
                         "met": None if value is None else value <= TARGET_SECONDS[model], "status": paper["status"]})
         if model in BIG_MODELS:
-            value = max([s["peak_gib"] for s in e.values() if s.get("peak_gib")], default=None)
+            value = max([max(s.get("peak_gib", 0), s.get("load_peak_gib", 0)) for s in e.values()
+                         if s.get("peak_gib")], default=None)
             over = any(s["status"] == "memory" for s in e.values())
             out.append({"what": f"{model}: peak memory ≤ {TARGET_PEAK_GIB:g} GiB", "measured": value,
                         "met": False if over else None if value is None else value <= TARGET_PEAK_GIB, "status": "ok"})
@@ -669,14 +704,16 @@ def format_report(report: dict[str, Any]) -> str:
         f"other processes on the machine slow the wall-clock times)",
         f"ε = {cfg['eps']:g}; sweep: {cfg['sweep_points']} log-spaced ε in [{cfg['eps']:g}, {cfg['sweep_max']:g}]; "
         f"median of {cfg['repeat']} runs after a warm-up (one cold run when ≥ {WARM_LIMIT:g} s); "
-        f"limits per model and stage: {cfg['time_limit']:g} s, {cfg['mem_limit_gib']:g} GiB",
+        f"limits per model and stage: {cfg['time_limit']:g} s, {cfg['mem_limit_gib']:g} GiB"
+        + (f"; BLAS threads capped at {cfg['blas_threads']}" if cfg.get("blas_threads") else ""),
     ]
-    parts = ["\n".join(header), timing_table(report), speedup_table(report), bound_table(report)]
+    bullet = "- " if MARKDOWN["on"] else ""
+    parts = ["\n".join(bullet + h for h in header), timing_table(report), speedup_table(report), bound_table(report)]
     lines = []
     for t in report["targets"]:
         verdict = {True: "met", False: "NOT met", None: "not measured"}[t["met"]]
         value = "—" if t["measured"] is None else f"{t['measured']:.4g}"
-        lines.append(f"  {t['what']:<44} measured {value:>10}  {verdict}" + ("" if t["status"] == "ok" else f" ({t['status']})"))
+        lines.append(f"{bullet or '  '}{t['what']:<44} measured {value:>10}  {verdict}" + ("" if t["status"] == "ok" else f" ({t['status']})"))
     parts.append("targets:\n" + "\n".join(lines))
     for model, e in report["models"].items():
         for stage, s in e.items():
@@ -716,7 +753,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", type=int, default=0, metavar="N", help="cProfile the first run; print the top N")
     p.add_argument("--independent", action="store_true",
                    help="also time the sweep's ε grid as independent single bounds (what warm starts save)")
+    p.add_argument("--blas-threads", type=int, help="cap the BLAS threads (default: the engine's choice)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON")
+    p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
+    p.add_argument("--from-json", type=Path, metavar="FILE", help="print the report of an earlier --json run")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     default = SMALL_MODELS if args.quick else SMALL_MODELS + BIG_MODELS
@@ -734,6 +774,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.worker:
         return worker(args)
+    MARKDOWN["on"] = args.markdown
+    if args.from_json:
+        print(format_report(json.loads(args.from_json.read_text())))
+        return 0
     report = run_all(args)
     print(format_report(report))
     if args.json:
