@@ -13,6 +13,7 @@ L(ε) grows with ε, so the largest certified ε is found by bisection on log ε
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -106,6 +107,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     g = global_bound(net).bound
     warm, calls = WarmStart(), [0]
 
+    @functools.lru_cache(maxsize=None)  # the searches revisit their end points
     def bound_at(eps: float, interval: bool = False) -> BoundResult:
         calls[0] += 1
         return local_bound(net, x0, eps, acts, warm, interval=interval)
@@ -122,7 +124,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     best_so_far = max(paper, folded or 0.0)
     tight = None
     if method != "paper" and supports(net):
-        holds = lambda e: _tight_holds(net, x0, e, acts, y0, label)  # noqa: E731
+        holds = functools.lru_cache(maxsize=None)(lambda e: _tight_holds(net, x0, e, acts, y0, label))
         tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, "tight"),
