@@ -66,14 +66,9 @@ SINGLE_THREAD_FLOPS = 5e8
 
 def forward_flops(net: Any) -> int:
     """Rough multiply-adds of one forward pass of a Network."""
-    from .ir import all_nodes  # the IR imports this module
+    from .ir import node_flops  # the IR imports this module
 
-    total = 0
-    for node in all_nodes(net.nodes):
-        weight = getattr(node, "weight", None)
-        per_output = int(np.prod(weight.shape[1:])) if weight is not None else 1
-        total += int(np.prod(node.out_shape)) * per_output
-    return total
+    return sum(node_flops(node) for node in net.nodes)
 
 
 def sized_threads(fn: Any) -> Any:

@@ -263,18 +263,37 @@ def chain_activations(nodes: tuple[Node, ...], x0: Any) -> list[Any]:
     return acts
 
 
+def node_jvp(node: Node, a: Any, v: Any) -> Any:
+    """J·v of one node at its nominal input ``a`` (its linear part if it is linear)."""
+    return node.jvp(a, v) if isinstance(node, NONLINEAR_TYPES) else node.linear(v)
+
+
+def node_vjp(node: Node, a: Any, u: Any) -> Any:
+    """Jᵀ·u of one node at its nominal input ``a``."""
+    return node.vjp(a, u) if isinstance(node, NONLINEAR_TYPES) else node.adjoint(u)
+
+
 def chain_jvp(nodes: tuple[Node, ...], acts: list[Any], v: Any) -> Any:
     """J(x0)·v of a chain, activation pattern fixed at ``acts``."""
     for node, a in zip(nodes, acts):
-        v = node.jvp(a, v) if isinstance(node, NONLINEAR_TYPES) else node.linear(v)
+        v = node_jvp(node, a, v)
     return v
 
 
 def chain_vjp(nodes: tuple[Node, ...], acts: list[Any], u: Any) -> Any:
     """J(x0)ᵀ·u of a chain."""
     for node, a in zip(reversed(nodes), reversed(acts[: len(nodes)])):
-        u = node.vjp(a, u) if isinstance(node, NONLINEAR_TYPES) else node.adjoint(u)
+        u = node_vjp(node, a, u)
     return u
+
+
+def node_flops(node: Node) -> int:
+    """Rough multiply-adds of one pass through a node (branches of a block included)."""
+    if isinstance(node, Residual):
+        return sum(node_flops(n) for n in node.main + node.skip)
+    weight = getattr(node, "weight", None)
+    per_output = int(np.prod(weight.shape[1:])) if weight is not None else 1
+    return int(np.prod(node.out_shape)) * per_output
 
 
 def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:

@@ -30,24 +30,19 @@ def maxpool2d(x: Any, win: Window2d) -> tuple[Any, Any]:
     return best, arg
 
 
+def _one_hot(arg: Any, win: Window2d) -> list[Any]:
+    """Per kernel tap, where ``arg`` selects it: the winner-fixed weights of ``mix_windows``."""
+    return [arg == k for k in range(win.kernel[0] * win.kernel[1])]
+
+
 def select_winners(v: Any, arg: Any, win: Window2d) -> Any:
     """JVP of max-pool with winners ``arg`` fixed: v (N, C, H, W) -> (N, C, Ho, Wo)."""
-    xp = array_module(v)
-    vpad = win.pad(v, xp)
-    out = xp.zeros(arg.shape, dtype=v.dtype)
-    for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
-        out = xp.where(arg == k, vpad[:, :, rows, cols], out)
-    return out
+    return mix_windows(v, _one_hot(arg, win), win)
 
 
 def scatter_winners(u: Any, arg: Any, win: Window2d) -> Any:
     """VJP of max-pool with winners fixed: u (N, C, Ho, Wo) -> (N, C, H, W)."""
-    xp = array_module(u)
-    n, c = u.shape[:2]
-    grad = xp.zeros((n, c, *win.padded_hw), dtype=u.dtype)
-    for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
-        grad[:, :, rows, cols] += xp.where(arg == k, u, 0)
-    return win.crop(grad)
+    return spread_windows(u, _one_hot(arg, win), win)
 
 
 def window_candidates(lo: Any, hi: Any, arg: Any, win: Window2d) -> tuple[Any, list[Any]]:

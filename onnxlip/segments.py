@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .ir import MaxPool, Relu
+from .ir import node_flops, node_jvp, node_vjp
 from .linop import FlatOperator
 from .network import Network
 from .secant import Secant
@@ -24,7 +24,6 @@ EXPLICIT_LIMIT = 192  # basis vectors pushed through a segment in one batch
 EXPLICIT_FLOPS = 1e9  # ... as long as the batch costs at most this (≈ a Lanczos run) ...
 EXPLICIT_ALWAYS = 64  # ... or is this small: never slower than Lanczos' ~2x20 products
 EXPLICIT_ENTRIES = 2e7
-NONLINEAR = (Relu, MaxPool)
 
 
 @dataclass
@@ -45,26 +44,19 @@ class Segments:
 
     def forward(self, a: int, b: int, v: Any) -> Any:
         for k in range(a, b):
-            node = self.net.nodes[k]
-            if k in self.secants:
-                v = self.secants[k].jvp(v)
-            else:
-                v = node.jvp(self.acts[k], v) if isinstance(node, NONLINEAR) else node.linear(v)
+            sec = self.secants.get(k)
+            v = sec.jvp(v) if sec is not None else node_jvp(self.net.nodes[k], self.acts[k], v)
         return v
 
     def backward(self, a: int, b: int, u: Any) -> Any:
         for k in reversed(range(a, b)):
-            node = self.net.nodes[k]
-            if k in self.secants:
-                u = self.secants[k].vjp(u)
-            else:
-                u = node.vjp(self.acts[k], u) if isinstance(node, NONLINEAR) else node.adjoint(u)
+            sec = self.secants.get(k)
+            u = sec.vjp(u) if sec is not None else node_vjp(self.net.nodes[k], self.acts[k], u)
         return u
 
     def flops(self, a: int, b: int) -> int:
         """Rough multiply-adds of one pass through nodes a … b−1."""
-        return sum(int(np.prod(n.out_shape)) * max(int(np.prod(getattr(n, "weight", np.ones(1)).shape[1:])), 1)
-                   for n in self.net.nodes[a:b])
+        return sum(node_flops(n) for n in self.net.nodes[a:b])
 
     def pull(self, a: int, b: int, rows: Any, tag: Any) -> Any:
         """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b."""
