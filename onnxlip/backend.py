@@ -59,29 +59,17 @@ def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-# Below this many multiply-adds per forward pass, BLAS threads cost more than they
-# save: the engine's products are small and many (measured 2-5x slower on 2 cores).
-SINGLE_THREAD_FLOPS = 5e8
-
-
-def forward_flops(net: Any) -> int:
-    """Rough multiply-adds of one forward pass of a Network."""
-    from .ir import node_flops  # the IR imports this module
-
-    return sum(node_flops(node) for node in net.nodes)
-
-
-def sized_threads(fn: Any) -> Any:
-    """Run ``fn(net, ...)`` with one BLAS thread when the network is small."""
+def single_blas_thread(fn: Any) -> Any:
+    """Run ``fn`` with one BLAS thread. The engine's products are many and small (per-offset
+    conv GEMMs, Lanczos vectors): two OpenBLAS threads were 2-5x slower on the reference
+    nets and 2x slower on AlexNet (docs/benchmarks.md)."""
     import functools
 
     from threadpoolctl import threadpool_limits
 
     @functools.wraps(fn)
-    def wrapper(net: Any, *args: Any, **kwargs: Any) -> Any:
-        if forward_flops(net) >= SINGLE_THREAD_FLOPS:
-            return fn(net, *args, **kwargs)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         with threadpool_limits(limits=1, user_api="blas"):
-            return fn(net, *args, **kwargs)
+            return fn(*args, **kwargs)
 
     return wrapper

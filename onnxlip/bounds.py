@@ -15,7 +15,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .backend import array_module, sized_threads
+from .backend import array_module, single_blas_thread
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, Residual, describe
 from .layer_bounds import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
                            maxpool_constant, maxpool_step, passthrough_step, secant_slopes)
@@ -226,7 +226,7 @@ def _combined_estimate(branches: list[list[tuple[float, float | None]]]) -> floa
     return sum(math.prod(value if estimate is None else estimate for value, estimate in branch) for branch in branches)
 
 
-@sized_threads
+@single_blas_thread
 def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None,
                 warm: WarmStart | None = None, certified: bool = False, interval: bool = False) -> BoundResult:
     """The paper's layer-by-layer local bound L(x0, ε); every layer norm provable with
@@ -261,7 +261,7 @@ def _global_residual(node: Residual, xp: Any, certified: bool) -> tuple[float, s
     return value, method, _combined_estimate([[(c[0], c[2]) for c in branch] for branch in constants])
 
 
-@sized_threads
+@single_blas_thread
 def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundResult:
     """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, residual block:
     ‖main‖ + ‖skip‖, rest: 1)."""
@@ -274,7 +274,7 @@ def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundRe
     return BoundResult(total, reports, None, time.perf_counter() - start)
 
 
-@sized_threads
+@single_blas_thread
 def sweep(net: Network, x0: Any, eps_grid: list[float], certified: bool = False,
           interval: bool = False) -> list[BoundResult]:
     """Local bounds over an ε grid, reusing activations and warm-starting Lanczos."""

@@ -307,7 +307,15 @@ def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:
 
 
 def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
-    """The linear part of ``node`` with ``fn`` applied to each weight, and no bias."""
+    """The linear part of ``node`` with ``fn`` applied to each weight, and no bias; kept on
+    the node per ``fn`` (row norms and interval bounds map the same weights in every bound)."""
+    cache = node.__dict__.setdefault("_with_weights", {})
+    if fn not in cache:
+        cache[fn] = _mapped_weights(node, fn)
+    return cache[fn]
+
+
+def _mapped_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
     if isinstance(node, Scale):
         return dataclasses.replace(node, scale=fn(node.scale), shift=node.shift * 0)
     mapped = dataclasses.replace(node, weight=fn(node.weight), bias=node.bias * 0)

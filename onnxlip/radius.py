@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import sized_threads
+from .backend import single_blas_thread
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
@@ -92,7 +92,7 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
     return True
 
 
-@sized_threads
+@single_blas_thread
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
                      method: str = "best") -> RadiusResult:
     """Largest certified L2 radius around x0: paper test, global bound, margin folding and,

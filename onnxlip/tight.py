@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import sized_threads
+from .backend import single_blas_thread
 from .bounds import BoundResult, LayerReport, local_bound
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe
 
@@ -35,8 +35,13 @@ from scipy.sparse.linalg import LinearOperator
 
 
 # Prefix bounds only decide which units are stable: a looser Lanczos tolerance, with
-# the value inflated by 10× the tolerance, keeps them fast.
+# the value inflated by 10× the tolerance (see spectral's note on clusters), keeps them fast.
 RANGE_TOL = 1e-4
+
+
+def inflated(value: float, tol: float) -> float:
+    """A norm from Lanczos at residual tolerance ``tol`` with the margin of RANGE_TOL's note."""
+    return value * (1 + 10 * tol)
 # Rounds of re-weighting p in ``combine``: cheap with explicit matrices, a Lanczos run each otherwise.
 EXPLICIT_ROUNDS, OPERATOR_ROUNDS = 3, 1
 
@@ -85,7 +90,7 @@ class SecantState:
             else:
                 found = self.segments.norm(t.a, t.b, t.col, t.row, t.left, self.warm.get(t.a), self.tol)
                 self.warm[t.a] = found.vector
-            self.norms[t.key] = found.value * (1 + 10 * self.tol if found.is_estimate else 1)
+            self.norms[t.key] = inflated(found.value, self.tol) if found.is_estimate else found.value
         return t.weight * self.norms[t.key]
 
     def bound(self, a: int, b: int, col: Any = None, col_tag: Any = None, left: Any = None, tag: Any = None) -> float:
@@ -189,7 +194,7 @@ def operator_gram(state: SecantState, terms: list[Term], p: Any) -> tuple[float,
     state.warm[a] = vector
     caps = _captures(segments, terms, vector.reshape(1, *shape))
     energies = np.array([float(np.sum((t.weight * _project(t, caps[t.b])) ** 2)) for t in terms])
-    return float(np.sqrt(max(value, 0.0)) * (1 + 10 * state.tol)), energies
+    return inflated(float(np.sqrt(max(value, 0.0))), state.tol), energies
 
 
 def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None = None,
@@ -254,7 +259,7 @@ def supports(net: Network) -> bool:
     return all(isinstance(n, CHAIN_TYPES) for n in net.nodes)
 
 
-@sized_threads
+@single_blas_thread
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True,
                 refine: bool = False) -> BoundResult:
     """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from helpers import (MODELS_DIR, adjoint_gap, assert_rel_close, conv_matrix, const, dense_matrix, make_model,
                      make_window, maxpool_reference, node, node_matrix, out_size, run_ort, save_model)
+import onnxlip.conv as conv_module
 from onnxlip.importer import load_model
 from onnxlip.ir import Conv, Dense, MaxPool, Pad, Relu, Reshape, Scale, Transpose
 from onnxlip.row_norms import masked_row_norms
@@ -250,6 +251,23 @@ def test_conv_hypothesis(geometry, seed):
         net = load_model(save_model(model, tmp))
     (imported,) = net.nodes
     assert imported.window == conv.window and imported.groups == groups
+
+
+@HYPOTHESIS
+@given(geometry=conv_geometries(), seed=st.integers(0, 2**16), batch=st.integers(1, 3))
+def test_conv_im2col_matches_offset_loop(geometry, seed, batch):
+    """Both evaluations of conv2d / conv2d_adjoint (im2col and one GEMM per kernel offset) agree."""
+    rng = np.random.default_rng(seed)
+    conv, _ = conv_node(rng, *geometry)
+    x = rng.standard_normal((batch, *conv.in_shape))
+    u = rng.standard_normal((batch, *conv.out_shape))
+    results = []
+    for channels in (10**6, 0):  # every shape takes im2col, then none does
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(conv_module, "IM2COL_MAX_CHANNELS", channels)
+            results.append((conv.linear(x), conv.adjoint(u)))
+    assert_rel_close(results[0][0], results[1][0], EXACT_TOL, "conv2d paths")
+    assert_rel_close(results[0][1], results[1][1], EXACT_TOL, "conv2d_adjoint paths")
 
 
 @st.composite
