@@ -7,8 +7,11 @@ Iterative eigensolvers approach the norm from below, so certified mode uses:
   circular convolution on a large enough grid, whose norm is exactly the largest
   singular value of the kernel's Fourier transform over all frequencies (Sedghi et
   al. 2019); with |r|, |d| ≤ 1 it bounds the masked operator too;
+- cholesky: the Lanczos estimate, proven (just above it) by a Cholesky factorization
+  of μI − G (``cholesky_certificate``); used when the Gram matrix fits;
 - l1-linf: ‖M‖₂ ≤ sqrt(‖M‖₁·‖M‖∞) for the masked operator, from one pass of |A|.
-The smallest of the applicable bounds is used; each layer says which.
+The first that applies of exact (small), cholesky, exact (medium), then the smaller of
+circulant and l1-linf; each layer says which.
 """
 from __future__ import annotations
 
@@ -18,13 +21,17 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
+from .cholesky_certificate import certify_norm
+from .conv_matrix import conv_as_sparse
 from .ir import Affine, Conv, Scale, with_weights
-from .linop import explicit_matrix, masked_submatrix, sliced
+from .linop import masked_submatrix, sliced
 from .spectral import NormResult
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 CERTIFIED_EXACT_SIDE = 3100  # largest min(rows, cols) solved exactly in certified mode
+EIGH_FIRST_SIDE = 512  # below this, the exact eigensolver is as cheap as the Cholesky certificate
 CERTIFIED_EXACT_ENTRIES = 6e7
+CERTIFIED_CONV_NNZ = 3e7  # largest convolution built as a sparse matrix for certification
 
 
 def exact_certified(m: Any) -> float:
@@ -61,21 +68,36 @@ def l1_linf_bound(node: Affine, r: Any, d: Any) -> float:
     return float(np.sqrt(rows.max() * cols.max())) * (1 + 1e-12)
 
 
-def certified_norm(node: Affine, r: Any, d: Any) -> NormResult:
-    """A provable upper bound on ‖R·A·D‖₂ with the way it was obtained."""
+def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None) -> NormResult:
+    """A provable upper bound on ‖R·A·D‖₂ with the way it was obtained; ``estimate`` (a
+    Lanczos value) lets the Cholesky certificate prove a bound just above it."""
     if isinstance(node, Scale):
         return NormResult(float(np.max(np.abs(r * node.scale * d))), "closed-form")
     rows, cols = int(np.count_nonzero(r)), int(np.count_nonzero(d))
     if rows == 0 or cols == 0:
         return NormResult(0.0, "exact")
-    if min(rows, cols) <= CERTIFIED_EXACT_SIDE:
-        matrix = explicit_matrix(node)
-        if sp.issparse(matrix):
-            return NormResult(exact_certified(sliced(matrix, r, d)), "exact")
-        if rows * cols <= CERTIFIED_EXACT_ENTRIES:
-            return NormResult(exact_certified(masked_submatrix(node, r, d)), "exact")
+    side = min(rows, cols)
+    matrix = certifiable_matrix(node, r, d) if side <= CERTIFIED_EXACT_SIDE or estimate is not None else None
+    if matrix is not None and side <= EIGH_FIRST_SIDE:
+        return NormResult(exact_certified(matrix), "exact")
+    if matrix is not None and estimate is not None:
+        proven = certify_norm(matrix, estimate)
+        if proven is not None:
+            return NormResult(proven, "cholesky")
+    if matrix is not None and side <= CERTIFIED_EXACT_SIDE:
+        return NormResult(exact_certified(matrix), "exact")
     candidates = [(l1_linf_bound(node, r, d), "l1-linf")]
     if isinstance(node, Conv):
         candidates.append((circulant_bound(node), "circulant"))
     value, method = min(candidates)
     return NormResult(value, method)
+
+
+def certifiable_matrix(node: Affine, r: Any, d: Any) -> Any:
+    """The sliced R·A·D (sparse for convolutions, dense for dense layers), or None when too big."""
+    if isinstance(node, Conv):
+        matrix = node.matrix if node.matrix is not None else conv_as_sparse(node, CERTIFIED_CONV_NNZ)
+        return None if matrix is None else sliced(matrix, r, d).tocsr()
+    if np.count_nonzero(r) * np.count_nonzero(d) > CERTIFIED_EXACT_ENTRIES:
+        return None
+    return masked_submatrix(node, r, d)

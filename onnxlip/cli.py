@@ -101,7 +101,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {_default_method()}).")]
-CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable layer norms (exact SVD, FFT or l1-linf bounds) "
+CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable layer norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds) "
                                             "instead of converged estimates; uses the per-layer method.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final numbers, no notes or progress bar.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]

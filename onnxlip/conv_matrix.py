@@ -22,9 +22,9 @@ def conv_nnz(node: "Conv") -> int:
     return int(np.prod(node.out_shape)) * int(np.prod(node.weight.shape[1:]))
 
 
-def conv_as_sparse(node: "Conv") -> sp.csr_matrix | None:
+def conv_as_sparse(node: "Conv", max_nnz: float = MAX_NNZ) -> sp.csr_matrix | None:
     """The (out × in) matrix of ``node.linear`` in CSR form, or None when too large."""
-    if conv_nnz(node) > MAX_NNZ:
+    if conv_nnz(node) > max_nnz:
         return None
     m, cg, kh, kw = node.weight.shape
     c_in, h, w = node.in_shape

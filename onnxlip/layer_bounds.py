@@ -39,7 +39,7 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
     ``certified``, a provable upper bound (with the estimate kept beside it)."""
     if certified:
         estimate = masked_norm(node, r, d, v0)
-        bound = certified_norm(node, r, d)
+        bound = certified_norm(node, r, d, estimate.value)
         return NormResult(max(bound.value, estimate.value), bound.method, estimate.vector, estimate.value)
     xp = array_module(r, d)
     if isinstance(node, Scale):  # diagonal: the norm is the largest |r·s·d|
