@@ -21,6 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import crown
 from .backend import single_blas_thread
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
@@ -79,8 +80,14 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
-    """Tight margin test: ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c, over all secants M."""
+    """Tight margin test, on the ranges of tight mode: the linear-relaxation lower bound of every
+    margin f_c − f_j is positive, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all secants M."""
     state = build_secants(net, x0, eps, acts=acts)
+    others = np.delete(np.arange(y0.size), label)
+    rows = np.zeros((others.size, y0.size))
+    rows[:, label], rows[np.arange(others.size), others] = 1.0, -1.0
+    if crown.lower_bounds(net.nodes, state.ranges, rows.reshape(-1, *net.output_shape), acts[0][0], eps).min() > 0:
+        return True
     gaps = y0[label] - y0
     for j in np.argsort(gaps):  # the closest runner-up first: fail fast
         if j == label:

@@ -27,6 +27,7 @@ from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe
 
 CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
+from . import crown
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
 from .segments import Segments
@@ -70,6 +71,7 @@ class SecantState:
     matrices: dict[tuple, Any] = field(default_factory=dict)
     bounds: dict[tuple, float] = field(default_factory=dict)
     rho: dict[int, float] = field(default_factory=dict)  # ball radius at each affine node's input
+    ranges: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # input range of each nonlinear node
     warm: dict[int, Any] = field(default_factory=dict)  # last top vector per input space (node index)
     tol: float = LANCZOS_TOL
 
@@ -216,8 +218,11 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             rho = min(eps * state.prefix_bound(k) if refine else np.inf, paper_rho.get(k, np.inf))
             state.rho[k] = rho
             lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
+            if k > 0:  # the first layer's ball range is already exact
+                lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi)
             continue
         if isinstance(node, (Relu, MaxPool)):
+            state.ranges[k] = (lo, hi)
             state.segments.secants[k] = secant(node, acts[k], lo, hi)
         lo, hi = monotone_range(node, lo, hi)
     return state
