@@ -31,7 +31,7 @@ UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 CERTIFIED_EXACT_SIDE = 3100  # largest min(rows, cols) solved exactly in certified mode
 EIGH_FIRST_SIDE = 512  # below this, the exact eigensolver is as cheap as the Cholesky certificate
 CERTIFIED_EXACT_ENTRIES = 6e7
-CERTIFIED_CONV_NNZ = 3e7  # largest convolution built as a sparse matrix for certification
+CERTIFIED_CONV_NNZ = 1e7  # largest convolution built as a sparse matrix for certification (~1 GB to build)
 
 
 def exact_certified(m: Any) -> float:
