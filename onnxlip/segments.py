@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .ir import map_arrays, node_flops, node_jvp, node_vjp
+from .ir import node_flops, node_jvp, node_vjp
 from .linop import FlatOperator
 from .network import Network
 from .secant import Secant
@@ -24,19 +24,6 @@ EXPLICIT_LIMIT = 192  # basis vectors pushed through a segment in one batch
 EXPLICIT_FLOPS = 1e9  # ... as long as the batch costs at most this (≈ a Lanczos run) ...
 EXPLICIT_ALWAYS = 64  # ... or is this small: never slower than Lanczos' ~2x20 products
 EXPLICIT_ENTRIES = 2e7
-# Segment passes run in float32: twice the GEMM speed, and tight-mode norms only need a few
-# digits. PASS_SLACK inflates norms of explicit segment matrices to cover that rounding
-# (errors are ~1e-7 relative per pass; Lanczos norms carry a larger margin already).
-PASS_DTYPE = np.float32
-PASS_SLACK = 1e-5
-
-
-def pass_node(node: Any) -> Any:
-    """The node with its parameters in PASS_DTYPE, kept on the node."""
-    cache = node.__dict__.setdefault("_pass_copy", {})
-    if PASS_DTYPE not in cache:
-        cache[PASS_DTYPE] = map_arrays(node, lambda a: a.astype(PASS_DTYPE))
-    return cache[PASS_DTYPE]
 
 
 @dataclass
@@ -56,19 +43,15 @@ class Segments:
         return nodes[k].in_shape if k < len(nodes) else nodes[-1].out_shape
 
     def forward(self, a: int, b: int, v: Any) -> Any:
-        v = v.astype(PASS_DTYPE)
         for k in range(a, b):
             sec = self.secants.get(k)
-            v = sec.jvp(v) if sec is not None else node_jvp(pass_node(self.net.nodes[k]), self.acts[k], v)
-            v = v.astype(PASS_DTYPE, copy=False)
+            v = sec.jvp(v) if sec is not None else node_jvp(self.net.nodes[k], self.acts[k], v)
         return v
 
     def backward(self, a: int, b: int, u: Any) -> Any:
-        u = u.astype(PASS_DTYPE)
         for k in reversed(range(a, b)):
             sec = self.secants.get(k)
-            u = sec.vjp(u) if sec is not None else node_vjp(pass_node(self.net.nodes[k]), self.acts[k], u)
-            u = u.astype(PASS_DTYPE, copy=False)
+            u = sec.vjp(u) if sec is not None else node_vjp(self.net.nodes[k], self.acts[k], u)
         return u
 
     def flops(self, a: int, b: int) -> int:

@@ -30,7 +30,7 @@ from .network import Network
 from . import crown
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
-from .segments import PASS_SLACK, Segments
+from .segments import Segments
 from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
 
@@ -92,7 +92,7 @@ class SecantState:
             else:
                 found = self.segments.norm(t.a, t.b, t.col, t.row, t.left, self.warm.get(t.a), self.tol)
                 self.warm[t.a] = found.vector
-            self.norms[t.key] = inflated(found.value, self.tol) if found.is_estimate else found.value * (1 + PASS_SLACK)
+            self.norms[t.key] = inflated(found.value, self.tol) if found.is_estimate else found.value
         return t.weight * self.norms[t.key]
 
     def bound(self, a: int, b: int, col: Any = None, col_tag: Any = None, left: Any = None, tag: Any = None) -> float:
@@ -141,7 +141,7 @@ def combine(state: SecantState, terms: list[Term]) -> float:
 def stacked_gram(terms: list[Term], matrices: list[Any], p: Any) -> tuple[float, Any]:
     """Exact sqrt(λ_max(Σ T_iᵀT_i/p_i)) from the explicit matrices, and ‖T_i·v‖² at its top vector v."""
     value, v = top_singular(np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)]))
-    return value * (1 + PASS_SLACK), np.array([float(np.sum((t.weight * (m @ v)) ** 2)) for t, m in zip(terms, matrices)])
+    return value, np.array([float(np.sum((t.weight * (m @ v)) ** 2)) for t, m in zip(terms, matrices)])
 
 
 def _project(t: Term, z: Any) -> Any:
