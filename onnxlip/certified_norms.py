@@ -21,7 +21,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .cholesky_certificate import certify_norm
+from .cholesky_certificate import UNDERFLOW, certify_norm, unit_scaled
 from .conv_matrix import conv_as_sparse
 from .ir import Affine, Conv, Scale, with_weights
 from .linop import masked_submatrix, sliced
@@ -38,12 +38,16 @@ def exact_certified(m: Any) -> float:
     """‖m‖₂ (dense or sparse) from LAPACK on the smaller Gram matrix, plus a bound on
     rounding: forming it errs by ≤ k·u·‖M‖_F², a backward-stable eigensolver by
     ≤ c·n·u·‖G‖ (c = 8 here, generous)."""
+    m, scale = unit_scaled(m)  # float64, as the rounding bound assumes; away from underflow
+    if scale is None:
+        return 0.0 if np.all(np.isfinite(m.data if sp.issparse(m) else m)) else float("inf")
     k, n = max(m.shape), min(m.shape)
     gram = m.T @ m if m.shape[1] <= m.shape[0] else m @ m.T
     gram = gram.toarray() if sp.issparse(gram) else gram
     top = scipy.linalg.eigh(gram, eigvals_only=True, subset_by_index=[n - 1, n - 1])[0]
     frobenius = float(m.multiply(m).sum()) if sp.issparse(m) else float(np.sum(m * m))
-    return float(np.sqrt(max(top, 0.0) + (k + 8 * n) * UNIT_ROUNDOFF * frobenius))
+    rounding = (k + 8 * n) * UNIT_ROUNDOFF * frobenius + (k + 8 * n) * n * UNDERFLOW
+    return float(np.sqrt(max(top, 0.0) + rounding)) / scale * (1 + 1e-15)
 
 
 def circulant_bound(node: Conv) -> float:
@@ -96,7 +100,10 @@ def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None) 
 def certifiable_matrix(node: Affine, r: Any, d: Any) -> Any:
     """The sliced R·A·D (sparse for convolutions, dense for dense layers), or None when too big."""
     if isinstance(node, Conv):
-        matrix = node.matrix if node.matrix is not None else conv_as_sparse(node, CERTIFIED_CONV_NNZ)
+        if "_certified_matrix" not in node.__dict__:  # kept: built once per layer, not per ε
+            node.__dict__["_certified_matrix"] = node.matrix if node.matrix is not None else conv_as_sparse(
+                node, CERTIFIED_CONV_NNZ)
+        matrix = node.__dict__["_certified_matrix"]
         return None if matrix is None else sliced(matrix, r, d).tocsr()
     if np.count_nonzero(r) * np.count_nonzero(d) > CERTIFIED_EXACT_ENTRIES:
         return None

@@ -15,8 +15,10 @@ Rounding is accounted for, so the result is a proof about the exact matrix:
   ≤ γ_k·‖M‖₁·‖M‖∞ (absolute row and column sums);
 - the diagonal shift μ − g_ii is rounded once: ≤ u·(μ + max g_ii);
 - Cholesky of a matrix A with bandwidth b that completes in floating point gives
-  R̃ᵀR̃ = A + ΔA with |ΔA| ≤ γ_{b+1}|R̃ᵀ||R̃| (Demmel 1989), so λ_min(A) ≥ −γ·trace(A)/(1−γ);
+  R̃ᵀR̃ = A + ΔA with |ΔA| ≤ γ_{b+2}|R̃ᵀ||R̃| (Demmel 1989), so λ_min(A) ≥ −γ·trace(A)/(1−γ);
   γ_{2b+2} is used to cover blocked LAPACK kernels;
+- the matrix is converted to float64 and scaled by a power of two (both exact) so that its
+  largest entry is about 1, and an absolute term covers any underflow that remains (Rump);
 - M itself was formed as r_i·a_ij·d_j: entrywise within 2u of the exact masked matrix.
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
 UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
+UNDERFLOW = 2.0**-1074  # smallest subnormal: bounds each product's absolute underflow error
 # μ = θ·(1 + step), tried in order: the first suffices when Lanczos found the top eigenvalue.
 SHIFTS = (1e-6, 1e-3)
 BAND_ENTRIES = 1.2e8  # largest banded array (n × (b+1) doubles, ~1 GB)
@@ -96,8 +99,28 @@ def certify_norm(m: Any, estimate: float) -> float | None:
     n = min(m.shape)
     if n == 0:
         return 0.0
-    if not sp.issparse(m) and n > DENSE_SIDE:
+    if (not sp.issparse(m) and n > DENSE_SIDE) or not (np.isfinite(estimate) and estimate > 0):
         return None
+    m, scale = unit_scaled(m)
+    if scale is None:
+        return None
+    proven = _certify_scaled(m, estimate * scale)
+    return None if proven is None else proven / scale * (1 + 1e-15)
+
+
+def unit_scaled(m: Any) -> tuple[Any, float | None]:
+    """m in float64 times a power of two that brings its largest entry near 1 (both exact,
+    and products stay clear of underflow), with that factor; None for a zero or non-finite m."""
+    m = m.astype(np.float64)
+    top = float(abs(m).max())
+    if not np.isfinite(top) or top == 0:
+        return m, None
+    scale = float(2.0 ** -np.floor(np.log2(top)))
+    return m * scale, scale
+
+
+def _certify_scaled(m: Any, estimate: float) -> float | None:
+    n = min(m.shape)
     gram = smaller_gram(m)
     if sp.issparse(gram):
         found = banded_lower(gram)
@@ -115,7 +138,9 @@ def certify_norm(m: Any, estimate: float) -> float | None:
         mu = theta * (1 + step)
         if positive_definite(neg_gram, mu, sp.issparse(gram)):
             g = gamma(2 * band + 2)
-            top = mu + UNIT_ROUNDOFF * (mu + diag_max) + g * n * mu / (1 - g) + forming
+            underflow = (terms + 2 * band + 4) * n * UNDERFLOW  # Rump's absolute term
+            top = mu + UNIT_ROUNDOFF * (mu + diag_max) + g * n * mu / (1 - g) + forming + underflow
             masking = 2.01 * UNIT_ROUNDOFF * np.sqrt(col_sum * row_sum)
-            return float(np.sqrt(top) + masking) * (1 + 1e-12)
+            proven = float(np.sqrt(top) + masking) * (1 + 1e-12)
+            return proven if np.isfinite(proven) else None
     return None

@@ -28,6 +28,7 @@ from .pooling import maxpool2d, scatter_winners, window_candidates
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
 CHUNK_ROWS = 512
+ROUNDING_SLACK = 1e-9
 
 
 def _relu_back(lam: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
@@ -81,7 +82,10 @@ def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], ro
     """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape))."""
     lam, const = back_substitute(nodes, ranges, rows)
     flat = lam.reshape(len(lam), -1)
-    return flat @ np.asarray(x0).reshape(-1) + const - eps * np.linalg.norm(flat, axis=1)
+    centre, spread = flat @ np.asarray(x0).reshape(-1), eps * np.linalg.norm(flat, axis=1)
+    # Floating-point slack, outward: relative to the magnitudes that were summed.
+    slack = ROUNDING_SLACK * (1 + np.abs(flat) @ np.abs(np.asarray(x0)).reshape(-1) + np.abs(const) + spread)
+    return centre + const - spread - slack
 
 
 def affordable(nodes: tuple[Node, ...], rows: int) -> bool:

@@ -78,6 +78,23 @@ def test_cholesky_certificate_refuses_a_low_estimate() -> None:
     assert proven is None or proven >= exact
 
 
+def test_cholesky_certificate_edge_inputs() -> None:
+    """Review findings: float32 input, entries near underflow, and non-finite estimates."""
+    x = np.float32(1.4188564)  # x² rounds down in float32
+    m32 = np.diag(np.array([x, 0.5, 0.5], dtype=np.float32))
+    proven = certify_norm(m32, float(x))
+    assert proven is not None and proven >= float(x)
+    tiny = np.full((1000, 2), 1.5e-162)  # the Gram matrix would underflow to 0
+    exact = np.linalg.norm(tiny / 1.5e-162, 2) * 1.5e-162
+    for matrix in (tiny, scipy.sparse.csr_matrix(tiny)):
+        assert certify_norm(matrix, exact / 10) is None
+        proven = certify_norm(matrix, exact)
+        assert proven is None or proven >= exact
+    assert exact_certified(tiny) >= exact
+    for estimate in (float("nan"), float("inf"), -1.0, 0.0):
+        assert certify_norm(np.eye(3), estimate) is None
+
+
 @HYPOTHESIS
 @given(rows=st.integers(1, 40), cols=st.integers(1, 40), density=st.floats(0.05, 1.0),
        scale=st.floats(0.5, 1.5), seed=st.integers(0, 2**16))

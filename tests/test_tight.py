@@ -54,6 +54,21 @@ def test_no_unstable_unit_gives_jacobian_norm() -> None:
     assert tight_bound(net, x0, 1e-3, best=False).bound == pytest.approx(jacobian, rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", [4, 8])
+def test_stable_ill_conditioned_product_is_not_underestimated(seed: int) -> None:
+    """B·A with cond(A) = 1e4 and ‖BA‖ ≈ 1 cancels heavily: the segment passes must keep enough
+    precision that the tight bound stays ≥ ‖BA‖ (float32 passes gave 2e-6 below; review)."""
+    rng = np.random.default_rng(seed)
+    n = 40
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = ((u * np.logspace(0, 4, n)) @ v.T).astype(np.float32).astype(np.float64)
+    b = (np.where(np.arange(n) == 0, 1.0, 0.5)[:, None] * np.linalg.inv(a)).astype(np.float32).astype(np.float64)
+    bias = np.abs(a).sum(axis=1) * 10 + 10  # every unit far on the active side
+    net = Network((Dense(a, bias, (n,), (n,)), Relu((n,), (n,)), Dense(b, np.zeros(n), (n,), (n,))), (n,))
+    assert tight_bound(net, np.zeros((1, n)), 1e-3, best=False).bound >= np.linalg.norm(b @ a, 2)
+
+
 @pytest.mark.parametrize("name", ["mnist_lenet", "convnet", "batchnorm_net", "sklearn_mlp"])
 def test_best_never_above_paper_and_never_below_lower_bound(name: str) -> None:
     net = load_model(MODELS / f"{name}.onnx")
