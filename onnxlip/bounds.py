@@ -61,7 +61,7 @@ class BoundResult:
 
     @property
     def is_estimate(self) -> bool:
-        """True when any layer norm came from an iterative solver (converged, from below);
+        """True when any layer norm came from an iterative solver (converged, not proven);
         tight-mode bounds count as estimates too (Lanczos on inner segments)."""
         return any(layer.method in ("lanczos", "tight") for layer in self.layers)
 

@@ -16,7 +16,7 @@ from .radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
 ESTIMATE_NOTE = ("estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
-                 "relative tolerance, from below (accurate, not a proof); --certified gives provable bounds")
+                 "relative tolerance (accurate, not a proof); --certified gives provable bounds")
 
 
 def _shape(shape: Sequence[int]) -> str:
