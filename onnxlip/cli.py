@@ -29,7 +29,7 @@ from .backend import DEVICES, select
 from .bounds import global_bound
 from .config import CONFIG_NAME, CheckConfig, load_config
 from .errors import InputError, OnnxlipError
-from .gates import check_plan, evaluate, junit_xml, plan, radius_of, radius_takes_method, write_junit
+from .gates import check_plan, evaluate, junit_xml, plan, radius_of, write_junit
 from .importer import load_model
 from .inputs import check_eps, check_input, read_array
 from .network import Network
@@ -308,7 +308,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
     with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
         results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified)
         bar.describe("certified radius")
-        rad = radius_of(net, nominal.x0, None, method) if radius else None
+        rad = radius_of(net, nominal.x0, None, method, certified) if radius else None
     if json_:
         data = {**report.local_dict(results, method, margin, label), "certified": certified}
         if rad is not None:
@@ -453,8 +453,8 @@ def certify(model: ModelArg, input: OptInput = None,
             radii: Annotated[Optional[str], typer.Option("--radii", show_default=False, help="Radii of the certified-accuracy table, e.g. 0.01,0.05,0.1 (default 0,0.01,0.02,0.05,0.1,0.2,0.5).")] = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
-            key: KeyOpt = None, method: MethodOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
-            json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+            key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
+            device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
     method = _radius_method(method)
@@ -465,32 +465,27 @@ def certify(model: ModelArg, input: OptInput = None,
         given = [name for name, value in batch_only.items() if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} work with --inputs (many inputs); --input certifies one")
-        _certify_one(model, input, key, label, method, json_, quiet)
+        _certify_one(model, input, key, label, method, certified, json_, quiet)
         return
     if label is not None:
         raise InputError("--label works with --input; give --labels or --labels-key with --inputs")
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
-    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, json_, quiet)
+    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, json_, quiet)
 
 
 def _radius_method(method: str | None) -> str | None:
-    """--method for the radius search: passed on when the engine's search takes one, else only paper."""
-    if method is None:
-        return None
-    method = _method(method)
-    if not radius_takes_method() and method != "paper":
-        raise InputError(f"--method {method}: this version's certified-radius search uses the paper bound only")
-    return method
+    """--method for the radius search (None: the engine's default)."""
+    return None if method is None else _method(method)
 
 
-def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, json_: bool,
-                 quiet: bool) -> None:
+def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, certified: bool,
+                 json_: bool, quiet: bool) -> None:
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     _notes(nominal, quiet)
     with progress.bar(out, _bar(json_, quiet), "certified radius"):
-        result = radius_of(net, nominal.x0, label, method)
+        result = radius_of(net, nominal.x0, label, method, certified)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:
         data = report.radius_dict(result)
@@ -508,8 +503,8 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
 
 
 def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | None, labels_key: str | None,
-                  radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, json_: bool,
-                  quiet: bool) -> None:
+                  radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, certified: bool,
+                  json_: bool, quiet: bool) -> None:
     net = load_model(model)
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
@@ -518,14 +513,14 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
         for i, x in enumerate(xs):
             c = int(predicted[i]) if ys is None else int(ys[i])
-            r = radius_of(net, x, c, method)
+            r = radius_of(net, x, c, method, certified)
             rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
                          "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
-                         "radius_tight": getattr(r, "radius_tight", None),
+                         "radius_tight": r.radius_tight,
                          "radius_global": r.radius_global, "margin": r.margin, "method": r.method,
                          "seconds": r.seconds})
             bar.advance()
-    data = {"model": net.source, "inputs_file": os.fspath(inputs), "radii": radii}
+    data = {"model": net.source, "inputs_file": os.fspath(inputs), "radii": radii, "certified": certified}
     data.update(report.batch_dict(rows, radii, ys is not None, time.perf_counter() - start))
     if csv_path is not None:
         header = ["index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded",

@@ -7,7 +7,6 @@ Conditions (each one JUnit testcase):
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import platform
@@ -64,19 +63,12 @@ class Outcome:
                 "what": self.what, "seconds": self.seconds}
 
 
-def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None) -> Any:
-    """``certified_radius`` with ``method`` passed on when the engine's radius search takes one.
-
-    Without such a parameter the search uses the paper's bound; ``method`` is then ignored
-    (the callers reject an explicit non-paper method themselves).
-    """
-    if method is not None and "method" in inspect.signature(certified_radius).parameters:
-        return certified_radius(net, x0, label, method=method)
-    return certified_radius(net, x0, label)
-
-
-def radius_takes_method() -> bool:
-    return "method" in inspect.signature(certified_radius).parameters
+def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None,
+              certified: bool = False) -> Any:
+    """``certified_radius`` with ``method`` passed on when given (else the engine's default)."""
+    if method is not None:
+        return certified_radius(net, x0, label, method=method, certified=certified)
+    return certified_radius(net, x0, label, certified=certified)
 
 
 def plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> int:

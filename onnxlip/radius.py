@@ -8,7 +8,8 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
   with L_{<last} the bound up to the input of the last affine layer (ȳ also capped
   by interval bounds);
 - tight: ε·‖(e_c − e_j)ᵀ·M‖₂ < y0_c − y0_j for every j ≠ c, bounded over all secant
-  matrices M of the ball (``tight``).
+  matrices M of the ball (``tight``), or a positive linear-relaxation lower bound of every
+  margin (``crown``) on the same ranges.
 L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
 """
 from __future__ import annotations
@@ -47,6 +48,7 @@ class RadiusResult:
     method: str
     seconds: float
     evaluations: int
+    certified: bool = False  # every figure provable (certified layer norms), not an estimate
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -79,16 +81,33 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
-def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
-    """Tight margin test, on the ranges of tight mode: the linear-relaxation lower bound of every
-    margin f_c − f_j is positive, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all secants M."""
-    state = build_secants(net, x0, eps, acts=acts)
+def _margin_rows(y0: np.ndarray, label: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Rows e_c − e_j for every j ≠ c, shaped as outputs."""
     others = np.delete(np.arange(y0.size), label)
-    if crown.affordable(net.nodes, others.size):  # many classes through a big net: skip it
-        rows = np.zeros((others.size, y0.size))
-        rows[:, label], rows[np.arange(others.size), others] = 1.0, -1.0
-        if crown.lower_bounds(net.nodes, state.ranges, rows.reshape(-1, *net.output_shape), acts[0][0], eps).min() > 0:
-            return True
+    rows = np.zeros((others.size, y0.size))
+    rows[:, label], rows[np.arange(others.size), others] = 1.0, -1.0
+    return rows.reshape(-1, *shape)
+
+
+def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
+    """Linear-relaxation margin test on ``state``'s ranges: every margin f_c − f_j stays positive
+    (False when the back-substitution of the margin rows is not affordable)."""
+    if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
+        return False
+    rows = _margin_rows(y0, label, net.output_shape)
+    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps).min() > 0)
+
+
+def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
+                 paper: BoundResult | None = None, secant_test: bool = True) -> bool:
+    """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii): the
+    linear-relaxation margin test, or (``secant_test``) ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for
+    every j ≠ c over all secants M."""
+    state = build_secants(net, x0, eps, paper, acts)
+    if _relaxation_holds(net, state, eps, acts, y0, label):
+        return True
+    if not secant_test:
+        return False
     gaps = y0[label] - y0
     for j in np.argsort(gaps):  # the closest runner-up first: fail fast
         if j == label:
@@ -102,9 +121,11 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
 
 @single_blas_thread
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
-                     method: str = "best") -> RadiusResult:
+                     method: str = "best", certified: bool = False) -> RadiusResult:
     """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
-    unless ``method`` is 'paper', the tight (whole-network secant) margin test."""
+    unless ``method`` is 'paper', the tight margin test. With ``certified`` every layer norm is
+    provable and the tight test keeps only its linear-relaxation part (the secant test rests on
+    Lanczos estimates), so every radius is a proof rather than an estimate."""
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
@@ -112,16 +133,17 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     if not 0 <= label < y0.size:
         raise InputError(f"label {label} is outside the model's {y0.size} outputs")
     margin = margin_of(y0, label)
-    g = global_bound(net).bound
+    g = global_bound(net, certified=certified).bound
     warm, calls = WarmStart(), [0]
 
     @functools.lru_cache(maxsize=None)  # the searches revisit their end points
     def bound_at(eps: float, interval: bool = False) -> BoundResult:
         calls[0] += 1
-        return local_bound(net, x0, eps, acts, warm, interval=interval)
+        return local_bound(net, x0, eps, acts, warm, certified, interval)
 
     if margin <= 0:
-        return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0)
+        return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0,
+                            certified)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
     paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
                     margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
@@ -132,13 +154,14 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     best_so_far = max(paper, folded or 0.0)
     tight = None
     if method != "paper" and supports(net):
-        holds = functools.lru_cache(maxsize=None)(lambda e: _tight_holds(net, x0, e, acts, y0, label))
+        holds = functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
+            net, x0, e, acts, y0, label, bound_at(e, interval=True), secant_test=not certified))
         tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, "tight"),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0])
+                        time.perf_counter() - start, calls[0], certified)
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

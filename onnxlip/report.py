@@ -15,6 +15,8 @@ from .network import Network
 from .radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
+RADIUS_NOTE = ("radii rest on layer norms from Lanczos (converged estimates); --certified proves them "
+               "(provable layer norms, linear-relaxation tight test)")
 ESTIMATE_NOTE = ("estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
                  "relative tolerance (accurate, not a proof); --certified gives provable bounds")
 
@@ -171,9 +173,13 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     console.print(f"certified L2 radius = [bold]{r.radius:.6g}[/bold]  (method: {r.method}, {r.seconds:.2f} s)")
     folded = "n/a" if r.radius_folded is None else f"{r.radius_folded:.6g}"
     parts = [f"paper-style {r.radius_paper:.6g}", f"margin folding {folded}"]
-    if hasattr(r, "radius_tight"):
-        parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
+    parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
     console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
+    if r.certified:
+        console.print("[dim]certified mode: every radius rests on provable layer norms; the tight test keeps "
+                      "only its linear-relaxation part[/dim]")
+    else:
+        console.print(f"[dim]{RADIUS_NOTE}[/dim]")
 
 
 def sweep_table(data: dict[str, Any]) -> Table:

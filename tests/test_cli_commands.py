@@ -172,15 +172,14 @@ def test_certify_batch_certified_accuracy(tmp_path: Path) -> None:
     assert run_json("certify", path, "--input", str(tmp_path / "one.npy"))["radius"] == pytest.approx(rows[0]["radius"])
 
 
-def test_certify_method_option() -> None:
-    from onnxlip.gates import radius_takes_method
-
+def test_certify_method_and_certified_options() -> None:
     path, x0 = model("mlp")
-    assert run_json("certify", path, "--input", x0, "--method", "paper")["radius"] > 0
-    others = [m for m in METHODS if m != "paper"]
-    if others and not radius_takes_method():  # the radius search has no method parameter yet
-        code, _, stderr = run("certify", path, "--input", x0, "--method", others[0])
-        assert code == 2 and "paper bound only" in stderr
+    paper = run_json("certify", path, "--input", x0, "--method", "paper")
+    assert paper["radius"] > 0 and paper["radius_tight"] is None and paper["certified"] is False
+    proven = run_json("certify", path, "--input", x0, "--certified")
+    assert proven["certified"] is True and 0 < proven["radius"] <= run_json("certify", path, "--input", x0)["radius"] * 1.001
+    code, stdout, _ = run("certify", path, "--input", x0, "--certified")
+    assert code == 0 and "certified mode" in stdout
 
 
 def test_certify_batch_human_and_unlabelled(tmp_path: Path) -> None:

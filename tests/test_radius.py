@@ -51,6 +51,17 @@ def test_cifar_folding_beats_the_paper_radius() -> None:
     assert r.radius_tight is None and r.method == "margin-folding"
 
 
+def test_mnist_certified_mode_radius(mnist: tuple) -> None:
+    """--certified: provable layer norms, linear-relaxation tight test only; still beats margin
+    folding, stays below the estimate-mode radius and keeps labels in onnxruntime."""
+    net, x0, estimate = mnist
+    r = certified_radius(net, x0, certified=True)
+    assert r.certified and not estimate.certified
+    assert r.radius_folded <= r.radius <= estimate.radius and r.radius_tight > 1.2 * r.radius_folded
+    points = ball_samples(x0, r.radius, 100, np.random.default_rng(1))
+    assert np.all(run_onnx(net.source, points, net.output_name).argmax(axis=1) == r.label)
+
+
 @pytest.mark.parametrize("name", ["mlp", "convnet", "batchnorm_net"])
 def test_small_models_radius_below_attack(name: str) -> None:
     net = load_model(MODELS / f"{name}.onnx")
