@@ -335,8 +335,8 @@ def sweep(model: ModelArg, input: InputOpt,
           plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the figure (PNG, PDF or SVG by extension).")] = None,
           csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write eps, bound, lower bound as CSV.")] = None,
           lower: Annotated[bool, typer.Option("--lower", help="Add the empirical lower bound (random + gradient ascent).")] = False,
-          key: KeyOpt = None, method: MethodOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
-          json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
+          device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local bound over a log-spaced eps grid, with the global bound (and --lower): the paper's main figure."""
     _common(norm, device, quiet)
     method = _method(method)
@@ -559,8 +559,8 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
           max_global_bound: Annotated[Optional[float], typer.Option("--max-global-bound", show_default=False, help="Fail when the global bound > this.")] = None,
           junit: Annotated[Optional[Path], typer.Option("--junit", show_default=False, help="Write a JUnit XML report (one testcase per condition).")] = None,
           config: Annotated[Optional[Path], typer.Option("--config", show_default=False, help=f"Read model, inputs and thresholds from this TOML file (default ./{CONFIG_NAME} when MODEL is not given).")] = None,
-          key: KeyOpt = None, method: MethodOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
-          json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
+          device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """CI gate: exit 0 when every condition holds, 1 when one fails, 2 on bad input."""
     start = time.perf_counter()
     if config is None and model is None:
@@ -582,14 +582,14 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
         thresholds = cfg.thresholds.merged(eps=eps, max_bound=max_bound, min_radius=min_radius,
                                            max_global_bound=max_global_bound)
         _common(norm, device, quiet)
-        chosen = _method(method or cfg.method)
+        chosen = "paper" if certified else _method(method or cfg.method)
         net = load_model(model_path)
         nominals = [load_nominal(p, net, key or cfg.key) for p in (input or cfg.inputs)]
         for nominal in nominals:
             _notes(nominal, quiet)
         check_plan(thresholds, nominals)
         with progress.bar(out, _bar(json_, quiet), "checking", total=plan(thresholds, nominals)) as bar:
-            outcomes = evaluate(net, nominals, thresholds, chosen, bar.advance)
+            outcomes = evaluate(net, nominals, thresholds, chosen, bar.advance, certified)
     except OnnxlipError as exc:
         if junit is not None:
             try:
@@ -603,7 +603,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
     passed = all(o.passed for o in outcomes)
     if json_:
         data = report.check_dict(outcomes, os.fspath(model_path), seconds)
-        data.update(method=chosen, junit=os.fspath(junit) if junit else None,
+        data.update(method=chosen, certified=certified, junit=os.fspath(junit) if junit else None,
                     config=os.fspath(cfg.source) if cfg.source else None)
         emit_json(data)
     elif quiet:

@@ -151,3 +151,14 @@ def test_check_subprocess_exit_codes(tmp_path: Path) -> None:
 def test_pre_commit_hook_definition() -> None:
     text = (ROOT / ".pre-commit-hooks.yaml").read_text(encoding="utf-8")
     assert "- id: onnxlip-check" in text and "entry: onnxlip check" in text and "pass_filenames: false" in text
+
+
+def test_check_certified_gates_on_provable_values() -> None:
+    """--certified: every measured value comes from provable layer norms and says so."""
+    code, stdout, _ = run("check", MLP, "--input", MLP_X0, *PASSING, "--certified", "--json")
+    data = json.loads(stdout)
+    assert code == 0 and data["certified"] is True and data["method"] == "paper"
+    assert all(not c["estimate"] for c in data["conditions"])
+    estimated = json.loads(run("check", MLP, "--input", MLP_X0, *PASSING, "--json")[1])
+    radius = {c["name"]: c for c in estimated["conditions"]}["certified_radius"]
+    assert radius["estimate"] is True
