@@ -103,6 +103,15 @@ def test_mnist_lower_bounds_reach_the_jacobian_norm(mnist: tuple[Network, np.nda
     assert np.linalg.norm(best.point - x0.reshape(net.input_shape)) <= 1e-3 * TIGHT
 
 
+def test_mnist_gradient_lower_bound_reaches_the_papers_over_its_grid(mnist: tuple[Network, np.ndarray]) -> None:
+    """Issue #6: the largest Jacobian norm sampled over the paper's ε grid is ≥ its 46.52."""
+    from .test_bounds import PAPER
+
+    net, x0 = mnist
+    grid = PAPER["mnist_lenet"]["local_bound"]["eps"]
+    assert max(lower_bound(net, x0, eps).jacobian for eps in grid) >= PAPER["mnist_lenet"]["lower_bound_gradient_max"]
+
+
 def test_mnist_min_adversarial_distance_beats_the_paper(mnist: tuple[Network, np.ndarray]) -> None:
     net, x0 = mnist
     attack = min_adversarial_distance(net, x0)
