@@ -101,8 +101,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {_default_method()}).")]
-CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable layer norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds) "
-                                            "instead of converged estimates; uses the per-layer method.")]
+CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
+                                            "accounted for) instead of converged estimates.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final numbers, no notes or progress bar.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 
@@ -299,7 +299,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
           quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local Lipschitz bound L(x0, eps) on the L2 ball of radius eps around x0, per layer."""
     _common(norm, device, quiet)
-    method = "paper" if certified else _method(method)
+    method = _method(method)
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     grid = _eps_list(eps, nominal)
@@ -582,7 +582,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
         thresholds = cfg.thresholds.merged(eps=eps, max_bound=max_bound, min_radius=min_radius,
                                            max_global_bound=max_global_bound)
         _common(norm, device, quiet)
-        chosen = "paper" if certified else _method(method or cfg.method)
+        chosen = _method(method or cfg.method)
         net = load_model(model_path)
         nominals = [load_nominal(p, net, key or cfg.key) for p in (input or cfg.inputs)]
         for nominal in nominals:

@@ -20,10 +20,10 @@ DEFAULT_METHOD = "best"
 def local_bounds(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD,
                  certified: bool = False) -> list[BoundResult]:
     """Local bounds L(x0, ε) for each ε of ``eps_grid`` by ``method``; ``certified`` makes every
-    layer norm provable, which only the per-layer product supports (the method is then 'paper')."""
+    norm provable (per-layer: certified layer norms; tight: ``certified_segments``)."""
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
-    if method == "paper" or certified:
+    if method == "paper":
         return sweep(net, x0, eps_grid, certified=certified)
     acts = net.activations(x0)
-    return [tight_bound(net, x0, float(e), acts, best=method == "best") for e in eps_grid]
+    return [tight_bound(net, x0, float(e), acts, best=method == "best", certified=certified) for e in eps_grid]

@@ -15,8 +15,7 @@ from .network import Network
 from .radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
-RADIUS_NOTE = ("radii rest on layer norms from Lanczos (converged estimates); --certified proves them "
-               "(provable layer norms, linear-relaxation tight test)")
+RADIUS_NOTE = "radii rest on norms from Lanczos (converged estimates); --certified gives provable radii"
 ESTIMATE_NOTE = ("estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
                  "relative tolerance (accurate, not a proof); --certified gives provable bounds")
 
@@ -176,8 +175,7 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
     console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
     if r.certified:
-        console.print("[dim]certified mode: every radius rests on provable layer norms; the tight test keeps "
-                      "only its linear-relaxation part[/dim]")
+        console.print("[dim]certified mode: every radius rests on provable norms[/dim]")
     else:
         console.print(f"[dim]{RADIUS_NOTE}[/dim]")
 

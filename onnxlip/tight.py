@@ -31,6 +31,8 @@ from . import crown
 from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
 from .segments import Segments
+from .certified_norms import exact_certified
+from .certified_segments import certified_segment_norm
 from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
 
@@ -38,6 +40,11 @@ from scipy.sparse.linalg import LinearOperator
 # Prefix bounds only decide which units are stable: a looser Lanczos tolerance, with
 # the value inflated by 10× the tolerance (see spectral's note on clusters), keeps them fast.
 RANGE_TOL = 1e-4
+# Certified mode: interval ranges widened by this (relative) for their rounding, and the
+# bound raised by SECANT_ROUNDING for that of the slopes and deviation factors (a few
+# operations per unit, ~1e-16 each).
+RANGE_ROUNDING = 1e-12
+SECANT_ROUNDING = 1e-9
 
 
 def inflated(value: float, tol: float) -> float:
@@ -74,6 +81,8 @@ class SecantState:
     ranges: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # input range of each nonlinear node
     warm: dict[int, Any] = field(default_factory=dict)  # last top vector per input space (node index)
     tol: float = LANCZOS_TOL
+    certified: bool = False  # provable segment norms (``certified_segments``), no Lanczos
+    errors: dict[tuple, float] = field(default_factory=dict)  # certified: ‖fl(M) − M‖ per explicit term
 
     def unstable(self, a: int, b: int) -> list[int]:
         return sorted(m for m, s in self.segments.secants.items() if a <= m < b and s.left is not None)
@@ -85,6 +94,9 @@ class SecantState:
         return self.matrices[t.key]
 
     def term_norm(self, t: Term) -> float:
+        if t.key not in self.norms and self.certified:
+            self.norms[t.key], self.errors[t.key] = certified_segment_norm(
+                self.segments, t.a, t.b, t.col, t.row, t.left, self.matrix(t))
         if t.key not in self.norms:
             m = self.matrix(t)
             if m is not None:
@@ -124,10 +136,14 @@ def combine(state: SecantState, terms: list[Term]) -> float:
         return best
     matrices = [state.matrix(t) for t in terms]
     explicit = all(m is not None for m in matrices)
+    if state.certified and not explicit:  # the Gram bound would rest on Lanczos
+        return best
     weights = norms / norms.sum()
     for _ in range(EXPLICIT_ROUNDS if explicit else OPERATOR_ROUNDS):
         if explicit:
             value, energies = stacked_gram(terms, matrices, weights)
+            if state.certified:
+                value = certified_stacked(state, terms, matrices, weights)
         else:
             value, energies = operator_gram(state, terms, weights)
         best = min(best, value)
@@ -142,6 +158,14 @@ def stacked_gram(terms: list[Term], matrices: list[Any], p: Any) -> tuple[float,
     """Exact sqrt(λ_max(Σ T_iᵀT_i/p_i)) from the explicit matrices, and ‖T_i·v‖² at its top vector v."""
     value, v = top_singular(np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)]))
     return value, np.array([float(np.sum((t.weight * (m @ v)) ** 2)) for t, m in zip(terms, matrices)])
+
+
+def certified_stacked(state: SecantState, terms: list[Term], matrices: list[Any], p: Any) -> float:
+    """Provable sqrt(λ_max(Σ T_iᵀT_i/p_i)): the exact value of the stacked computed matrices plus
+    the stacked bound on their rounding, sqrt(Σ (w_i·E_i)²/p_i)."""
+    stacked = np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)])
+    error = np.sqrt(sum((t.weight * state.errors[t.key]) ** 2 / pi for t, pi in zip(terms, p)))
+    return exact_certified(stacked) + float(error) * (1 + 1e-12)
 
 
 def _project(t: Term, z: Any) -> Any:
@@ -200,18 +224,20 @@ def operator_gram(state: SecantState, terms: list[Term], p: Any) -> tuple[float,
 
 
 def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None = None,
-                  acts: list[Any] | None = None, refine: bool = False) -> SecantState:
+                  acts: list[Any] | None = None, refine: bool = False, certified: bool = False) -> SecantState:
     """Walk the chain once: ranges at each node, secants at ReLU/MaxPool nodes.
 
     Ranges come from interval bounds and the per-layer product's ball radius; with
     ``refine`` the ball radius is also capped by the tight bound of each prefix (fewer
     unstable units at moderate ε, several times slower: measured 57.45 → 57.45 on
-    mnist_lenet and 46.4 → 32.6 on cifar10_net at ε = 1e-3).
+    mnist_lenet and 46.4 → 32.6 on cifar10_net at ε = 1e-3). With ``certified`` the radii
+    come from the certified per-layer bound, segment norms are provable, and ranges are
+    widened by RANGE_ROUNDING.
     """
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts, interval=True) if paper is None else paper
+    paper = local_bound(net, x0, eps, acts, certified=certified, interval=True) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
-    state = SecantState(Segments(net, acts), acts, eps, tol=RANGE_TOL)
+    state = SecantState(Segments(net, acts), acts, eps, tol=RANGE_TOL, certified=certified)
     lo, hi = input_box(acts[0], eps)
     for k, node in enumerate(net.nodes):
         if isinstance(node, AFFINE_TYPES):
@@ -220,6 +246,8 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
             if k > 0:  # the first layer's ball range is already exact
                 lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi)
+            if certified:
+                lo, hi = lo - RANGE_ROUNDING * (1 + np.abs(lo)), hi + RANGE_ROUNDING * (1 + np.abs(hi))
             continue
         if isinstance(node, (Relu, MaxPool)):
             state.ranges[k] = (lo, hi)
@@ -254,7 +282,8 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
         inactive, active, unstable = _unit_counts(state, k, stop)
         label = " + ".join(describe(n) for n in net.nodes[k:stop] if not isinstance(n, SHAPE_TYPES))
         reports.append(LayerReport(k, label, sum((n.names for n in net.nodes[k:stop]), ()), net.nodes[stop - 1].out_shape,
-                                   eps_out / eps_in if eps_in > 0 else 0.0, "tight", eps_in, eps_out,
+                                   eps_out / eps_in if eps_in > 0 else 0.0,
+                                   "tight-certified" if state.certified else "tight", eps_in, eps_out,
                                    inactive, active, unstable))
     return reports
 
@@ -266,17 +295,18 @@ def supports(net: Network) -> bool:
 
 @single_blas_thread
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True,
-                refine: bool = False) -> BoundResult:
+                refine: bool = False, certified: bool = False) -> BoundResult:
     """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the
     paper's. Networks tight mode does not support get the (interval-tightened) paper bound.
-    ``refine``: tighter ranges from prefix bounds (see ``build_secants``)."""
+    ``refine``: tighter ranges from prefix bounds (see ``build_secants``). ``certified``: every
+    norm provable (``certified_segments``) and the paper bound certified too."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts, interval=True)
+    paper = local_bound(net, x0, eps, acts, certified=certified, interval=True)
     if not supports(net):
         return paper
-    state = build_secants(net, x0, eps, paper, acts, refine)
-    tight = state.prefix_bound(len(net.nodes))
+    state = build_secants(net, x0, eps, paper, acts, refine, certified)
+    tight = state.prefix_bound(len(net.nodes)) * (1 + SECANT_ROUNDING if certified else 1)
     if best and tight >= paper.bound:
         return BoundResult(paper.bound, paper.layers, eps, time.perf_counter() - start, paper.final_mask)
     return BoundResult(tight, _reports(net, state, tight), eps, time.perf_counter() - start, paper.final_mask)

@@ -157,7 +157,7 @@ def test_check_certified_gates_on_provable_values() -> None:
     """--certified: every measured value comes from provable layer norms and says so."""
     code, stdout, _ = run("check", MLP, "--input", MLP_X0, *PASSING, "--certified", "--json")
     data = json.loads(stdout)
-    assert code == 0 and data["certified"] is True and data["method"] == "paper"
+    assert code == 0 and data["certified"] is True and data["method"] == "best"
     assert all(not c["estimate"] for c in data["conditions"])
     estimated = json.loads(run("check", MLP, "--input", MLP_X0, *PASSING, "--json")[1])
     radius = {c["name"]: c for c in estimated["conditions"]}["certified_radius"]

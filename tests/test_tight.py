@@ -44,6 +44,45 @@ def test_mlps_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps: flo
     assert ascent_lower_bound(net, x0, eps, steps=20, restarts=3, seed=seed).value <= bound * (1 + 1e-6)
 
 
+@SOUNDNESS
+@given(seed=st.integers(0, 10_000), eps=st.floats(1e-3, 1.0), pool=st.booleans())
+def test_certified_tight_stays_above_sampling_and_ascent(tmp_path: Path, seed: int, eps: float, pool: bool) -> None:
+    """Certified tight mode: provable segment norms; never below sampled ratios or the ascent bound."""
+    path = random_conv_net(tmp_path / f"net{seed}.onnx", seed, pool=pool)
+    net = load_model(path)
+    x0 = np.random.default_rng(seed).uniform(0, 1, net.input_shape)
+    result = tight_bound(net, x0, eps, best=False, certified=True)
+    assert not result.is_estimate
+    assert _max_sampled_ratio(path, net, x0, eps, 200, seed) <= result.bound * (1 + 1e-4) + 1e-3 / eps
+    assert ascent_lower_bound(net, x0, eps, steps=15, restarts=2, seed=seed).value <= result.bound * (1 + 1e-6)
+
+
+def test_mnist_certified_tight_equals_the_estimate_at_small_eps() -> None:
+    """At ε = 1e-3 every mnist_lenet segment is formed explicitly: the certified tight bound is the
+    estimate plus rounding, 6x below the certified per-layer bound."""
+    net = load_model(MODELS / "mnist_lenet.onnx")
+    x0 = np.load(MODELS / "mnist_lenet_x0.npy")[0].astype(np.float64)
+    estimate = tight_bound(net, x0, 1e-3, best=False).bound
+    certified = local_bounds(net, x0, [1e-3], "best", certified=True)[0]
+    assert not certified.is_estimate
+    assert estimate <= certified.bound <= estimate * (1 + 1e-6)
+    assert certified.bound * 6 < local_bound(net, x0, 1e-3, certified=True).bound
+
+
+def test_certified_stable_ill_conditioned_product() -> None:
+    """The rounding bound of certified segments covers heavy cancellation (cond 1e4)."""
+    rng = np.random.default_rng(4)
+    n = 40
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    a = ((u * np.logspace(0, 4, n)) @ v.T).astype(np.float32).astype(np.float64)
+    b = (np.where(np.arange(n) == 0, 1.0, 0.5)[:, None] * np.linalg.inv(a)).astype(np.float32).astype(np.float64)
+    net = Network((Dense(a, np.abs(a).sum(axis=1) * 10 + 10, (n,), (n,)), Relu((n,), (n,)),
+                   Dense(b, np.zeros(n), (n,), (n,))), (n,))
+    bound = tight_bound(net, np.zeros((1, n)), 1e-3, best=False, certified=True).bound
+    assert np.linalg.norm(b @ a, 2) <= bound <= np.linalg.norm(b @ a, 2) * (1 + 1e-6)
+
+
 def test_no_unstable_unit_gives_jacobian_norm() -> None:
     rng = np.random.default_rng(3)
     w1, w2 = rng.standard_normal((8, 5)), rng.standard_normal((3, 8))

@@ -1,0 +1,113 @@
+"""Provable norms of tight-mode segments (``tight_bound(..., certified=True)``).
+
+A segment matrix M = Y·C[a,b)·diag(col) is formed in floating point by passes
+through the nodes. Every value it holds is a sum of products of the nodes'
+entries, so with N the total count of terms along the chain (an affine node's
+fan-in, a max-pool secant's taps, 1 for a product by a slope),
+
+    |fl(M) − M| ≤ γ_N · |Y|·|C[a,b)|·|col|      (γ_N = N·u / (1 − N·u)),
+
+and ‖|A|‖₂ ≤ sqrt(max row sum · max column sum) for a non-negative A. The row and
+column sums of |Y|·|C|·|col| come from one pass each with |W| (centre secants and
+Jacobian masks are non-negative already). So:
+- explicit segments: ‖M‖₂ ≤ exact_certified(fl(M)) + γ_N·sqrt(r·c);
+- segments too large to form: the smaller of ‖|Y||C||col|‖₂ ≤ sqrt(r·c), rounded up, and
+  the product of the nodes' certified norms (affine: ``certified_norm`` unmasked; centre
+  slopes: their largest; max-pool: √(windows per element)).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .certified_norms import certified_norm, exact_certified
+from .cholesky_certificate import gamma
+from .ir import AFFINE_TYPES, Conv, Dense, MaxPool, Scale, node_jvp, node_vjp, with_weights
+from .segments import Segments
+
+
+def node_terms(node: Any, secant: Any) -> int:
+    """Most products summed into one value when the node (or its secant) is applied either way."""
+    if secant is not None:
+        return secant.node.window.kernel[0] * secant.node.window.kernel[1] if isinstance(secant.node, MaxPool) else 1
+    if isinstance(node, Dense):
+        return max(node.weight.shape)
+    if isinstance(node, Conv):
+        m, cg, kh, kw = node.weight.shape
+        return max(cg, m // node.groups) * kh * kw
+    return 1 if isinstance(node, Scale) else 0  # ReLU masks, winner selection, reshapes: exact
+
+
+def chain_terms(segments: Segments, a: int, b: int) -> int:
+    return sum(node_terms(segments.net.nodes[k], segments.secants.get(k)) for k in range(a, b)) + 2
+
+
+def _abs_node(node: Any) -> Any:
+    return with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node
+
+
+def abs_forward(segments: Segments, a: int, b: int, v: Any) -> Any:
+    """|C[a,b)|·v for v ≥ 0."""
+    for k in range(a, b):
+        sec = segments.secants.get(k)
+        v = sec.jvp(v) if sec is not None else node_jvp(_abs_node(segments.net.nodes[k]), segments.acts[k], v)
+    return v
+
+
+def abs_backward(segments: Segments, a: int, b: int, u: Any) -> Any:
+    """|C[a,b)|ᵀ·u for u ≥ 0."""
+    for k in reversed(range(a, b)):
+        sec = segments.secants.get(k)
+        u = sec.vjp(u) if sec is not None else node_vjp(_abs_node(segments.net.nodes[k]), segments.acts[k], u)
+    return u
+
+
+def abs_sums(segments: Segments, a: int, b: int, col: Any, row: Any = None, left: Any = None) -> tuple[float, float]:
+    """Largest row and column sums of |Y|·|C[a,b)|·|col| (Y = rows ``left``, diag(row), or I)."""
+    forward = abs_forward(segments, a, b, np.abs(col))
+    if left is not None:
+        flat = np.abs(left).reshape(len(left), -1)
+        rows = flat @ forward.reshape(-1)
+        ones = flat.sum(axis=0).reshape(1, *segments.shape_at(b))
+    else:
+        rows = forward if row is None else np.abs(row) * forward
+        ones = np.ones((1, *segments.shape_at(b))) if row is None else np.abs(row)
+    cols = np.abs(col) * abs_backward(segments, a, b, ones)
+    return float(np.max(rows, initial=0.0)), float(np.max(cols, initial=0.0))
+
+
+def node_norm(node: Any, secant: Any) -> float:
+    """A provable bound on the norm of one node of C (its centre secant where one is set)."""
+    if secant is not None:
+        if isinstance(secant.node, MaxPool):  # convex rows; a column meets ≤ n windows
+            return float(np.sqrt(secant.node.window.max_windows_per_element())) * (1 + 1e-15)
+        return float(np.max(np.abs(secant.center), initial=0.0))
+    if isinstance(node, AFFINE_TYPES):
+        if "_certified_norm" not in node.__dict__:  # unmasked: the same for every segment
+            ones_out, ones_in = np.ones(node.out_shape), np.ones(node.in_shape)
+            node.__dict__["_certified_norm"] = certified_norm(node, ones_out, ones_in).value
+        return node.__dict__["_certified_norm"]
+    if isinstance(node, MaxPool):  # winner selection
+        return float(np.sqrt(node.window.max_windows_per_element())) * (1 + 1e-15)
+    return 1.0  # ReLU masks, reshapes, zero padding
+
+
+def product_bound(segments: Segments, a: int, b: int, col: Any, row: Any, left: Any) -> float:
+    """‖Y‖·Π‖node‖·max|col|, with ‖Y‖ ≤ its Frobenius norm (rows) or max|row|."""
+    outer = (np.linalg.norm(left) if left is not None else 1.0 if row is None else float(np.max(np.abs(row))))
+    inner = np.prod([node_norm(segments.net.nodes[k], segments.secants.get(k)) for k in range(a, b)])
+    return float(outer * inner * np.max(np.abs(col))) * (1 + 1e-12)
+
+
+def certified_segment_norm(segments: Segments, a: int, b: int, col: Any, row: Any, left: Any,
+                           matrix: Any) -> tuple[float, float]:
+    """(Provable ‖M‖₂, bound on ‖fl(M) − M‖₂) for a segment; ``matrix`` is fl(M) or None."""
+    n = chain_terms(segments, a, b)
+    r, c = abs_sums(segments, a, b, col, row, left)
+    spread = min(float(np.sqrt(r * c)) * (1 + 2 * gamma(n)),  # the sums themselves rounded up
+                 product_bound(segments, a, b, col, row, left))
+    if matrix is None:
+        return spread, 0.0
+    error = gamma(n) * float(np.sqrt(r * c)) * (1 + 2 * gamma(n))
+    return min(exact_certified(matrix) + error, spread), error
