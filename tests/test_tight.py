@@ -23,12 +23,16 @@ SOUNDNESS = settings(max_examples=12, deadline=None, suppress_health_check=[Heal
 
 
 @SOUNDNESS
-@given(seed=st.integers(0, 10_000), eps=st.floats(1e-3, 1.0), pool=st.booleans())
-def test_conv_nets_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps: float, pool: bool) -> None:
+@given(seed=st.integers(0, 10_000), eps=st.floats(1e-3, 1.0), pool=st.booleans(), certified=st.booleans())
+def test_conv_nets_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps: float, pool: bool,
+                                                  certified: bool) -> None:
+    """Estimate and certified (provable segment norms) tight bounds vs sampling and ascent."""
     path = random_conv_net(tmp_path / f"net{seed}.onnx", seed, pool=pool)
     net = load_model(path)
     x0 = np.random.default_rng(seed).uniform(0, 1, net.input_shape)
-    bound = tight_bound(net, x0, eps, best=False).bound
+    result = tight_bound(net, x0, eps, best=False, certified=certified)
+    assert result.is_estimate != certified
+    bound = result.bound
     assert _max_sampled_ratio(path, net, x0, eps, 200, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
     assert ascent_lower_bound(net, x0, eps, steps=15, restarts=2, seed=seed).value <= bound * (1 + 1e-6)
 
@@ -42,19 +46,6 @@ def test_mlps_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps: flo
     bound = tight_bound(net, x0, eps, best=False).bound
     assert _max_sampled_ratio(path, net, x0, eps, 300, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
     assert ascent_lower_bound(net, x0, eps, steps=20, restarts=3, seed=seed).value <= bound * (1 + 1e-6)
-
-
-@SOUNDNESS
-@given(seed=st.integers(0, 10_000), eps=st.floats(1e-3, 1.0), pool=st.booleans())
-def test_certified_tight_stays_above_sampling_and_ascent(tmp_path: Path, seed: int, eps: float, pool: bool) -> None:
-    """Certified tight mode: provable segment norms; never below sampled ratios or the ascent bound."""
-    path = random_conv_net(tmp_path / f"net{seed}.onnx", seed, pool=pool)
-    net = load_model(path)
-    x0 = np.random.default_rng(seed).uniform(0, 1, net.input_shape)
-    result = tight_bound(net, x0, eps, best=False, certified=True)
-    assert not result.is_estimate
-    assert _max_sampled_ratio(path, net, x0, eps, 200, seed) <= result.bound * (1 + 1e-4) + 1e-3 / eps
-    assert ascent_lower_bound(net, x0, eps, steps=15, restarts=2, seed=seed).value <= result.bound * (1 + 1e-6)
 
 
 def test_mnist_certified_tight_equals_the_estimate_at_small_eps() -> None:
