@@ -38,8 +38,8 @@ def exact_certified(m: Any) -> float:
     """‖m‖₂ (dense or sparse) from LAPACK on the smaller Gram matrix, plus a bound on
     rounding: forming it errs by ≤ k·u·‖M‖_F², a backward-stable eigensolver by
     ≤ c·n·u·‖G‖ (c = 8 here, generous)."""
-    m, scale = unit_scaled(m)  # float64, as the rounding bound assumes; away from underflow
-    if scale is None:
+    m, shift = unit_scaled(m)  # float64, as the rounding bound assumes; away from underflow
+    if shift is None:
         return 0.0 if np.all(np.isfinite(m.data if sp.issparse(m) else m)) else float("inf")
     k, n = max(m.shape), min(m.shape)
     gram = m.T @ m if m.shape[1] <= m.shape[0] else m @ m.T
@@ -47,7 +47,7 @@ def exact_certified(m: Any) -> float:
     top = scipy.linalg.eigh(gram, eigvals_only=True, subset_by_index=[n - 1, n - 1])[0]
     frobenius = float(m.multiply(m).sum()) if sp.issparse(m) else float(np.sum(m * m))
     rounding = (k + 8 * n) * UNIT_ROUNDOFF * frobenius + (k + 8 * n) * n * UNDERFLOW
-    return float(np.sqrt(max(top, 0.0) + rounding)) / scale * (1 + 1e-15)
+    return float(np.ldexp(np.sqrt(max(top, 0.0) + rounding), -shift)) * (1 + 1e-15)
 
 
 def circulant_bound(node: Conv) -> float:

@@ -100,14 +100,25 @@ def product_bound(segments: Segments, a: int, b: int, col: Any, row: Any, left: 
     return float(outer * inner * np.max(np.abs(col))) * (1 + 1e-12)
 
 
+# Row/column sums below this may have lost digits to underflow: use the product bound only.
+UNDERFLOW_GUARD = 1e-280
+# Extra roundings when a formed segment is scaled into the stacked Gram matrix (w·M/√p).
+STACKING_TERMS = 3
+
+
 def certified_segment_norm(segments: Segments, a: int, b: int, col: Any, row: Any, left: Any,
                            matrix: Any) -> tuple[float, float]:
-    """(Provable ‖M‖₂, bound on ‖fl(M) − M‖₂) for a segment; ``matrix`` is fl(M) or None."""
-    n = chain_terms(segments, a, b)
+    """(Provable ‖M‖₂, bound on ‖fl(w·M/√p) − w·M/√p‖₂ / (w/√p)) for a segment; ``matrix`` is
+    fl(M) or None."""
+    product = product_bound(segments, a, b, col, row, left)
     r, c = abs_sums(segments, a, b, col, row, left)
-    spread = min(float(np.sqrt(r * c)) * (1 + 2 * gamma(n)),  # the sums themselves rounded up
-                 product_bound(segments, a, b, col, row, left))
+    if min(r, c) < UNDERFLOW_GUARD:
+        return product, 0.0
+    n = chain_terms(segments, a, b)
+    sums = n + int(np.prod(segments.shape_at(b))) + (0 if left is None else len(left))
+    magnitude = float(np.sqrt(r * c)) * (1 + 2 * gamma(sums))  # the sums themselves rounded up
+    spread = min(magnitude, product)
     if matrix is None:
         return spread, 0.0
-    error = gamma(n) * float(np.sqrt(r * c)) * (1 + 2 * gamma(n))
+    error = gamma(n + STACKING_TERMS) * magnitude
     return min(exact_certified(matrix) + error, spread), error

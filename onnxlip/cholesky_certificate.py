@@ -101,22 +101,26 @@ def certify_norm(m: Any, estimate: float) -> float | None:
         return 0.0
     if (not sp.issparse(m) and n > DENSE_SIDE) or not (np.isfinite(estimate) and estimate > 0):
         return None
-    m, scale = unit_scaled(m)
-    if scale is None:
+    m, shift = unit_scaled(m)
+    if shift is None:
         return None
-    proven = _certify_scaled(m, estimate * scale)
-    return None if proven is None else proven / scale * (1 + 1e-15)
+    proven = _certify_scaled(m, float(np.ldexp(estimate, shift)))
+    return None if proven is None else float(np.ldexp(proven, -shift)) * (1 + 1e-15)
 
 
-def unit_scaled(m: Any) -> tuple[Any, float | None]:
-    """m in float64 times a power of two that brings its largest entry near 1 (both exact,
-    and products stay clear of underflow), with that factor; None for a zero or non-finite m."""
+def unit_scaled(m: Any) -> tuple[Any, int | None]:
+    """m in float64 times 2^shift, which brings its largest entry near 1 (exact, and products
+    stay clear of underflow), with that shift; None for a zero or non-finite m."""
     m = m.astype(np.float64)
     top = float(abs(m).max())
     if not np.isfinite(top) or top == 0:
         return m, None
-    scale = float(2.0 ** -np.floor(np.log2(top)))
-    return m * scale, scale
+    shift = -int(np.floor(np.log2(top)))
+    if sp.issparse(m):
+        m = m.copy()
+        m.data = np.ldexp(m.data, shift)
+        return m, shift
+    return np.ldexp(m, shift), shift
 
 
 def _certify_scaled(m: Any, estimate: float) -> float | None:

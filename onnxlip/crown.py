@@ -9,7 +9,8 @@ backwards keeping Λ·(current layer) + c ≤ … as a linear function of that l
 - max-pool with input ranges: the window's max is ≥ the element with the largest
   lower bound (exact when that element's lower bound beats every other upper
   bound), and ≤ the largest upper bound in the window (a constant) otherwise.
-At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row.
+At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row, rounded down by
+γ_N times the same computation in absolute values (``lower_bounds``).
 
 Every relaxation is valid for every input in the ranges, so the result is a sound
 lower bound whenever the ranges are; tighter ranges make it tighter. Used for the
@@ -22,17 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_flops
+from .certified_segments import node_terms
+from .cholesky_certificate import gamma
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_flops, with_weights
 from .pooling import maxpool2d, scatter_winners, window_candidates
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
 CHUNK_ROWS = 512
-ROUNDING_SLACK = 1e-9
 
 
-def _relu_back(lam: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
-    """Λ through ReLU with input range [lo, hi]: (new Λ, constant added per row)."""
+def _relu_back(lam: Any, lo: Any, hi: Any) -> tuple[Any, Any, Any, Any]:
+    """Λ through ReLU with input range [lo, hi]: (new Λ, constant added per row, the largest
+    slope per unit, and the magnitude its constant and rounded lines can reach per unit)."""
     unstable = (lo < 0) & (hi > 0)
     width = np.where(unstable, hi - lo, 1.0)
     chord = np.where(unstable, hi / width, (lo >= 0) * 1.0)  # upper line's slope
@@ -41,11 +44,12 @@ def _relu_back(lam: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
     negative = lam < 0
     new = np.where(negative, lam * chord, lam * below)
     const = np.where(negative, lam * offset, 0.0).reshape(len(lam), -1).sum(axis=1)
-    return new, const
+    return new, const, np.maximum(chord, below), np.where(unstable, offset + hi, 0.0)
 
 
-def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
-    """Λ through max-pool with input range [lo, hi]: (new Λ, constant added per row)."""
+def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any) -> tuple[Any, Any, Any, Any]:
+    """Λ through max-pool with input range [lo, hi]: (new Λ, constant added per row, the
+    element selected per window, and the largest upper bound per window)."""
     win = node.window
     _, arg = maxpool2d(lo, win)  # the element with the largest lower bound, per window
     unstable, _ = window_candidates(lo, hi, arg, win)
@@ -53,38 +57,54 @@ def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
     as_constant = unstable & (lam < 0)  # max ≤ largest upper bound
     through = np.where(as_constant, 0.0, lam)  # max ≥ (or =) the selected element
     const = np.where(as_constant, lam * top, 0.0).reshape(len(lam), -1).sum(axis=1)
-    return scatter_winners(through, arg, win), const
+    return scatter_winners(through, arg, win), const, arg, np.abs(top)
 
 
-def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], lam: Any) -> tuple[Any, Any]:
+def _row_sums(a: Any) -> Any:
+    return a.reshape(len(a), -1).sum(axis=1)
+
+
+def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], lam: Any) -> tuple[Any, ...]:
     """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in ``ranges``
-    (index → (lo, hi), batch-1 arrays): returns (Λ_in, c)."""
-    const = np.zeros(len(lam))
+    (index → (lo, hi), batch-1 arrays): returns (Λ_in, c, |Λ|_in, |c|), the last two the same
+    pass with every coefficient and constant replaced by an absolute upper bound (for the
+    rounding error, which they bound times γ_N)."""
+    const, mag, mag_const = np.zeros(len(lam)), np.abs(lam), np.zeros(len(lam))
     for k in range(len(nodes) - 1, -1, -1):
         node = nodes[k]
         if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
             bias = node.forward(np.zeros((1, *node.in_shape)))
-            const += (lam * bias).reshape(len(lam), -1).sum(axis=1)
+            const += _row_sums(lam * bias)
+            mag_const += _row_sums(mag * np.abs(bias))
             lam = node.adjoint(lam)
+            mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
         elif isinstance(node, Relu):
-            lam, c = _relu_back(lam, *ranges[k])
+            lam, c, slope, reach = _relu_back(lam, *ranges[k])
             const += c
+            mag_const += _row_sums(mag * reach)
+            mag = mag * slope
         elif isinstance(node, MaxPool):
-            lam, c = _maxpool_back(node, lam, *ranges[k])
+            lam, c, arg, top = _maxpool_back(node, lam, *ranges[k])
             const += c
+            mag_const += _row_sums(mag * top)
+            mag = scatter_winners(mag, arg, node.window)
         else:
             raise TypeError(f"linear relaxation does not handle {type(node).__name__}")
-    return lam, const
+    return lam, const, mag, mag_const
 
 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
                  x0: Any, eps: float) -> Any:
-    """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape))."""
-    lam, const = back_substitute(nodes, ranges, rows)
-    flat = lam.reshape(len(lam), -1)
-    centre, spread = flat @ np.asarray(x0).reshape(-1), eps * np.linalg.norm(flat, axis=1)
-    # Floating-point slack, outward: relative to the magnitudes that were summed.
-    slack = ROUNDING_SLACK * (1 + np.abs(flat) @ np.abs(np.asarray(x0)).reshape(-1) + np.abs(const) + spread)
+    """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape)), rounded down:
+    every computed value is a sum of at most N products (N: fan-ins along the chain, plus a few
+    operations per nonlinear node and for the concretization), so its error is at most γ_N
+    times the same sum of absolute values."""
+    lam, const, mag, mag_const = back_substitute(nodes, ranges, rows)
+    flat, mag = lam.reshape(len(lam), -1), mag.reshape(len(mag), -1)
+    x0 = np.asarray(x0).reshape(-1)
+    centre, spread = flat @ x0, eps * np.linalg.norm(flat, axis=1)
+    terms = sum(node_terms(n, None) + 8 for n in nodes) + 2 * x0.size + 8
+    slack = gamma(terms) * (mag @ np.abs(x0) + mag_const + eps * np.linalg.norm(mag, axis=1)) * (1 + 1e-6)
     return centre + const - spread - slack
 
 

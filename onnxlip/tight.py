@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import single_blas_thread
 from .bounds import BoundResult, LayerReport, local_bound
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, with_weights
 
 CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
@@ -32,7 +32,8 @@ from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
 from .segments import Segments
 from .certified_norms import exact_certified
-from .certified_segments import certified_segment_norm
+from .certified_segments import certified_segment_norm, node_terms
+from .cholesky_certificate import gamma
 from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
 
@@ -40,9 +41,9 @@ from scipy.sparse.linalg import LinearOperator
 # Prefix bounds only decide which units are stable: a looser Lanczos tolerance, with
 # the value inflated by 10× the tolerance (see spectral's note on clusters), keeps them fast.
 RANGE_TOL = 1e-4
-# Certified mode: interval ranges widened by this (relative) for their rounding, and the
-# bound raised by SECANT_ROUNDING for that of the slopes and deviation factors (a few
-# operations per unit, ~1e-16 each).
+# Certified mode: ranges widened for their rounding (``range_rounding``), and the bound
+# raised by SECANT_ROUNDING for that of the slopes and deviation factors (a few operations
+# per unit, ~1e-16 each).
 RANGE_ROUNDING = 1e-12
 SECANT_ROUNDING = 1e-9
 
@@ -165,7 +166,8 @@ def certified_stacked(state: SecantState, terms: list[Term], matrices: list[Any]
     the stacked bound on their rounding, sqrt(Σ (w_i·E_i)²/p_i)."""
     stacked = np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)])
     error = np.sqrt(sum((t.weight * state.errors[t.key]) ** 2 / pi for t, pi in zip(terms, p)))
-    return exact_certified(stacked) + float(error) * (1 + 1e-12)
+    # Cauchy–Schwarz needs Σp ≤ 1; the computed weights may exceed it by a few ulp.
+    return (exact_certified(stacked) + float(error) * (1 + 1e-12)) * float(np.sqrt(max(1.0, np.sum(p)))) * (1 + 1e-15)
 
 
 def _project(t: Term, z: Any) -> Any:
@@ -243,17 +245,26 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
         if isinstance(node, AFFINE_TYPES):
             rho = min(eps * state.prefix_bound(k) if refine else np.inf, paper_rho.get(k, np.inf))
             state.rho[k] = rho
+            slack = range_rounding(node, lo, hi) if certified else 0.0
             lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
-            if k > 0:  # the first layer's ball range is already exact
+            lo, hi = lo - slack, hi + slack
+            if k > 0:  # the first layer's ball range is already exact (the relaxation rounds outward)
                 lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi)
-            if certified:
-                lo, hi = lo - RANGE_ROUNDING * (1 + np.abs(lo)), hi + RANGE_ROUNDING * (1 + np.abs(hi))
             continue
         if isinstance(node, (Relu, MaxPool)):
             state.ranges[k] = (lo, hi)
             state.segments.secants[k] = secant(node, acts[k], lo, hi)
         lo, hi = monotone_range(node, lo, hi)
     return state
+
+
+def range_rounding(node: Any, lo: Any, hi: Any) -> Any:
+    """Bound on the rounding of an affine node's interval and ball ranges for inputs in [lo, hi]:
+    every value is a sum of fan-in products of at most |W|·max(|lo|, |hi|) + |b|, so γ_{fan-in+8}
+    times that (the ball radius ρ·‖w_i‖ errs by far less than RANGE_ROUNDING of the width)."""
+    magnitude = with_weights(node, np.abs).linear(np.maximum(np.abs(lo), np.abs(hi)))
+    magnitude = magnitude + np.abs(node.forward(np.zeros((1, *node.in_shape))))
+    return gamma(node_terms(node, None) + 8) * magnitude * (1 + 1e-6) + RANGE_ROUNDING * (1 + magnitude)
 
 
 def _unit_counts(state: SecantState, start: int, stop: int) -> tuple[int, int, int]:

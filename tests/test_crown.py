@@ -28,7 +28,7 @@ def test_relu_relaxation_holds_on_its_range(seed: int) -> None:
     lo = rng.normal(size=(1, 20))
     hi = lo + rng.exponential(size=(1, 20)) * rng.integers(0, 2, size=(1, 20))  # some zero-width
     lam = rng.normal(size=(3, 20))
-    new, const = _relu_back(lam, lo, hi)
+    new, const, _, _ = _relu_back(lam, lo, hi)
     for t in np.linspace(0, 1, 11):
         z = lo + t * (hi - lo)
         assert np.all((lam * np.maximum(z, 0)).sum(axis=1) >= (new * z).sum(axis=1) + const - 1e-12)
@@ -43,7 +43,7 @@ def test_maxpool_relaxation_holds_on_its_range(seed: int) -> None:
     lo = rng.normal(size=(1, *pool.in_shape))
     hi = lo + rng.exponential(0.3, size=lo.shape)
     lam = rng.normal(size=(2, *pool.out_shape))
-    new, const = _maxpool_back(pool, lam, lo, hi)
+    new, const, _, _ = _maxpool_back(pool, lam, lo, hi)
     for _ in range(5):
         z = lo + rng.random(lo.shape) * (hi - lo)
         exact = (lam * pool.forward(z)).reshape(2, -1).sum(axis=1)
