@@ -21,13 +21,13 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .cholesky_certificate import UNDERFLOW, certify_norm, unit_scaled
+from .cholesky_certificate import certify_norm, smaller_gram, unit_scaled
 from .conv_matrix import conv_as_sparse
 from .ir import Affine, Conv, Scale, with_weights
 from .linop import masked_submatrix, sliced
+from .rounding import UNDERFLOW, UNIT_ROUNDOFF
 from .spectral import NormResult
 
-UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
 CERTIFIED_EXACT_SIDE = 3100  # largest min(rows, cols) solved exactly in certified mode
 EIGH_FIRST_SIDE = 512  # below this, the exact eigensolver is as cheap as the Cholesky certificate
 CERTIFIED_EXACT_ENTRIES = 6e7
@@ -42,7 +42,7 @@ def exact_certified(m: Any) -> float:
     if shift is None:
         return 0.0 if np.all(np.isfinite(m.data if sp.issparse(m) else m)) else float("inf")
     k, n = max(m.shape), min(m.shape)
-    gram = m.T @ m if m.shape[1] <= m.shape[0] else m @ m.T
+    gram = smaller_gram(m)
     gram = gram.toarray() if sp.issparse(gram) else gram
     top = scipy.linalg.eigh(gram, eigvals_only=True, subset_by_index=[n - 1, n - 1])[0]
     frobenius = float(m.multiply(m).sum()) if sp.issparse(m) else float(np.sum(m * m))

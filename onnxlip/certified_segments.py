@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from .certified_norms import certified_norm, exact_certified
-from .cholesky_certificate import gamma
+from .rounding import gamma
 from .ir import AFFINE_TYPES, Conv, Dense, MaxPool, Scale, node_jvp, node_vjp, with_weights
 from .segments import Segments
 

@@ -30,18 +30,12 @@ import scipy.linalg
 import scipy.sparse as sp
 from scipy.sparse.csgraph import reverse_cuthill_mckee
 
-UNIT_ROUNDOFF = np.finfo(np.float64).eps / 2
-UNDERFLOW = 2.0**-1074  # smallest subnormal: bounds each product's absolute underflow error
+from .rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
+
 # μ = θ·(1 + step), tried in order: the first suffices when Lanczos found the top eigenvalue.
 SHIFTS = (1e-6, 1e-3)
 BAND_ENTRIES = 1.2e8  # largest banded array (n × (b+1) doubles, ~1 GB)
 DENSE_SIDE = 6000  # largest dense Gram matrix factorized
-
-
-def gamma(k: float) -> float:
-    """γ_k = k·u / (1 − k·u), the classic bound on the rounding of k-term sums."""
-    ku = k * UNIT_ROUNDOFF
-    return ku / (1 - ku)
 
 
 def smaller_gram(m: Any) -> Any:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .certified_segments import node_terms
-from .cholesky_certificate import gamma
+from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_flops, with_weights
 from .pooling import maxpool2d, scatter_winners, window_candidates
 

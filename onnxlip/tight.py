@@ -33,7 +33,7 @@ from .secant import secant
 from .segments import Segments
 from .certified_norms import exact_certified
 from .certified_segments import certified_segment_norm, node_terms
-from .cholesky_certificate import gamma
+from .rounding import gamma
 from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
 
