@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from .cholesky_certificate import certify_norm, smaller_gram, unit_scaled
 from .conv_matrix import conv_as_sparse
-from .ir import Affine, Conv, Scale, with_weights
+from .ir import Affine, Conv, Scale, node_cached, with_weights
 from .linop import masked_submatrix, sliced
 from .rounding import UNDERFLOW, UNIT_ROUNDOFF
 from .spectral import NormResult
@@ -100,10 +100,8 @@ def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None) 
 def certifiable_matrix(node: Affine, r: Any, d: Any) -> Any:
     """The sliced R·A·D (sparse for convolutions, dense for dense layers), or None when too big."""
     if isinstance(node, Conv):
-        if "_certified_matrix" not in node.__dict__:  # kept: built once per layer, not per ε
-            node.__dict__["_certified_matrix"] = node.matrix if node.matrix is not None else conv_as_sparse(
-                node, CERTIFIED_CONV_NNZ)
-        matrix = node.__dict__["_certified_matrix"]
+        matrix = node_cached(node, "certified_matrix",  # built once per layer, not per ε
+                             lambda: node.matrix if node.matrix is not None else conv_as_sparse(node, CERTIFIED_CONV_NNZ))
         return None if matrix is None else sliced(matrix, r, d).tocsr()
     if np.count_nonzero(r) * np.count_nonzero(d) > CERTIFIED_EXACT_ENTRIES:
         return None

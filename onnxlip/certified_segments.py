@@ -23,20 +23,16 @@ import numpy as np
 
 from .certified_norms import certified_norm, exact_certified
 from .rounding import gamma
-from .ir import AFFINE_TYPES, Conv, Dense, MaxPool, Scale, node_jvp, node_vjp, with_weights
+from .ir import AFFINE_TYPES, MaxPool, fan_in, node_cached, node_jvp, node_vjp, with_weights
+from .layer_bounds import maxpool_constant
 from .segments import Segments
 
 
 def node_terms(node: Any, secant: Any) -> int:
     """Most products summed into one value when the node (or its secant) is applied either way."""
-    if secant is not None:
-        return secant.node.window.kernel[0] * secant.node.window.kernel[1] if isinstance(secant.node, MaxPool) else 1
-    if isinstance(node, Dense):
-        return max(node.weight.shape)
-    if isinstance(node, Conv):
-        m, cg, kh, kw = node.weight.shape
-        return max(cg, m // node.groups) * kh * kw
-    return 1 if isinstance(node, Scale) else 0  # ReLU masks, winner selection, reshapes: exact
+    if secant is None:
+        return fan_in(node)  # ReLU masks, winner selection, reshapes: exact
+    return node.window.kernel[0] * node.window.kernel[1] if isinstance(node, MaxPool) else 1
 
 
 def chain_terms(segments: Segments, a: int, b: int) -> int:
@@ -79,17 +75,13 @@ def abs_sums(segments: Segments, a: int, b: int, col: Any, row: Any = None, left
 
 def node_norm(node: Any, secant: Any) -> float:
     """A provable bound on the norm of one node of C (its centre secant where one is set)."""
+    if isinstance(node, MaxPool):  # winner selection, or convex rows: a column meets ≤ n windows
+        return maxpool_constant(node) * (1 + 1e-15)
     if secant is not None:
-        if isinstance(secant.node, MaxPool):  # convex rows; a column meets ≤ n windows
-            return float(np.sqrt(secant.node.window.max_windows_per_element())) * (1 + 1e-15)
         return float(np.max(np.abs(secant.center), initial=0.0))
-    if isinstance(node, AFFINE_TYPES):
-        if "_certified_norm" not in node.__dict__:  # unmasked: the same for every segment
-            ones_out, ones_in = np.ones(node.out_shape), np.ones(node.in_shape)
-            node.__dict__["_certified_norm"] = certified_norm(node, ones_out, ones_in).value
-        return node.__dict__["_certified_norm"]
-    if isinstance(node, MaxPool):  # winner selection
-        return float(np.sqrt(node.window.max_windows_per_element())) * (1 + 1e-15)
+    if isinstance(node, AFFINE_TYPES):  # unmasked: the same for every segment
+        return node_cached(node, "certified_norm",
+                           lambda: certified_norm(node, np.ones(node.out_shape), np.ones(node.in_shape)).value)
     return 1.0  # ReLU masks, reshapes, zero padding
 
 

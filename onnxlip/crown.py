@@ -23,9 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from .certified_segments import node_terms
 from .rounding import gamma
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_flops, with_weights
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
 from .pooling import maxpool2d, scatter_winners, window_candidates
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
@@ -73,7 +72,7 @@ def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]],
     for k in range(len(nodes) - 1, -1, -1):
         node = nodes[k]
         if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
-            bias = node.forward(np.zeros((1, *node.in_shape)))
+            bias = node_offset(node)
             const += _row_sums(lam * bias)
             mag_const += _row_sums(mag * np.abs(bias))
             lam = node.adjoint(lam)
@@ -103,7 +102,7 @@ def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], ro
     flat, mag = lam.reshape(len(lam), -1), mag.reshape(len(mag), -1)
     x0 = np.asarray(x0).reshape(-1)
     centre, spread = flat @ x0, eps * np.linalg.norm(flat, axis=1)
-    terms = sum(node_terms(n, None) + 8 for n in nodes) + 2 * x0.size + 8
+    terms = sum(fan_in(n) + 8 for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag @ np.abs(x0) + mag_const + eps * np.linalg.norm(mag, axis=1)) * (1 + 1e-6)
     return centre + const - spread - slack
 

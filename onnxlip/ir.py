@@ -306,13 +306,35 @@ def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:
     return flat
 
 
+def node_cached(node: Node, key: Any, build: Callable[[], Any]) -> Any:
+    """``build()`` computed once per node and ``key`` and kept on the node (frozen dataclasses:
+    a cache, not a field) — for what every bound of a sweep would otherwise recompute."""
+    cache = node.__dict__.setdefault("_cache", {})
+    if key not in cache:
+        cache[key] = build()
+    return cache[key]
+
+
 def with_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
     """The linear part of ``node`` with ``fn`` applied to each weight, and no bias; kept on
     the node per ``fn`` (row norms and interval bounds map the same weights in every bound)."""
-    cache = node.__dict__.setdefault("_with_weights", {})
-    if fn not in cache:
-        cache[fn] = _mapped_weights(node, fn)
-    return cache[fn]
+    return node_cached(node, ("with_weights", fn), lambda: _mapped_weights(node, fn))
+
+
+def node_offset(node: Node) -> Any:
+    """The node's output at a zero input (its bias, batch-1 shaped; zero for shape nodes)."""
+    return node_cached(node, "offset", lambda: node.forward(np.zeros((1, *node.in_shape))))
+
+
+def fan_in(node: Node) -> int:
+    """Most products summed into one value when a linear node is applied either way
+    (its matvec or its adjoint); 0 for nodes that only select, mask or move values."""
+    if isinstance(node, Dense):
+        return max(node.weight.shape)
+    if isinstance(node, Conv):
+        m, cg, kh, kw = node.weight.shape
+        return max(cg, m // node.groups) * kh * kw
+    return 1 if isinstance(node, Scale) else 0
 
 
 def _mapped_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:

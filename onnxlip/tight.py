@@ -23,7 +23,7 @@ import numpy as np
 
 from .backend import single_blas_thread
 from .bounds import BoundResult, LayerReport, local_bound
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, with_weights
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node_offset, with_weights
 
 CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
@@ -32,7 +32,7 @@ from .ranges import affine_range, input_box, monotone_range
 from .secant import secant
 from .segments import Segments
 from .certified_norms import exact_certified
-from .certified_segments import certified_segment_norm, node_terms
+from .certified_segments import certified_segment_norm
 from .rounding import gamma
 from .spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
 from scipy.sparse.linalg import LinearOperator
@@ -263,8 +263,8 @@ def range_rounding(node: Any, lo: Any, hi: Any) -> Any:
     every value is a sum of fan-in products of at most |W|·max(|lo|, |hi|) + |b|, so γ_{fan-in+8}
     times that (the ball radius ρ·‖w_i‖ errs by far less than RANGE_ROUNDING of the width)."""
     magnitude = with_weights(node, np.abs).linear(np.maximum(np.abs(lo), np.abs(hi)))
-    magnitude = magnitude + np.abs(node.forward(np.zeros((1, *node.in_shape))))
-    return gamma(node_terms(node, None) + 8) * magnitude * (1 + 1e-6) + RANGE_ROUNDING * (1 + magnitude)
+    magnitude = magnitude + np.abs(node_offset(node))
+    return gamma(fan_in(node) + 8) * magnitude * (1 + 1e-6) + RANGE_ROUNDING * (1 + magnitude)
 
 
 def _unit_counts(state: SecantState, start: int, stop: int) -> tuple[int, int, int]:
