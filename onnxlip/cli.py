@@ -457,7 +457,7 @@ def certify(model: ModelArg, input: OptInput = None,
             device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
-    method = _radius_method(method)
+    method = None if method is None else _method(method)  # None: the radius search's default
     if (input is None) == (inputs is None):
         raise InputError("certify needs exactly one of --input X (one input) or --inputs DATA (many inputs)")
     batch_only = {"--labels": labels, "--labels-key": labels_key, "--radii": radii, "--csv": csv_, "--hist": hist}
@@ -472,11 +472,6 @@ def certify(model: ModelArg, input: OptInput = None,
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
     _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, json_, quiet)
-
-
-def _radius_method(method: str | None) -> str | None:
-    """--method for the radius search (None: the engine's default)."""
-    return None if method is None else _method(method)
 
 
 def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, certified: bool,

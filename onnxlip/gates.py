@@ -94,7 +94,7 @@ def check_plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> None:
 def evaluate(net: Network, inputs: Sequence[Nominal], thresholds: Thresholds, method: str = "paper",
              tick: Callable[[], None] = lambda: None, certified: bool = False) -> list[Outcome]:
     """Every requested condition, in order: global, then per input bound and radius; with
-    ``certified``, every measured value is provable (certified layer norms, paper method)."""
+    ``certified``, every measured value is provable."""
     check_plan(thresholds, inputs)
     outcomes: list[Outcome] = []
     if thresholds.max_global_bound is not None:

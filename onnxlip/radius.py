@@ -28,7 +28,7 @@ from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
 from .network import Network
-from .tight import SECANT_ROUNDING, build_secants, supports
+from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
 
@@ -106,14 +106,10 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
     state = build_secants(net, x0, eps, paper, acts, certified=certified)
     if _relaxation_holds(net, state, eps, acts, y0, label):
         return True
-    slack = 1 + SECANT_ROUNDING if certified else 1
-    gaps = y0[label] - y0
-    for j in np.argsort(gaps):  # the closest runner-up first: fail fast
-        if j == label:
-            continue
-        row = np.zeros((1, *net.output_shape))
-        row.reshape(-1)[[label, j]] = (1.0, -1.0)
-        if eps * state.bound(0, len(net.nodes), left=row, tag=("margin", int(j))) * slack >= gaps[j]:
+    others = np.delete(np.arange(y0.size), label)
+    rows, gaps = _margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
+    for i in np.argsort(gaps):  # the closest runner-up first: fail fast
+        if eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) >= gaps[i]:
             return False
     return True
 
