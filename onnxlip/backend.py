@@ -5,8 +5,10 @@ so the same code runs on either; mixing the two is an error, never a silent copy
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 from types import ModuleType
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -60,16 +62,35 @@ def to_numpy(a: Any) -> np.ndarray:
 
 
 def single_blas_thread(fn: Any) -> Any:
-    """Run ``fn`` with one BLAS thread. The engine's products are many and small (per-offset
-    conv GEMMs, Lanczos vectors): two OpenBLAS threads were 2-5x slower on the reference
-    nets and 2x slower on AlexNet (docs/benchmarks.md)."""
-    import functools
-
-    from threadpoolctl import threadpool_limits
+    """Run ``fn`` with one BLAS thread. The engine's products are mostly many and small
+    (per-offset conv GEMMs, Lanczos vectors): two OpenBLAS threads were 2-5x slower on the
+    reference nets (docs/benchmarks.md). Large products opt back in (``all_blas_threads``)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with threadpool_limits(limits=1, user_api="blas"):
+        controller, _ = _threadpools()
+        with controller.limit(limits=1, user_api="blas"):
             return fn(*args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def all_blas_threads() -> Iterator[None]:
+    """BLAS's own thread count, inside a ``single_blas_thread`` function: for products large
+    enough to scale (VGG16's convolutions: 1.6–1.7x faster on 2 cores)."""
+    controller, threads = _threadpools()
+    with controller.limit(limits=threads, user_api="blas"):
+        yield
+
+
+@functools.cache
+def _threadpools() -> tuple[Any, int]:
+    """The process's BLAS libraries and their thread count before any limit, found once:
+    scanning them costs 0.2–2 ms, a tenth of a small network's bound. First called from a
+    wrapped engine function, so NumPy and SciPy are loaded and no limit is in force yet."""
+    from threadpoolctl import ThreadpoolController
+
+    controller = ThreadpoolController()
+    blas = [lib.num_threads for lib in controller.lib_controllers if lib.user_api == "blas"]
+    return controller, max(blas, default=1)

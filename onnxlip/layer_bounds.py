@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from .backend import array_module
-from .ir import Affine, MaxPool, Scale
+from .ir import Affine, Conv, MaxPool, Scale
 from .linop import masked_operator, masked_submatrix
 from .certified_norms import certified_norm
 from .row_norms import masked_row_norms
@@ -34,6 +34,19 @@ class LayerStep:
     estimate: float | None = None
 
 
+# Lanczos products of at least this many flops run in float32 (spectral.operator_norm):
+# the ImageNet-size layers; every layer of the reference nets stays in float64.
+SINGLE_MIN_FLOPS = 5e7
+
+
+def product_flops(node: Affine, rows: int, cols: int) -> float:
+    """Flops of one product AᵀA·v of a layer masked to ``rows`` outputs and ``cols`` inputs
+    (a dense layer is sliced to them, a convolution runs whole)."""
+    if isinstance(node, Conv):
+        return 4.0 * float(np.prod(node.out_shape)) * float(np.prod(node.weight.shape[1:]))
+    return 4.0 * rows * cols
+
+
 def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = False) -> NormResult:
     """‖R A D‖₂: exactly when the sliced matrix is small, else by Lanczos; with
     ``certified``, a provable upper bound (with the estimate kept beside it)."""
@@ -44,15 +57,15 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
     xp = array_module(r, d)
     if isinstance(node, Scale):  # diagonal: the norm is the largest |r·s·d|
         return NormResult(float(xp.max(xp.abs(r * node.scale * d))), "closed-form")
-    rows, cols = int(xp.count_nonzero(r)), int(xp.count_nonzero(d))
-    if rows == 0 or cols == 0:
+    n_rows, n_cols = int(xp.count_nonzero(r)), int(xp.count_nonzero(d))
+    if n_rows == 0 or n_cols == 0:
         return NormResult(0.0, "exact")
-    if fits_exact(rows, cols):
+    if fits_exact(n_rows, n_cols):
         return matrix_norm(masked_submatrix(node, r, d))
-    op, cols = masked_operator(node, r, d)
+    op, fast, cols = masked_operator(node, r, d, single=product_flops(node, n_rows, n_cols) >= SINGLE_MIN_FLOPS)
     if cols is None:
-        return operator_norm(op, v0)
-    norm = operator_norm(op, None if v0 is None else v0.reshape(-1)[cols])
+        return operator_norm(op, v0, fast=fast)
+    norm = operator_norm(op, None if v0 is None else v0.reshape(-1)[cols], fast=fast)
     full = np.zeros(d.size)
     full[cols] = norm.vector
     return NormResult(norm.value, norm.method, full)
