@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import scipy.linalg
+from scipy.linalg.blas import daxpy, dnrm2
 from scipy.sparse.linalg import LinearOperator
 
 from .backend import to_numpy
@@ -107,7 +108,7 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
     float32, only to assemble the Ritz vector.
     """
     n = op.shape[0]
-    basis = np.empty((steps, n), dtype=np.float32)
+    basis = _basis_buffer(steps * n)[: steps * n].reshape(steps, n)
     alphas: list[float] = []
     betas: list[float] = []
     v = start / np.linalg.norm(start)
@@ -115,10 +116,10 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
     theta, s, converged = 0.0, np.ones(1), False
     for j in range(steps):
         basis[j] = v
-        w = np.asarray(op.matvec(v), dtype=np.float64).reshape(-1)
+        w = np.array(op.matvec(v), dtype=np.float64).reshape(-1)
         alpha = float(w @ v)
-        w -= alpha * v + beta_prev * v_prev
-        beta = float(np.linalg.norm(w))
+        w = daxpy(v_prev, daxpy(v, w, a=-alpha), a=-beta_prev)  # in place: 3.2 M-long vectors at VGG16's size
+        beta = float(dnrm2(w))
         alphas.append(alpha)
         if j:
             vals, vecs = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas), select="i",
@@ -130,10 +131,23 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
             converged = True
             break
         betas.append(beta)
-        v_prev, v, beta_prev = v, w / beta, beta
+        w *= 1.0 / beta
+        v_prev, v, beta_prev = v, w, beta
     vector = s.astype(np.float32) @ basis[: len(s)]
     vector = vector.astype(np.float64)
     return theta, vector / np.linalg.norm(vector), len(s), converged
+
+
+_BASIS: list[np.ndarray] = [np.empty(0, dtype=np.float32)]
+
+
+def _basis_buffer(size: int) -> np.ndarray:
+    """Room for the Lanczos basis, reused by later runs that fit in it: first-touching fresh
+    memory here cost 10–40 ms per 3.2 M-long float32 vector (page faults, huge-page
+    compaction), a fifth of a VGG16 product."""
+    if _BASIS[0].size < size:
+        _BASIS[0] = np.empty(size, dtype=np.float32)
+    return _BASIS[0]
 
 
 def ritz_norm(theta: float, tol: float) -> float:
