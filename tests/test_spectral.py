@@ -126,3 +126,13 @@ def test_all_blas_threads_inside_single_thread_section() -> None:
     one, restored = inside()
     assert all(t == 1 for t in one)
     assert restored == before and blas_threads() == before
+
+
+@pytest.mark.parametrize("load, cores, expected", [(0.2, 2, 2), (1.0, 2, 2), (2.0, 2, 1), (5.0, 2, 1), (3.0, 8, 6)])
+def test_idle_cores_follow_the_load_average(load: float, cores: int, expected: int,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxlip.backend as backend
+
+    monkeypatch.setattr(backend.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(backend.os, "cpu_count", lambda: cores)
+    assert backend.idle_cores() == expected
