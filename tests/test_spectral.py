@@ -110,8 +110,12 @@ def test_single_precision_operator_is_float32_inside() -> None:
     assert 0 < gap < 1e-5  # float32 rounding, not float64
 
 
-def test_all_blas_threads_inside_single_thread_section() -> None:
+def test_all_blas_threads_inside_single_thread_section(monkeypatch: pytest.MonkeyPatch) -> None:
     from threadpoolctl import threadpool_info
+
+    import onnxlip.backend as backend
+
+    monkeypatch.setattr(backend, "idle_cores", lambda: 64)  # a quiet machine
 
     def blas_threads() -> list[int]:
         return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
