@@ -45,7 +45,7 @@ class FlatOperator(LinearOperator):
 
 class SinglePrecision(LinearOperator):
     """``op`` (float32) seen as a float64 operator: vectors are rounded to float32 on the way
-    in. Only large layers take this path, so their products also use every BLAS thread."""
+    in. Only large layers take this path, so their products also use the idle cores."""
 
     def __init__(self, op: LinearOperator):
         self._op = op

@@ -10,9 +10,9 @@ on the wrong member (AlexNet's first layer: 0.11% low at tol 1e-5, right at 1e-6
 the per-layer method keeps a tight tolerance.
 
 Large operators run their Lanczos iterations on a float32 copy (half the time per
-product; float32 rounding limits the residual to about 1e-6). The Ritz vector is then
-checked with one float64 product: an eigenvalue of AᵀA lies within the measured
-residual ρ = ‖AᵀA·v − θv‖ of θ = ‖A·v‖², and the norm is reported as sqrt(θ + ρ).
+product). The Ritz vector is then checked with one float64 product: an eigenvalue of AᵀA
+lies within the measured residual ρ = ‖AᵀA·v − θv‖ of θ = ‖A·v‖², and the norm is
+reported as sqrt(θ + ρ). On AlexNet that is 5e-8 above the float64 run's bound.
 """
 from __future__ import annotations
 
