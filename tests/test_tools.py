@@ -80,3 +80,19 @@ def test_bench_quick_prints_a_table(tmp_path):
     # the naive baseline computes the paper's method as its authors did: their published figure
     published = json.loads((TOOLS.parent / "models" / "paper_numbers.json").read_text())
     assert stages["baseline"]["bound"] == pytest.approx(published["mnist_lenet"]["local_bound"]["bound"][0], rel=1e-3)
+
+
+def test_small_resnet18_imports_and_matches_onnxruntime(tmp_path):
+    model_path, x0_path = imagenet.ensure("resnet18", tmp_path, small=True)
+    model = onnx.load(model_path)
+    onnx.checker.check_model(model)
+    assert sum(n.op_type == "Add" for n in model.graph.node) == 8  # eight BasicBlocks
+    assert sum(n.op_type == "Conv" for n in model.graph.node) == 20  # stem, 16 in blocks, 3 downsamples
+    net = load_model(model_path)
+    x0 = np.load(x0_path)
+    assert net.input_shape == (3, 224, 224) and net.output_shape == (1000,)
+    ours = net.forward(net.batch(x0.astype(np.float64)))
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    theirs = session.run(None, {session.get_inputs()[0].name: x0})[0]
+    assert np.max(np.abs(ours - theirs)) <= RTOL * np.max(np.abs(theirs))
+    assert imagenet.build_model("resnet18", small=True).SerializeToString() == model.SerializeToString()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build AlexNet- and VGG16-shaped ONNX models for benchmarks (no torch needed).
+"""Build AlexNet-, VGG16- and ResNet-18-shaped ONNX models for benchmarks (no torch needed).
 
 The layer shapes are torchvision's (input 1×3×224×224, 1000 logits); the weights
 are random, He-initialised (std = sqrt(2 / fan_in)) from a fixed seed, so the
@@ -15,17 +15,23 @@ with the ImageNet mean and std, from a fixed seed.
 * VGG16: 13 Conv 3×3 p1 + ReLU, widths 64,64,M,128,128,M,256×3,M,512×3,M,512×3,M
   (M = MaxPool 2 s2), Flatten, Gemm(25088→4096) ReLU Gemm(4096→4096) ReLU
   Gemm(4096→1000).
+* ResNet-18: Conv(64,7,s2,p3) BN ReLU MaxPool(3,s2,p1), four stages of two
+  BasicBlocks (64, 128, 256, 512 channels; the first block of stages 2–4 has
+  stride 2 and a Conv 1×1 s2 + BN downsample on its skip), GlobalAveragePool,
+  PyTorch's Shape/Gather/Concat/Reshape flatten, Gemm(512→1000) — exported the way
+  PyTorch exports torchvision's model (bias-free convs, BatchNorm in eval mode with
+  random statistics; ``tools/build_resnet.py`` writes the small one in ``models/``).
 * ``--small``: the same graphs with every hidden width (conv channels and the
   two hidden Gemm widths) divided by 8; still 224×224×3 in and 1000 logits out.
 
-Files are ``alexnet.onnx``, ``vgg16.onnx`` (``*_small.onnx`` with ``--small``),
+Files are ``alexnet.onnx``, ``vgg16.onnx``, ``resnet18.onnx`` (``*_small.onnx`` with ``--small``),
 opset 17, IR version 8, float32, dynamic batch dimension ``batch``. A model whose
 protobuf would exceed 2 GB is written with external data (VGG16 is ~550 MB, a
 single file). Existing files are kept unless ``--force``.
 
 Usage::
 
-    python tools/build_imagenet_models.py [--out DIR] [--only alexnet|vgg16] [--small] [--seed N] [--force]
+    python tools/build_imagenet_models.py [--out DIR] [--only alexnet|vgg16|resnet18] [--small] [--seed N] [--force]
 """
 from __future__ import annotations
 
@@ -45,7 +51,7 @@ OPSET = 17
 IR_VERSION = 8
 PRODUCER = "onnxlip/tools/build_imagenet_models.py"
 DEFAULT_OUT = Path(os.environ.get("ONNXLIP_MODEL_CACHE", Path.home() / ".cache" / "onnxlip" / "models"))
-NAMES = ("alexnet", "vgg16")
+NAMES = ("alexnet", "vgg16", "resnet18")
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 PROTO_LIMIT = 2**31 - 1 - 2**20  # protobuf's 2 GB, with room for the graph itself
@@ -78,6 +84,7 @@ VGG16_FEATURES = tuple(
 HIDDEN = (4096, 4096)
 CLASSES = 1000
 FEATURES = {"alexnet": ALEXNET_FEATURES, "vgg16": VGG16_FEATURES}
+RESNET18_STAGES = ((64, 1), (128, 2), (256, 2), (512, 2))  # (channels, stride of the first block)
 
 
 def model_name(name: str, small: bool = False) -> str:
@@ -118,7 +125,9 @@ class _Graph:
 
 
 def build_model(name: str, small: bool = False, seed: int = 0) -> onnx.ModelProto:
-    """The ONNX model ``name`` ('alexnet' or 'vgg16'), widths divided by 8 when ``small``."""
+    """The ONNX model ``name`` (one of ``NAMES``), widths divided by 8 when ``small``."""
+    if name == "resnet18":
+        return build_resnet18(small, seed)
     if name not in FEATURES:
         raise ValueError(f"unknown model '{name}', expected one of {', '.join(NAMES)}")
     div = SMALL_DIVISOR if small else 1
@@ -154,6 +163,27 @@ def build_model(name: str, small: bool = False, seed: int = 0) -> onnx.ModelProt
                               doc_string=f"{name}-shaped network with random He-initialised weights (seed {seed})")
     model.ir_version = IR_VERSION
     return model
+
+
+def build_resnet18(small: bool = False, seed: int = 0) -> onnx.ModelProto:
+    """torchvision's ResNet-18 layer shapes, from the small ResNet's PyTorch-style pieces."""
+    from build_models import GraphBuilder, gemm, relu
+    from build_resnet import basic_block, conv_bn, torch_flatten
+
+    div = SMALL_DIVISOR if small else 1
+    b = GraphBuilder(model_name("resnet18", small), np.random.default_rng(seed))
+    x = b.input("input", ["batch", 3, 224, 224])
+    channels = 64 // div
+    h = relu(b, conv_bn(b, x, 3, channels, 7, stride=2))  # 64×112×112
+    h = b.node("MaxPool", [h], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])  # 64×56×56
+    for width, stride in RESNET18_STAGES:
+        h = basic_block(b, h, channels, width // div, stride)
+        h = basic_block(b, h, width // div, width // div, 1)
+        channels = width // div
+    h = b.node("GlobalAveragePool", [h])
+    gemm(b, torch_flatten(b, h), channels, CLASSES, out="logits")
+    b.output("logits", ["batch", CLASSES])
+    return b.build(f"resnet18-shaped network with random He-initialised weights (seed {seed})")
 
 
 def nominal_input(seed: int = 0) -> np.ndarray:
