@@ -125,10 +125,19 @@ def test_mnist_min_adversarial_distance_beats_the_paper(mnist: tuple[Network, np
     assert others.max() - y[8] > 1e-4  # misclassified in float32 too, with room for rounding
 
 
-def test_wide_output_uses_power_iteration(rng: np.random.Generator) -> None:
-    w = rng.standard_normal((80, 5))  # more outputs than the exact-SVD path takes
+def test_wide_output_uses_lanczos(rng: np.random.Generator) -> None:
+    w = rng.standard_normal((80, 30))  # more outputs than the exact-SVD path takes
     net = linear_net(w, np.zeros(80))
-    assert jacobian_lower_bound(net, rng.standard_normal(5), 0.1).value == pytest.approx(np.linalg.norm(w, 2), rel=1e-4)
+    value = jacobian_lower_bound(net, rng.standard_normal(30), 0.1).value
+    assert value == pytest.approx(np.linalg.norm(w, 2), rel=1e-8) and value <= np.linalg.norm(w, 2) * (1 + 1e-12)
+
+
+def test_default_jacobian_points_follow_the_network_size() -> None:
+    from onnxlip.attacks import JACOBIAN_POINTS, JACOBIAN_POINTS_LARGE, default_jacobian_points
+
+    assert default_jacobian_points(linear_net(np.ones((10, 10)), np.zeros(10))) == JACOBIAN_POINTS
+    huge = np.broadcast_to(1.0, (20000, 10000))  # 2e8 multiply-adds, no memory
+    assert default_jacobian_points(linear_net(huge, np.zeros(20000))) == JACOBIAN_POINTS_LARGE
 
 
 def test_given_label_already_wrong_gives_distance_zero(rng: np.random.Generator) -> None:

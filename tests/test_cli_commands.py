@@ -109,6 +109,15 @@ def test_lower_json(name: str) -> None:
     assert lower["method"] in ("random", "ascent") and lower["lower_bound"] > 0
     upper = run_json("local", path, "--input", x0, "--eps", "0.05")["bounds"][0]["bound"]
     assert lower["lower_bound"] <= upper * (1 + 1e-6)
+    assert lower["jacobian"] <= upper * (1 + 1e-6)
+
+
+def test_lower_jacobian_points_option() -> None:
+    path, x0 = model("mlp")
+    args = ("lower", path, "--input", x0, "--eps", "0.05", "--samples", "8", "--steps", "2", "--restarts", "1")
+    assert run_json(*args, "--jacobian-points", "0")["jacobian"] is None
+    assert run_json(*args, "--jacobian-points", "2")["jacobian"] > 0
+
 
 
 @pytest.mark.parametrize("name", FAST)
