@@ -123,7 +123,7 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
         alphas.append(alpha)
         if j:
             vals, vecs = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas), select="i",
-                                                       select_range=(j, j))
+                                                       select_range=(j, j), check_finite=False)
             theta, s = float(vals[0]), vecs[:, 0]
         else:
             theta = alpha
