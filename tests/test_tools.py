@@ -42,8 +42,7 @@ def test_small_alexnet_files(small_alexnet):
     assert -2.2 < x0.min() < x0.max() < 2.7  # an ImageNet-normalised image
 
 
-def test_small_alexnet_imports_and_matches_onnxruntime(small_alexnet):
-    model_path, x0_path = small_alexnet
+def assert_imagenet_model_matches_onnxruntime(model_path: Path, x0_path: Path) -> None:
     net = load_model(model_path)
     x0 = np.load(x0_path)
     assert net.input_shape == (3, 224, 224) and net.output_shape == (1000,)
@@ -51,6 +50,10 @@ def test_small_alexnet_imports_and_matches_onnxruntime(small_alexnet):
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     theirs = session.run(None, {session.get_inputs()[0].name: x0})[0]
     assert np.max(np.abs(ours - theirs)) <= RTOL * np.max(np.abs(theirs))
+
+
+def test_small_alexnet_imports_and_matches_onnxruntime(small_alexnet):
+    assert_imagenet_model_matches_onnxruntime(*small_alexnet)
 
 
 def test_builder_is_deterministic():
@@ -88,11 +91,5 @@ def test_small_resnet18_imports_and_matches_onnxruntime(tmp_path):
     onnx.checker.check_model(model)
     assert sum(n.op_type == "Add" for n in model.graph.node) == 8  # eight BasicBlocks
     assert sum(n.op_type == "Conv" for n in model.graph.node) == 20  # stem, 16 in blocks, 3 downsamples
-    net = load_model(model_path)
-    x0 = np.load(x0_path)
-    assert net.input_shape == (3, 224, 224) and net.output_shape == (1000,)
-    ours = net.forward(net.batch(x0.astype(np.float64)))
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    theirs = session.run(None, {session.get_inputs()[0].name: x0})[0]
-    assert np.max(np.abs(ours - theirs)) <= RTOL * np.max(np.abs(theirs))
+    assert_imagenet_model_matches_onnxruntime(model_path, x0_path)
     assert imagenet.build_model("resnet18", small=True).SerializeToString() == model.SerializeToString()
