@@ -80,20 +80,25 @@ def single_blas_thread(fn: Any) -> Any:
 def all_blas_threads() -> Iterator[None]:
     """More BLAS threads inside a ``single_blas_thread`` function, for products large enough
     to scale (VGG16's convolutions: 1.6–1.7x faster on 2 idle cores): as many as the cores
-    the load average leaves idle, up to BLAS's own count. A busy core costs more than it
+    other processes leave idle, up to BLAS's own count. A busy core costs more than it
     gives: AlexNet's bound took 14–15 s with 2 threads beside one busy process, 6.6–6.9 s with 1."""
     controller, threads = _threadpools()
-    with controller.limit(limits=min(threads, idle_cores()), user_api="blas"):
+    _LAST_THREADS[0] = min(threads, idle_cores(_LAST_THREADS[0]))
+    with controller.limit(limits=_LAST_THREADS[0], user_api="blas"):
         yield
 
 
-def idle_cores() -> int:
-    """Cores not used by other processes, from the 1-minute load average (this process counts 1)."""
+_LAST_THREADS = [1]  # what this process last ran with: its own share of the load average
+
+
+def idle_cores(own: int = 1) -> int:
+    """Cores not used by other processes: the 1-minute load average less ``own``, this
+    process's threads (counting them stops its own second thread from pushing it back to one)."""
     try:
         load = os.getloadavg()[0]
     except OSError:  # not available on this platform
         return 1
-    return max(1, int((os.cpu_count() or 1) - max(load - 1.0, 0.0) + 0.5))
+    return max(1, int((os.cpu_count() or 1) - max(load - own, 0.0) + 0.5))
 
 
 @functools.cache
