@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-from scipy.sparse.linalg import LinearOperator
 
 from .errors import InputError
 from .ir import node_flops
+from .linop import FlatOperator
 from .network import Network
-from .spectral import top_eigen
+from .spectral import normal_operator, top_eigen
 
 MIN_RADIUS = 1e-3  # ratio points stay at least this fraction of ε away from x0
 EXACT_OUTPUTS = 64  # form J(x) by VJPs and take an SVD when the output is this small
@@ -105,12 +105,10 @@ def _jacobian_lanczos(net: Network, acts: list[np.ndarray]) -> tuple[float, np.n
     """‖J·v‖ and v, v the unit top Ritz vector of JᵀJ at one point (``acts``: batch 1).
     Lanczos needs a few dozen JVP/VJP pairs where power iteration took up to 200: the
     difference between minutes and an hour on ImageNet-size networks."""
-    shape = net.input_shape
-    size = int(np.prod(shape))
-    gram = LinearOperator((size, size), dtype=np.float64,
-                          matvec=lambda v: net.vjp(acts, net.jvp(acts, v.reshape(1, *shape))).reshape(-1))
-    v = top_eigen(gram, tol=JACOBIAN_TOL)[1].reshape(1, *shape)
-    return float(_norms(net.jvp(acts, v))[0]), v[0]
+    jacobian = FlatOperator(lambda v: net.jvp(acts, v), lambda u: net.vjp(acts, u), net.input_shape,
+                            net.output_shape, np.float64)
+    v = top_eigen(normal_operator(jacobian), tol=JACOBIAN_TOL)[1]
+    return float(np.linalg.norm(jacobian.matvec(v))), v.reshape(net.input_shape)
 
 
 def random_lower_bound(net: Network, x0: Any, eps: float, n: int = 256, seed: int = 0,

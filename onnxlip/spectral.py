@@ -160,13 +160,16 @@ def operator_norm(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL,
     """‖op‖₂ by Lanczos on opᵀop, converged to relative tolerance ``tol``; with ``fast``
     (the same operator in lower precision) the iterations run on it and the Ritz vector
     is checked on ``op`` (``checked_norm``)."""
-    n = op.shape[1]
-    solver = op if fast is None else fast
-    gram = LinearOperator((n, n), matvec=lambda v: solver.rmatvec(solver.matvec(v)), dtype=op.dtype)
-    value, vector = top_eigen(gram, v0, tol)
+    value, vector = top_eigen(normal_operator(op if fast is None else fast), v0, tol)
     if fast is None:
         return NormResult(ritz_norm(value, tol), "lanczos", vector)
     return NormResult(checked_norm(op, vector), "lanczos", vector)
+
+
+def normal_operator(op: LinearOperator) -> LinearOperator:
+    """opᵀop, whose top eigenvalue is ‖op‖₂²."""
+    n = op.shape[1]
+    return LinearOperator((n, n), matvec=lambda v: op.rmatvec(op.matvec(v)), dtype=op.dtype)
 
 
 def checked_norm(op: LinearOperator, v: Any) -> float:
