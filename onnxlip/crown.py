@@ -25,49 +25,89 @@ import numpy as np
 
 from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
-from .pooling import maxpool2d, scatter_winners, window_candidates
+from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
+                      window_candidates, window_taps)
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
 CHUNK_ROWS = 512
 
 
-def _relu_back(lam: Any, lo: Any, hi: Any) -> tuple[Any, Any, Any, Any]:
+def _relu_back(lam: Any, lo: Any, hi: Any, alpha: Any = None) -> tuple[Any, Any, Any, Any, Any]:
     """Λ through ReLU with input range [lo, hi]: (new Λ, constant added per row, the largest
-    slope per unit, and the magnitude its constant and rounded lines can reach per unit)."""
+    slope per unit, the magnitude its constant and rounded lines can reach per unit, and the
+    line (slope, offset) chosen per row and unit). ``alpha``: the lower lines' slopes of the
+    unstable units (any values in [0, 1], per row or shared), instead of CROWN's choice."""
     unstable = (lo < 0) & (hi > 0)
     width = np.where(unstable, hi - lo, 1.0)
     chord = np.where(unstable, hi / width, (lo >= 0) * 1.0)  # upper line's slope
-    below = np.where(unstable, (hi > -lo) * 1.0, (lo >= 0) * 1.0)  # lower line's slope
+    lower = (hi > -lo) * 1.0 if alpha is None else np.clip(alpha, 0.0, 1.0)
+    below = np.where(unstable, lower, (lo >= 0) * 1.0)  # lower line's slope
     offset = np.where(unstable, -chord * lo, 0.0)  # upper line: chord·z + offset
     negative = lam < 0
-    new = np.where(negative, lam * chord, lam * below)
+    slope = np.where(negative, chord, below)
     const = np.where(negative, lam * offset, 0.0).reshape(len(lam), -1).sum(axis=1)
-    return new, const, np.maximum(chord, below), np.where(unstable, offset + hi, 0.0)
+    line = (slope, np.where(negative, offset, 0.0))
+    return lam * slope, const, np.maximum(chord, below), np.where(unstable, offset + hi, 0.0), line
 
 
-def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any) -> tuple[Any, Any, Any, Any]:
-    """Λ through max-pool with input range [lo, hi]: (new Λ, constant added per row, the
-    element selected per window, and the largest upper bound per window)."""
+def pool_weights(node: MaxPool, lo: Any, hi: Any) -> tuple[Any, Any]:
+    """The taps a window's lower line may use (its candidates, (1, C, Ho, Wo, K) bool) and the
+    default weights: all on the candidate with the largest midpoint of its range."""
     win = node.window
-    _, arg = maxpool2d(lo, win)  # the element with the largest lower bound, per window
-    unstable, _ = window_candidates(lo, hi, arg, win)
-    top = maxpool2d(hi, win)[0]
-    as_constant = unstable & (lam < 0)  # max ≤ largest upper bound
-    through = np.where(as_constant, 0.0, lam)  # max ≥ (or =) the selected element
-    const = np.where(as_constant, lam * top, 0.0).reshape(len(lam), -1).sum(axis=1)
-    return scatter_winners(through, arg, win), const, arg, np.abs(top)
+    unstable, candidates = window_candidates(lo, hi, maxpool2d(lo, win)[1], win)
+    allowed = np.stack(candidates, axis=-1)
+    mid = np.where(allowed, np.stack(window_taps(lo + hi, win, -np.inf), axis=-1), -np.inf)
+    return allowed, (np.arange(allowed.shape[-1]) == mid.argmax(axis=-1)[..., None]) * 1.0
+
+
+def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any, weights: Any = None) -> tuple[Any, ...]:
+    """Λ through max-pool with input range [lo, hi]: (new Λ, constant added per row, the
+    magnitude pass for ``mag``, its constant per window, and the chosen lines as a function).
+    ``weights``: convex weights per window tap of the lower line (..., K), instead of the
+    default of ``pool_weights``."""
+    win = node.window
+    allowed, default = pool_weights(node, lo, hi)
+    unstable = allowed.sum(axis=-1) > 1
+    if weights is not None:  # only convex weights on allowed taps of unstable windows are valid
+        weights = np.where(allowed, np.maximum(weights, 0.0), 0.0)
+        total = weights.sum(axis=-1, keepdims=True)
+        default = np.where(unstable[..., None] & (total > 0), weights / np.where(total > 0, total, 1.0), default)
+    mix = [default[..., k] for k in range(allowed.shape[-1])]
+    top, peak, other = top_two(hi, win)
+    # max = max(x_j, others) ≤ max(x_j, c) for j the tap with the largest upper bound and c the
+    # others' largest upper bound; that is ≤ its chord over [l_j, u_j] (slope 0 when c ≥ u_j).
+    low = select_winners(lo, peak, win)
+    gap = np.where(unstable, top - low, 1.0)
+    slope = np.where(unstable, np.clip((top - other) / gap, 0.0, 1.0), 0.0)
+    offset = np.where(unstable, np.maximum(other, low) - slope * low, 0.0)
+    upper = unstable & (lam < 0)  # max ≤ chord
+    # max ≥ any convex combination of its elements (= the winner on stable windows)
+    through = np.where(upper, 0.0, lam)
+    const = np.where(upper, lam * offset, 0.0).reshape(len(lam), -1).sum(axis=1)
+    new = spread_windows(through, mix, win) + scatter_winners(np.where(upper, lam * slope, 0.0), peak, win)
+
+    def magnitude(mag: Any) -> Any:
+        return spread_windows(mag, mix, win) + scatter_winners(mag * slope, peak, win)
+
+    def apply(z: Any) -> Any:  # the chosen line of each row and window, at input z
+        return np.where(upper, slope * select_winners(z, peak, win) + offset, mix_windows(z, mix, win))
+
+    return new, const, magnitude, np.abs(offset), apply
 
 
 def _row_sums(a: Any) -> Any:
     return a.reshape(len(a), -1).sum(axis=1)
 
 
-def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], lam: Any) -> tuple[Any, ...]:
+def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], lam: Any,
+                    alphas: dict[int, Any] | None = None, lines: dict[int, Any] | None = None) -> tuple[Any, ...]:
     """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in ``ranges``
     (index → (lo, hi), batch-1 arrays): returns (Λ_in, c, |Λ|_in, |c|), the last two the same
     pass with every coefficient and constant replaced by an absolute upper bound (for the
-    rounding error, which they bound times γ_N)."""
+    rounding error, which they bound times γ_N). ``alphas``: lower lines per nonlinear node index (ReLU
+    slopes, max-pool weights: see ``_relu_back``, ``_maxpool_back``); ``lines``: filled with each nonlinear node's relaxation, per row, as a
+    function of its input (what ``relaxed_forward`` runs)."""
     const, mag, mag_const = np.zeros(len(lam)), np.abs(lam), np.zeros(len(lam))
     for k in range(len(nodes) - 1, -1, -1):
         node = nodes[k]
@@ -78,27 +118,33 @@ def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]],
             lam = node.adjoint(lam)
             mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
         elif isinstance(node, Relu):
-            lam, c, slope, reach = _relu_back(lam, *ranges[k])
+            out = lam
+            lam, c, slope, reach, (line, offset) = _relu_back(lam, *ranges[k], (alphas or {}).get(k))
             const += c
             mag_const += _row_sums(mag * reach)
             mag = mag * slope
+            if lines is not None:
+                lines[k] = (out, lambda z, line=line, offset=offset: line * z + offset)
         elif isinstance(node, MaxPool):
-            lam, c, arg, top = _maxpool_back(node, lam, *ranges[k])
+            out = lam
+            lam, c, magnitude, reach, apply = _maxpool_back(node, lam, *ranges[k], (alphas or {}).get(k))
             const += c
-            mag_const += _row_sums(mag * top)
-            mag = scatter_winners(mag, arg, node.window)
+            mag_const += _row_sums(mag * reach)
+            mag = magnitude(mag)
+            if lines is not None:
+                lines[k] = (out, apply)
         else:
             raise TypeError(f"linear relaxation does not handle {type(node).__name__}")
     return lam, const, mag, mag_const
 
 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
-                 x0: Any, eps: float) -> Any:
+                 x0: Any, eps: float, alphas: dict[int, Any] | None = None) -> Any:
     """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape)), rounded down:
     every computed value is a sum of at most N products (N: fan-ins along the chain, plus a few
     operations per nonlinear node and for the concretization), so its error is at most γ_N
     times the same sum of absolute values."""
-    lam, const, mag, mag_const = back_substitute(nodes, ranges, rows)
+    lam, const, mag, mag_const = back_substitute(nodes, ranges, rows, alphas)
     flat, mag = lam.reshape(len(lam), -1), mag.reshape(len(mag), -1)
     x0 = np.asarray(x0).reshape(-1)
     centre, spread = flat @ x0, eps * np.linalg.norm(flat, axis=1)

@@ -30,6 +30,23 @@ def maxpool2d(x: Any, win: Window2d) -> tuple[Any, Any]:
     return best, arg
 
 
+def window_taps(x: Any, win: Window2d, pad_value: float = 0.0) -> list[Any]:
+    """x (N, C, H, W) seen by each kernel tap: one (N, C, Ho, Wo) array per tap."""
+    xpad = win.pad(x, array_module(x), value=pad_value)
+    return [xpad[:, :, rows, cols] for _, _, (rows, cols) in win.offsets()]
+
+
+def top_two(x: Any, win: Window2d) -> tuple[Any, Any, Any]:
+    """Per window of x: (largest value, its tap, largest value of the other taps)."""
+    xp = array_module(x)
+    best, arg = maxpool2d(x, win)
+    xpad = win.pad(x, xp, value=-xp.inf)
+    second = xp.full(best.shape, -xp.inf, dtype=best.dtype)
+    for k, (_, _, (rows, cols)) in enumerate(win.offsets()):
+        second = xp.maximum(second, xp.where(arg == k, -xp.inf, xpad[:, :, rows, cols]))
+    return best, arg, second
+
+
 def _one_hot(arg: Any, win: Window2d) -> list[Any]:
     """Per kernel tap, where ``arg`` selects it: the winner-fixed weights of ``mix_windows``."""
     return [arg == k for k in range(win.kernel[0] * win.kernel[1])]

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import crown
+from . import crown, slopes
 from .backend import single_blas_thread
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
@@ -90,12 +90,14 @@ def _margin_rows(y0: np.ndarray, label: int, shape: tuple[int, ...]) -> np.ndarr
 
 
 def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
-    """Linear-relaxation margin test on ``state``'s ranges: every margin f_c − f_j stays positive
-    (False when the back-substitution of the margin rows is not affordable)."""
+    """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
+    margin rows: every margin f_c − f_j stays positive (False when the back-substitution of the
+    margin rows is not affordable)."""
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
         return False
     rows = _margin_rows(y0, label, net.output_shape)
-    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps).min() > 0)
+    lines = slopes.optimise(net.nodes, state.ranges, rows, acts[0][0], eps, stop_above=0.0)
+    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps, lines).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,

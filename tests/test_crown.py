@@ -13,40 +13,52 @@ from onnxlip.crown import _maxpool_back, _relu_back, lower_bounds, output_range
 from onnxlip.ir import MaxPool
 from onnxlip.tight import build_secants
 
-from .helpers import run_ort
+from .helpers import make_window, run_ort
 from .random_nets import ball_samples, random_conv_net, random_mlp
-from .test_bounds import MODELS
 
 HYPOTHESIS = settings(max_examples=25, deadline=None)
 
 
 @HYPOTHESIS
-@given(seed=st.integers(0, 2**16))
-def test_relu_relaxation_holds_on_its_range(seed: int) -> None:
-    """λ·ReLU(z) ≥ λ'·z + c for every z in [lo, hi], per unit and per row."""
+@given(seed=st.integers(0, 2**16), optimised=st.booleans())
+def test_relu_relaxation_holds_on_its_range(seed: int, optimised: bool) -> None:
+    """λ·ReLU(z) ≥ λ'·z + c for every z in [lo, hi], per unit and per row, with CROWN's lower
+    slopes or any others (out-of-range ones are clipped)."""
     rng = np.random.default_rng(seed)
     lo = rng.normal(size=(1, 20))
     hi = lo + rng.exponential(size=(1, 20)) * rng.integers(0, 2, size=(1, 20))  # some zero-width
     lam = rng.normal(size=(3, 20))
-    new, const, _, _ = _relu_back(lam, lo, hi)
+    alpha = rng.uniform(-0.5, 1.5, size=(3, 20)) if optimised else None
+    new, const, *_ = _relu_back(lam, lo, hi, alpha)
     for t in np.linspace(0, 1, 11):
         z = lo + t * (hi - lo)
         assert np.all((lam * np.maximum(z, 0)).sum(axis=1) >= (new * z).sum(axis=1) + const - 1e-12)
 
 
+POOLS = {  # (kernel, strides, pads): LeNet's, overlapping, padded and overlapping
+    "lenet": ((2, 2), (2, 2), (0, 0, 0, 0)),
+    "overlapping": ((3, 3), (2, 2), (0, 0, 0, 0)),
+    "padded": ((3, 3), (1, 1), (1, 1, 1, 1)),
+}
+
+
 @HYPOTHESIS
-@given(seed=st.integers(0, 2**16))
-def test_maxpool_relaxation_holds_on_its_range(seed: int) -> None:
-    net = load_model(MODELS / "mnist_lenet.onnx")
-    pool = next(n for n in net.nodes if isinstance(n, MaxPool))
+@given(seed=st.integers(0, 2**16), pool=st.sampled_from(sorted(POOLS)), optimised=st.booleans())
+def test_maxpool_relaxation_holds_on_its_range(seed: int, pool: str, optimised: bool) -> None:
+    """λ·maxpool(z) ≥ λ'·z + c on [lo, hi], with the chord above and CROWN's or any other
+    weights below (invalid weights are made valid)."""
+    kernel, strides, pads = POOLS[pool]
+    window = make_window(kernel, strides, pads=pads, in_hw=(8, 8))
+    node = MaxPool(window, (3, 8, 8), (3, *window.out_hw))
     rng = np.random.default_rng(seed)
-    lo = rng.normal(size=(1, *pool.in_shape))
-    hi = lo + rng.exponential(0.3, size=lo.shape)
-    lam = rng.normal(size=(2, *pool.out_shape))
-    new, const, _, _ = _maxpool_back(pool, lam, lo, hi)
-    for _ in range(5):
-        z = lo + rng.random(lo.shape) * (hi - lo)
-        exact = (lam * pool.forward(z)).reshape(2, -1).sum(axis=1)
+    lo = rng.normal(size=(1, *node.in_shape))
+    hi = lo + rng.exponential(0.3, size=lo.shape) * rng.integers(0, 2, size=lo.shape)
+    lam = rng.normal(size=(2, *node.out_shape))
+    taps = node.window.kernel[0] * node.window.kernel[1]
+    weights = rng.uniform(-0.2, 1.0, size=(2, *node.out_shape, taps)) if optimised else None
+    new, const, *_ = _maxpool_back(node, lam, lo, hi, weights)
+    for z in [lo, hi, *(lo + rng.random(lo.shape) * (hi - lo) for _ in range(5))]:
+        exact = (lam * node.forward(z)).reshape(2, -1).sum(axis=1)
         assert np.all(exact >= (new * z).reshape(2, -1).sum(axis=1) + const - 1e-9)
 
 

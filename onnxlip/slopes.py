@@ -1,0 +1,132 @@
+"""Optimised lower lines for the linear relaxation (α-CROWN's idea, gradients by hand).
+
+An unstable ReLU's lower line α·z is below ReLU on its range for every α in [0, 1], and a
+max-pool window's max is above every convex combination of its elements, so
+``crown.back_substitute`` gives a sound bound for any such choice per row and unit; this
+module picks them by projected gradient ascent (Adam) on the bound. No autograd is needed:
+for fixed choices of lines, the bound of row r is L = Λ_in·x0 + c − ε‖Λ_in‖, linear in each
+node's Λ except for the norm, so ∂L/∂Λ_k is the *forward* value at node k of the point
+x* = x0 − εΛ_in/‖Λ_in‖ through the network with every nonlinear unit replaced by row r's
+chosen line (``relaxed_forward``). A lower line's parameter then has gradient Λ·z: z the
+unit's input (ReLU slope) or the tap's value (max-pool weight). Every iterate gives a valid
+bound: the best one per row is kept.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import crown
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_offset
+from .pooling import window_taps
+
+STEPS = 20
+LEARNING_RATE = 0.25
+BETAS = (0.9, 0.999)
+
+
+def relaxed_forward(nodes: tuple[Node, ...], lines: dict[int, Any], x: Any) -> dict[int, Any]:
+    """Inputs of each nonlinear node when x (one point per row) runs through the chain with
+    every nonlinear node replaced by that row's chosen lines (``crown.back_substitute``'s ``lines``)."""
+    z, inputs = x, {}
+    for k, node in enumerate(nodes):
+        if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
+            z = node.linear(z) + node_offset(node)
+            continue
+        inputs[k] = z
+        z = lines[k][1](z)
+    return inputs
+
+
+def free_lines(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
+    """Per nonlinear node with a choice of lower line: its unstable ReLU units, or the allowed
+    taps of each max-pool window (more than one on some window)."""
+    free = {}
+    for k, (lo, hi) in ranges.items():
+        if k >= len(nodes):  # ranges beyond this chain
+            continue
+        if isinstance(nodes[k], Relu):
+            mask = (lo < 0) & (hi > 0)
+            choice = np.any(mask)
+        else:
+            mask = crown.pool_weights(nodes[k], lo, hi)[0]  # stable windows: the winner alone
+            choice = np.any(mask.sum(axis=-1) > 1)
+        if choice:
+            free[k] = mask
+    return free
+
+
+def initial_lines(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], free: dict[int, Any],
+                  rows: int) -> dict[int, Any]:
+    """CROWN's choices (see ``crown``), one copy per row."""
+    start = {}
+    for k in free:
+        lo, hi = ranges[k]
+        line = (hi > -lo) * 1.0 if isinstance(nodes[k], Relu) else crown.pool_weights(nodes[k], lo, hi)[1]
+        start[k] = np.repeat(line, rows, axis=0)
+    return start
+
+
+def _value_and_gradient(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any,
+                        eps: float, lines_in: dict[int, Any], free: dict[int, Any]) -> tuple[Any, dict[int, Any]]:
+    """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
+    lines: dict[int, Any] = {}
+    lam, const, _, _ = crown.back_substitute(nodes, ranges, rows, lines_in, lines)
+    flat = lam.reshape(len(lam), -1)
+    norm = np.linalg.norm(flat, axis=1)
+    value = flat @ x0.reshape(-1) + const - eps * norm
+    worst = x0.reshape(1, -1) - eps * flat / np.maximum(norm, 1e-300)[:, None]  # the minimiser per row
+    inputs = relaxed_forward(nodes, lines, worst.reshape(len(lam), *x0.shape))
+    grads = {}
+    for k, mask in free.items():
+        out, z = lines[k][0], inputs[k]
+        if isinstance(nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
+            out, z = out[..., None], np.stack(window_taps(z, nodes[k].window), axis=-1)
+        grads[k] = np.where((out >= 0) & mask, out * z, 0.0)
+    return value, grads
+
+
+def _project_simplex(w: Any, allowed: Any) -> Any:
+    """Euclidean projection of each window's weights (last axis) on the simplex of its allowed taps."""
+    v = np.where(allowed, w, -1e30)
+    u = -np.sort(-v, axis=-1)
+    cumulative = np.cumsum(u, axis=-1) - 1
+    count = np.arange(1, w.shape[-1] + 1)
+    last = np.maximum((u - cumulative / count > 0).sum(axis=-1, keepdims=True), 1)
+    shift = np.take_along_axis(cumulative, last - 1, axis=-1) / last
+    return np.where(allowed, np.maximum(v - shift, 0.0), 0.0)
+
+
+def _project(nodes: tuple[Node, ...], k: int, line: Any, free: Any) -> Any:
+    return np.clip(line, 0.0, 1.0) if isinstance(nodes[k], Relu) else _project_simplex(line, free)
+
+
+def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+             steps: int = STEPS, stop_above: float | None = None) -> dict[int, Any]:
+    """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
+    stops early when every row's bound exceeds ``stop_above``. Returns the best lines met per row."""
+    free = free_lines(nodes, ranges)
+    lines = initial_lines(nodes, ranges, free, len(rows))
+    if not lines:
+        return lines
+    best = {k: a.copy() for k, a in lines.items()}
+    best_value = np.full(len(rows), -np.inf)
+    moments = {k: (np.zeros_like(a), np.zeros_like(a)) for k, a in lines.items()}
+    for step in range(1, steps + 1):
+        value, grads = _value_and_gradient(nodes, ranges, rows, x0, eps, lines, free)
+        better = value > best_value
+        best_value = np.maximum(best_value, value)
+        for k, a in lines.items():
+            best[k][better] = a[better]
+        if step == steps or (stop_above is not None and best_value.min() > stop_above):
+            break
+        for k, a in lines.items():
+            m, v = moments[k]
+            m *= BETAS[0]
+            m += (1 - BETAS[0]) * grads[k]
+            v *= BETAS[1]
+            v += (1 - BETAS[1]) * grads[k] ** 2
+            m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
+            lines[k] = _project(nodes, k, a + LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12), free[k])
+    return best
