@@ -14,9 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .ir import node_flops, node_jvp, node_vjp
+from .ir import Relu, node_flops, node_jvp, node_vjp
 from .linop import FlatOperator
 from .network import Network
+from .patch_passes import Patches, jacobian_factors, one_hot_patches, pull_step, push_step
+from .patch_passes import supports as patch_supports
 from .secant import Secant
 from .spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
@@ -60,25 +62,46 @@ class Segments:
 
     def pull(self, a: int, b: int, rows: Any, tag: Any) -> Any:
         """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b."""
-        if tag is None:
-            return self.backward(a, b, rows)
-        seen = self.passes.setdefault(("pull", b, tag), {b: rows})
+        if a == b:
+            return rows
+        seen = self._passes(("pull", b, tag), b, rows)
         k = min(i for i in seen if i >= a)
         u = seen[k]
         for i in range(k - 1, a - 1, -1):
-            u = seen[i] = self.backward(i, i + 1, u)
-        return u
+            u = seen[i] = self._step(i, u, forward=False)
+        return u.dense() if isinstance(u, Patches) else u
 
     def push(self, a: int, b: int, cols: Any, tag: Any) -> Any:
         """forward(a, b, cols), reusing earlier pushes of the same columns (``tag``) from a."""
-        if tag is None:
-            return self.forward(a, b, cols)
-        seen = self.passes.setdefault(("push", a, tag), {a: cols})
+        if a == b:
+            return cols
+        seen = self._passes(("push", a, tag), a, cols)
         k = max(i for i in seen if i <= b)
         v = seen[k]
         for i in range(k, b):
-            v = seen[i + 1] = self.forward(i, i + 1, v)
-        return v
+            v = seen[i + 1] = self._step(i, v, forward=True)
+        return v.dense() if isinstance(v, Patches) else v
+
+    def _passes(self, key: tuple, start: int, batch: Any) -> dict[int, Any]:
+        """The batch at each node it has passed (cached when ``key`` has a tag); one-hot
+        batches travel as patches while they stay small (``patch_passes``)."""
+        first = {start: one_hot_patches(batch) or batch}
+        return first if key[2] is None else self.passes.setdefault(key, first)
+
+    def _step(self, k: int, u: Any, forward: bool) -> Any:
+        """Node k's map (or its transpose) on a dense batch or on patches, densified when they
+        grow too wide or meet a node they do not support."""
+        node = self.net.nodes[k]
+        if isinstance(u, Patches):
+            if patch_supports(node) and u.covers_little():
+                sec = self.secants.get(k)
+                if sec is None:
+                    factors = jacobian_factors(node, self.acts[k])
+                else:
+                    factors = (sec.center, None) if isinstance(node, Relu) else (None, sec.center)
+                return (push_step if forward else pull_step)(node, u, *factors)
+            u = u.dense()
+        return self.forward(k, k + 1, u) if forward else self.backward(k, k + 1, u)
 
     def explicit(self, a: int, b: int, col: Any, row: Any = None, left: Any = None,
                  tags: tuple[Any, Any] = (None, None)) -> Any:

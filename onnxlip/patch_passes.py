@@ -1,0 +1,146 @@
+"""Passing one-hot batches through convolutional segments on per-row patches.
+
+Tight mode forms segment matrices by pulling one-hot rows back (or pushing one-hot columns
+forward) through a few layers, one per unstable unit. Through convolutions, ReLU and max-pool
+a vector that starts at one pixel stays inside that pixel's receptive field (or its image),
+so each is kept as a small (C, Ph, Pw) patch with its own origin in the layer's (H, W) grid
+instead of a full (C, H, W) map: a window op maps a patch to the patch it touches, and the
+diagonal or per-window weights of ReLU and max-pool are gathered at each patch's positions.
+Entries that fall outside the map (padding) are dropped, so the result is exactly the dense
+pass. On cifar10_net's segments the dense passes cost 10–100 ms each (58–155 vectors through
+one or two 3×3 convolutions on 14–30 pixel maps); the patches are a few pixels wide.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from .conv import conv2d, conv2d_adjoint
+from .ir import Conv, MaxPool, Node, Relu
+from .pooling import maxpool2d, mix_windows, spread_windows
+from .windows import Window2d
+
+# Stay on patches while they cover at most this share of the map (then a dense pass is cheaper).
+MAX_COVER = 0.25
+
+
+@dataclass(frozen=True)
+class Patches:
+    """Row r of a (q, C, H, W) batch: ``data[r]`` placed at rows/cols origin[r] + [0, P), zero elsewhere."""
+
+    data: Any  # (q, C, Ph, Pw)
+    origin: Any  # (q, 2) int: top-left corner of each patch in the (H, W) grid (may lie outside)
+    hw: tuple[int, int]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.data.shape[2], self.data.shape[3]
+
+    def inside(self) -> Any:
+        """(q, 1, Ph, Pw) mask of the patch positions that lie in the map."""
+        (h, w), (ph, pw) = self.hw, self.size
+        ys = self.origin[:, :1] + np.arange(ph)
+        xs = self.origin[:, 1:] + np.arange(pw)
+        return (((ys >= 0) & (ys < h))[:, None, :, None] & ((xs >= 0) & (xs < w))[:, None, None, :])
+
+    def gather(self, full: Any) -> Any:
+        """Values of a batch-1 (1, C, H, W) array at each row's patch positions (0 outside)."""
+        (h, w), (ph, pw) = self.hw, self.size
+        ys = np.clip(self.origin[:, :1] + np.arange(ph), 0, h - 1)
+        xs = np.clip(self.origin[:, 1:] + np.arange(pw), 0, w - 1)
+        values = full[0][:, ys[:, :, None], xs[:, None, :]].transpose(1, 0, 2, 3)
+        return values * self.inside()
+
+    def dense(self) -> Any:
+        """The (q, C, H, W) batch."""
+        (h, w), (ph, pw) = self.hw, self.size
+        q, c = self.data.shape[:2]
+        ys = self.origin[:, :1] + np.arange(ph)
+        xs = self.origin[:, 1:] + np.arange(pw)
+        top, left = max(0, -int(ys.min())), max(0, -int(xs.min()))
+        bottom, right = max(0, int(ys.max()) - h + 1), max(0, int(xs.max()) - w + 1)
+        out = np.zeros((q, h + top + bottom, w + left + right, c), dtype=self.data.dtype)
+        out[np.arange(q)[:, None, None], (ys + top)[:, :, None], (xs + left)[:, None, :]] = self.data.transpose(0, 2, 3, 1)
+        return out[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
+
+    def covers_little(self) -> bool:
+        return self.size[0] * self.size[1] <= MAX_COVER * self.hw[0] * self.hw[1]
+
+
+def one_hot_patches(rows: Any) -> Optional[Patches]:
+    """The batch as 1×1 patches when every row is zero outside one pixel (all channels)."""
+    if rows.ndim != 4 or len(rows) == 0:
+        return None
+    q, c, h, w = rows.shape
+    pixels = np.abs(rows).sum(axis=1).reshape(q, -1)
+    where = pixels.argmax(axis=1)
+    if np.count_nonzero(pixels, axis=1).max() > 1:
+        return None
+    ys, xs = where // w, where % w
+    data = rows[np.arange(q), :, ys, xs][:, :, None, None]
+    return Patches(data, np.stack([ys, xs], axis=1), (h, w))
+
+
+def _input_patches(p: Patches, win: Window2d) -> tuple[Any, Window2d]:
+    """Origins in the node's input grid and the window that maps the output patch to it."""
+    (sh, sw), (dh, dw), (kh, kw) = win.strides, win.dilations, win.kernel
+    ph, pw = p.size
+    size = ((ph - 1) * sh + (kh - 1) * dh + 1, (pw - 1) * sw + (kw - 1) * dw + 1)
+    origin = p.origin * np.array([sh, sw]) - np.array([win.pads[0], win.pads[1]])
+    return origin, Window2d(win.kernel, win.strides, win.dilations, (0, 0, 0, 0), size, (ph, pw))
+
+
+def _in_grid(node: Node) -> tuple[int, int]:
+    return node.in_shape[1], node.in_shape[2]
+
+
+def pull_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
+    """One node's transpose on patches: a Conv, a ReLU with slopes ``diag`` (batch-1), or a
+    MaxPool with per-tap window weights ``weights`` (batch-1 arrays)."""
+    if isinstance(node, Relu):
+        return Patches(p.data * p.gather(diag), p.origin, p.hw)
+    origin, win = _input_patches(p, node.window)
+    if isinstance(node, Conv):
+        data = conv2d_adjoint(p.data, node.weight, win, node.groups)
+    else:
+        data = spread_windows(p.data, [p.gather(w) for w in weights], win)
+    out = Patches(data, origin, _in_grid(node))
+    return Patches(data * out.inside(), origin, out.hw)
+
+
+def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
+    """One node's linear map on patches (``pull_step``'s transpose)."""
+    if isinstance(node, Relu):
+        return Patches(p.data * p.gather(diag), p.origin, p.hw)
+    win = node.window
+    stride, span = np.array(win.strides), (np.array(win.kernel) - 1) * np.array(win.dilations)
+    pads = np.array(win.pads[:2])
+    # outputs whose window meets the patch: the first one per patch, and at most this many
+    first = -((span - pads - p.origin) // stride)
+    count = (np.array(p.size) - 1 + span) // stride + 1
+    origin_in = first * stride - pads
+    size_in = (count - 1) * stride + span + 1
+    framed = Patches(p.data, p.origin - origin_in, (int(size_in[0]), int(size_in[1]))).dense()
+    local = Window2d(win.kernel, win.strides, win.dilations, (0, 0, 0, 0), framed.shape[2:], (int(count[0]), int(count[1])))
+    out = Patches(np.zeros((len(first), 1, *local.out_hw)), first, (node.out_shape[1], node.out_shape[2]))
+    if isinstance(node, Conv):
+        data = conv2d(framed, node.weight, local, node.groups)
+    else:
+        data = mix_windows(framed, [out.gather(w) for w in weights], local)
+    return Patches(data * out.inside(), first, out.hw)
+
+
+def supports(node: Node) -> bool:
+    return isinstance(node, (Conv, Relu, MaxPool)) and len(node.in_shape) == 3
+
+
+def jacobian_factors(node: Node, a: Any) -> tuple[Any, Any]:
+    """(ReLU slopes, max-pool tap weights) of a node's Jacobian at its nominal input ``a``."""
+    if isinstance(node, Relu):
+        return (a > 0) * 1.0, None
+    if isinstance(node, MaxPool):
+        arg = maxpool2d(a, node.window)[1]
+        return None, [(arg == k) * 1.0 for k in range(node.window.kernel[0] * node.window.kernel[1])]
+    return None, None
