@@ -6,9 +6,11 @@ backwards keeping Λ·(current layer) + c ≤ … as a linear function of that l
 - ReLU with input range [l, u]: stable units pass (slope 1) or vanish (0); an
   unstable one is replaced by a line below it (α·z, α = 1 when u > −l, else 0) where
   its coefficient is ≥ 0, and by the chord above it (u·(z − l)/(u − l)) where < 0;
-- max-pool with input ranges: the window's max is ≥ the element with the largest
-  lower bound (exact when that element's lower bound beats every other upper
-  bound), and ≤ the largest upper bound in the window (a constant) otherwise.
+- max-pool with input ranges: a window whose winner cannot change is exact; otherwise its
+  max is ≥ any convex combination of the elements that can win (by default the one with
+  the largest midpoint) and ≤ the chord of max(x_j, c) over x_j's range, x_j the element
+  with the largest upper bound and c the largest upper bound of the others (``PoolLines``).
+Any lower line in these families is valid; ``slopes`` optimises them per row.
 At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row, rounded down by
 γ_N times the same computation in absolute values (``lower_bounds``).
 
@@ -19,12 +21,14 @@ and for the margin test of the certified radius (rows = e_label − e_j).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
+from .windows import Window2d
 from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
                       window_candidates, window_taps)
 
@@ -33,118 +37,153 @@ CROWN_FLOPS = 1e9
 CHUNK_ROWS = 512
 
 
-def _relu_back(lam: Any, lo: Any, hi: Any, alpha: Any = None) -> tuple[Any, Any, Any, Any, Any]:
-    """Λ through ReLU with input range [lo, hi]: (new Λ, constant added per row, the largest
-    slope per unit, the magnitude its constant and rounded lines can reach per unit, and the
-    line (slope, offset) chosen per row and unit). ``alpha``: the lower lines' slopes of the
-    unstable units (any values in [0, 1], per row or shared), instead of CROWN's choice."""
+@dataclass(frozen=True)
+class ReluLines:
+    """A ReLU's lines for inputs in [lo, hi]: the chord above (slope, offset) and CROWN's lower
+    slope (1 when the range is mostly positive, else 0); stable units are exact (slope 1 or 0)."""
+
+    unstable: Any
+    chord: Any
+    offset: Any
+    default: Any
+    reach: Any  # magnitude the upper line's constant and the unit can reach
+
+    def back(self, lam: Any, alpha: Any = None) -> tuple[Any, Any, Any, Any]:
+        """(new Λ, constant added per row, the largest slope per unit, the line (slope, offset)
+        chosen per row and unit). ``alpha``: lower slopes of the unstable units (any values in
+        [0, 1], clipped there; per row or shared) instead of the default."""
+        lower = self.default if alpha is None else np.clip(alpha, 0.0, 1.0)
+        below = np.where(self.unstable, lower, self.chord)
+        negative = lam < 0
+        slope = np.where(negative, self.chord, below)
+        offset = np.where(negative, self.offset, 0.0)
+        return lam * slope, _row_sums(lam * offset), np.maximum(self.chord, below), (slope, offset)
+
+
+def relu_lines(lo: Any, hi: Any) -> ReluLines:
     unstable = (lo < 0) & (hi > 0)
-    width = np.where(unstable, hi - lo, 1.0)
-    chord = np.where(unstable, hi / width, (lo >= 0) * 1.0)  # upper line's slope
-    lower = (hi > -lo) * 1.0 if alpha is None else np.clip(alpha, 0.0, 1.0)
-    below = np.where(unstable, lower, (lo >= 0) * 1.0)  # lower line's slope
+    chord = np.where(unstable, hi / np.where(unstable, hi - lo, 1.0), (lo >= 0) * 1.0)
     offset = np.where(unstable, -chord * lo, 0.0)  # upper line: chord·z + offset
-    negative = lam < 0
-    slope = np.where(negative, chord, below)
-    const = np.where(negative, lam * offset, 0.0).reshape(len(lam), -1).sum(axis=1)
-    line = (slope, np.where(negative, offset, 0.0))
-    return lam * slope, const, np.maximum(chord, below), np.where(unstable, offset + hi, 0.0), line
+    return ReluLines(unstable, chord, offset, (hi > -lo) * 1.0, np.where(unstable, offset + hi, 0.0))
 
 
-def pool_weights(node: MaxPool, lo: Any, hi: Any) -> tuple[Any, Any]:
-    """The taps a window's lower line may use (its candidates, (1, C, Ho, Wo, K) bool) and the
-    default weights: all on the candidate with the largest midpoint of its range."""
+@dataclass(frozen=True)
+class PoolLines:
+    """A max-pool's lines for inputs in [lo, hi]. Above an unstable window: max = max(x_j,
+    others) ≤ max(x_j, c) for j the tap with the largest upper bound and c the others' largest
+    upper bound, which is ≤ its chord over [l_j, u_j] (slope 0 when c ≥ u_j). Below: any
+    convex combination of the window's candidates (``allowed``); by default all weight on the
+    candidate with the largest midpoint. Stable windows select their winner exactly."""
+
+    window: Window2d
+    allowed: Any  # (1, C, Ho, Wo, K) bool
+    default: Any  # (1, C, Ho, Wo, K) weights
+    unstable: Any
+    peak: Any  # tap of the largest upper bound
+    slope: Any
+    offset: Any
+
+    def weights(self, weights: Any = None) -> list[Any]:
+        """Per-tap lower weights: ``weights`` made valid (non-negative, on allowed taps, summing
+        to 1, only on unstable windows), else the default."""
+        chosen = self.default
+        if weights is not None:
+            weights = np.where(self.allowed, np.maximum(weights, 0.0), 0.0)
+            total = weights.sum(axis=-1, keepdims=True)
+            valid = self.unstable[..., None] & (total > 0)
+            chosen = np.where(valid, weights / np.where(total > 0, total, 1.0), self.default)
+        return [chosen[..., k] for k in range(chosen.shape[-1])]
+
+    def back(self, lam: Any, weights: Any = None) -> tuple[Any, Any, Any, Any]:
+        """(new Λ, constant added per row, the magnitude pass for ``mag``, the chosen lines as a
+        function of the node's input)."""
+        mix, win, slope = self.weights(weights), self.window, self.slope
+        upper = self.unstable & (lam < 0)  # max ≤ chord; elsewhere max ≥ (or =) the mix
+        const = _row_sums(np.where(upper, lam * self.offset, 0.0))
+        new = spread_windows(np.where(upper, 0.0, lam), mix, win) + scatter_winners(
+            np.where(upper, lam * slope, 0.0), self.peak, win)
+
+        def magnitude(mag: Any) -> Any:
+            return spread_windows(mag, mix, win) + scatter_winners(mag * slope, self.peak, win)
+
+        def apply(z: Any) -> Any:
+            return np.where(upper, slope * select_winners(z, self.peak, win) + self.offset, mix_windows(z, mix, win))
+
+        return new, const, magnitude, apply
+
+
+def pool_lines(node: MaxPool, lo: Any, hi: Any) -> PoolLines:
     win = node.window
-    unstable, candidates = window_candidates(lo, hi, maxpool2d(lo, win)[1], win)
+    _, candidates = window_candidates(lo, hi, maxpool2d(lo, win)[1], win)
     allowed = np.stack(candidates, axis=-1)
-    mid = np.where(allowed, np.stack(window_taps(lo + hi, win, -np.inf), axis=-1), -np.inf)
-    return allowed, (np.arange(allowed.shape[-1]) == mid.argmax(axis=-1)[..., None]) * 1.0
-
-
-def _maxpool_back(node: MaxPool, lam: Any, lo: Any, hi: Any, weights: Any = None) -> tuple[Any, ...]:
-    """Λ through max-pool with input range [lo, hi]: (new Λ, constant added per row, the
-    magnitude pass for ``mag``, its constant per window, and the chosen lines as a function).
-    ``weights``: convex weights per window tap of the lower line (..., K), instead of the
-    default of ``pool_weights``."""
-    win = node.window
-    allowed, default = pool_weights(node, lo, hi)
     unstable = allowed.sum(axis=-1) > 1
-    if weights is not None:  # only convex weights on allowed taps of unstable windows are valid
-        weights = np.where(allowed, np.maximum(weights, 0.0), 0.0)
-        total = weights.sum(axis=-1, keepdims=True)
-        default = np.where(unstable[..., None] & (total > 0), weights / np.where(total > 0, total, 1.0), default)
-    mix = [default[..., k] for k in range(allowed.shape[-1])]
+    mid = np.where(allowed, np.stack(window_taps(lo + hi, win, -np.inf), axis=-1), -np.inf)
+    default = (np.arange(allowed.shape[-1]) == mid.argmax(axis=-1)[..., None]) * 1.0
     top, peak, other = top_two(hi, win)
-    # max = max(x_j, others) ≤ max(x_j, c) for j the tap with the largest upper bound and c the
-    # others' largest upper bound; that is ≤ its chord over [l_j, u_j] (slope 0 when c ≥ u_j).
     low = select_winners(lo, peak, win)
-    gap = np.where(unstable, top - low, 1.0)
-    slope = np.where(unstable, np.clip((top - other) / gap, 0.0, 1.0), 0.0)
+    slope = np.where(unstable, np.clip((top - other) / np.where(unstable, top - low, 1.0), 0.0, 1.0), 0.0)
     offset = np.where(unstable, np.maximum(other, low) - slope * low, 0.0)
-    upper = unstable & (lam < 0)  # max ≤ chord
-    # max ≥ any convex combination of its elements (= the winner on stable windows)
-    through = np.where(upper, 0.0, lam)
-    const = np.where(upper, lam * offset, 0.0).reshape(len(lam), -1).sum(axis=1)
-    new = spread_windows(through, mix, win) + scatter_winners(np.where(upper, lam * slope, 0.0), peak, win)
+    return PoolLines(win, allowed, default, unstable, peak, slope, offset)
 
-    def magnitude(mag: Any) -> Any:
-        return spread_windows(mag, mix, win) + scatter_winners(mag * slope, peak, win)
 
-    def apply(z: Any) -> Any:  # the chosen line of each row and window, at input z
-        return np.where(upper, slope * select_winners(z, peak, win) + offset, mix_windows(z, mix, win))
-
-    return new, const, magnitude, np.abs(offset), apply
+def relaxations(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
+    """The lines of every nonlinear node of the chain, from its input range."""
+    return {k: relu_lines(lo, hi) if isinstance(nodes[k], Relu) else pool_lines(nodes[k], lo, hi)
+            for k, (lo, hi) in ranges.items() if k < len(nodes)}
 
 
 def _row_sums(a: Any) -> Any:
     return a.reshape(len(a), -1).sum(axis=1)
 
 
-def back_substitute(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], lam: Any,
-                    alphas: dict[int, Any] | None = None, lines: dict[int, Any] | None = None) -> tuple[Any, ...]:
-    """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in ``ranges``
-    (index → (lo, hi), batch-1 arrays): returns (Λ_in, c, |Λ|_in, |c|), the last two the same
-    pass with every coefficient and constant replaced by an absolute upper bound (for the
-    rounding error, which they bound times γ_N). ``alphas``: lower lines per nonlinear node index (ReLU
-    slopes, max-pool weights: see ``_relu_back``, ``_maxpool_back``); ``lines``: filled with each nonlinear node's relaxation, per row, as a
-    function of its input (what ``relaxed_forward`` runs)."""
-    const, mag, mag_const = np.zeros(len(lam)), np.abs(lam), np.zeros(len(lam))
+def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
+                    chosen: dict[int, Any] | None = None, magnitudes: bool = True) -> tuple[Any, ...]:
+    """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in the ranges its lines
+    (``relaxed``, from ``relaxations``) were built for: returns (Λ_in, c, |Λ|_in, |c|), the last
+    two the same pass with every coefficient and constant replaced by an absolute upper bound
+    (for the rounding error, which they bound times γ_N; skipped unless ``magnitudes``).
+    ``choices``: lower lines per nonlinear node (ReLU slopes, max-pool weights) instead of the
+    defaults; ``chosen``: filled, per nonlinear node, with its Λ and the lines chosen per row as
+    a function of its input (what ``slopes.relaxed_forward`` runs)."""
+    choices = choices or {}
+    const, mag, mag_const = np.zeros(len(lam)), np.abs(lam) if magnitudes else None, np.zeros(len(lam))
     for k in range(len(nodes) - 1, -1, -1):
-        node = nodes[k]
+        node, out = nodes[k], lam
         if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
             bias = node_offset(node)
             const += _row_sums(lam * bias)
-            mag_const += _row_sums(mag * np.abs(bias))
             lam = node.adjoint(lam)
-            mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
-        elif isinstance(node, Relu):
-            out = lam
-            lam, c, slope, reach, (line, offset) = _relu_back(lam, *ranges[k], (alphas or {}).get(k))
-            const += c
-            mag_const += _row_sums(mag * reach)
-            mag = mag * slope
-            if lines is not None:
-                lines[k] = (out, lambda z, line=line, offset=offset: line * z + offset)
-        elif isinstance(node, MaxPool):
-            out = lam
-            lam, c, magnitude, reach, apply = _maxpool_back(node, lam, *ranges[k], (alphas or {}).get(k))
-            const += c
+            if magnitudes:
+                mag_const += _row_sums(mag * np.abs(bias))
+                mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
+            continue
+        if not isinstance(node, (Relu, MaxPool)):
+            raise TypeError(f"linear relaxation does not handle {type(node).__name__}")
+        lines = relaxed[k]
+        if isinstance(node, Relu):
+            lam, c, slope, (line, offset) = lines.back(lam, choices.get(k))
+            apply = lambda z, line=line, offset=offset: line * z + offset  # noqa: E731
+            magnitude = lambda m, slope=slope: m * slope  # noqa: E731
+            reach = lines.reach
+        else:
+            lam, c, magnitude, apply = lines.back(lam, choices.get(k))
+            reach = np.abs(lines.offset)
+        const += c
+        if magnitudes:
             mag_const += _row_sums(mag * reach)
             mag = magnitude(mag)
-            if lines is not None:
-                lines[k] = (out, apply)
-        else:
-            raise TypeError(f"linear relaxation does not handle {type(node).__name__}")
+        if chosen is not None:
+            chosen[k] = (out, apply)
     return lam, const, mag, mag_const
 
 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
-                 x0: Any, eps: float, alphas: dict[int, Any] | None = None) -> Any:
+                 x0: Any, eps: float, choices: dict[int, Any] | None = None) -> Any:
     """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape)), rounded down:
     every computed value is a sum of at most N products (N: fan-ins along the chain, plus a few
     operations per nonlinear node and for the concretization), so its error is at most γ_N
     times the same sum of absolute values."""
-    lam, const, mag, mag_const = back_substitute(nodes, ranges, rows, alphas)
+    lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices)
     flat, mag = lam.reshape(len(lam), -1), mag.reshape(len(mag), -1)
     x0 = np.asarray(x0).reshape(-1)
     centre, spread = flat @ x0, eps * np.linalg.norm(flat, axis=1)

@@ -39,40 +39,27 @@ def relaxed_forward(nodes: tuple[Node, ...], lines: dict[int, Any], x: Any) -> d
     return inputs
 
 
-def free_lines(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
+def free_lines(relaxed: dict[int, Any]) -> dict[int, Any]:
     """Per nonlinear node with a choice of lower line: its unstable ReLU units, or the allowed
-    taps of each max-pool window (more than one on some window)."""
+    taps of each max-pool window (stable windows: the winner alone)."""
     free = {}
-    for k, (lo, hi) in ranges.items():
-        if k >= len(nodes):  # ranges beyond this chain
-            continue
-        if isinstance(nodes[k], Relu):
-            mask = (lo < 0) & (hi > 0)
-            choice = np.any(mask)
-        else:
-            mask = crown.pool_weights(nodes[k], lo, hi)[0]  # stable windows: the winner alone
-            choice = np.any(mask.sum(axis=-1) > 1)
-        if choice:
+    for k, lines in relaxed.items():
+        mask = lines.unstable if isinstance(lines, crown.ReluLines) else lines.allowed
+        if np.any(lines.unstable):
             free[k] = mask
     return free
 
 
-def initial_lines(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], free: dict[int, Any],
-                  rows: int) -> dict[int, Any]:
-    """CROWN's choices (see ``crown``), one copy per row."""
-    start = {}
-    for k in free:
-        lo, hi = ranges[k]
-        line = (hi > -lo) * 1.0 if isinstance(nodes[k], Relu) else crown.pool_weights(nodes[k], lo, hi)[1]
-        start[k] = np.repeat(line, rows, axis=0)
-    return start
+def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> dict[int, Any]:
+    """The default lines (see ``crown``), one copy per row."""
+    return {k: np.repeat(relaxed[k].default, rows, axis=0) for k in free}
 
 
-def _value_and_gradient(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any,
+def _value_and_gradient(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any,
                         eps: float, lines_in: dict[int, Any], free: dict[int, Any]) -> tuple[Any, dict[int, Any]]:
     """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
     lines: dict[int, Any] = {}
-    lam, const, _, _ = crown.back_substitute(nodes, ranges, rows, lines_in, lines)
+    lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, lines, magnitudes=False)
     flat = lam.reshape(len(lam), -1)
     norm = np.linalg.norm(flat, axis=1)
     value = flat @ x0.reshape(-1) + const - eps * norm
@@ -106,15 +93,16 @@ def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: 
              steps: int = STEPS, stop_above: float | None = None) -> dict[int, Any]:
     """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
     stops early when every row's bound exceeds ``stop_above``. Returns the best lines met per row."""
-    free = free_lines(nodes, ranges)
-    lines = initial_lines(nodes, ranges, free, len(rows))
+    relaxed = crown.relaxations(nodes, ranges)
+    free = free_lines(relaxed)
+    lines = initial_lines(relaxed, free, len(rows))
     if not lines:
         return lines
     best = {k: a.copy() for k, a in lines.items()}
     best_value = np.full(len(rows), -np.inf)
     moments = {k: (np.zeros_like(a), np.zeros_like(a)) for k, a in lines.items()}
     for step in range(1, steps + 1):
-        value, grads = _value_and_gradient(nodes, ranges, rows, x0, eps, lines, free)
+        value, grads = _value_and_gradient(nodes, relaxed, rows, x0, eps, lines, free)
         better = value > best_value
         best_value = np.maximum(best_value, value)
         for k, a in lines.items():

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip import load_model
-from onnxlip.crown import _maxpool_back, _relu_back, lower_bounds, output_range
+from onnxlip.crown import lower_bounds, output_range, pool_lines, relu_lines
 from onnxlip.ir import MaxPool
 from onnxlip.tight import build_secants
 
@@ -29,7 +29,7 @@ def test_relu_relaxation_holds_on_its_range(seed: int, optimised: bool) -> None:
     hi = lo + rng.exponential(size=(1, 20)) * rng.integers(0, 2, size=(1, 20))  # some zero-width
     lam = rng.normal(size=(3, 20))
     alpha = rng.uniform(-0.5, 1.5, size=(3, 20)) if optimised else None
-    new, const, *_ = _relu_back(lam, lo, hi, alpha)
+    new, const, *_ = relu_lines(lo, hi).back(lam, alpha)
     for t in np.linspace(0, 1, 11):
         z = lo + t * (hi - lo)
         assert np.all((lam * np.maximum(z, 0)).sum(axis=1) >= (new * z).sum(axis=1) + const - 1e-12)
@@ -56,7 +56,7 @@ def test_maxpool_relaxation_holds_on_its_range(seed: int, pool: str, optimised: 
     lam = rng.normal(size=(2, *node.out_shape))
     taps = node.window.kernel[0] * node.window.kernel[1]
     weights = rng.uniform(-0.2, 1.0, size=(2, *node.out_shape, taps)) if optimised else None
-    new, const, *_ = _maxpool_back(node, lam, lo, hi, weights)
+    new, const, *_ = pool_lines(node, lo, hi).back(lam, weights)
     for z in [lo, hi, *(lo + rng.random(lo.shape) * (hi - lo) for _ in range(5))]:
         exact = (lam * node.forward(z)).reshape(2, -1).sum(axis=1)
         assert np.all(exact >= (new * z).reshape(2, -1).sum(axis=1) + const - 1e-9)

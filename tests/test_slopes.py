@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from onnxlip import load_model
-from onnxlip.crown import lower_bounds
+from onnxlip.crown import lower_bounds, relaxations
 from onnxlip.ir import MaxPool
 from onnxlip.slopes import _project, _value_and_gradient, free_lines, initial_lines, optimise
 from onnxlip.tight import build_secants
@@ -30,17 +30,18 @@ def test_gradient_matches_finite_differences(tmp_path: Path, kind: str) -> None:
     eps = 0.5
     _, net, x0, ranges = _net_and_ranges(tmp_path, kind, 3, eps)
     rows = np.random.default_rng(0).normal(size=(3, *net.output_shape))
-    free = free_lines(net.nodes, ranges)
+    relaxed = relaxations(net.nodes, ranges)
+    free = free_lines(relaxed)
     assert free, "the test needs unstable units"
     rng = np.random.default_rng(1)
     lines = {k: _project(net.nodes, k, 0.5 * a + 0.25 * rng.random(a.shape), free[k])
-             for k, a in initial_lines(net.nodes, ranges, free, len(rows)).items()}
-    value, grads = _value_and_gradient(net.nodes, ranges, rows, x0, eps, lines, free)
+             for k, a in initial_lines(relaxed, free, len(rows)).items()}
+    value, grads = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, lines, free)
     for k in lines:
         step = 1e-6 * rng.normal(size=lines[k].shape) * free[k]
         if isinstance(net.nodes[k], MaxPool):  # along the simplex: weights keep summing to 1
             step = (step - step.sum(axis=-1, keepdims=True) / free[k].sum(axis=-1, keepdims=True)) * free[k]
-        moved, _ = _value_and_gradient(net.nodes, ranges, rows, x0, eps, {**lines, k: lines[k] + step}, free)
+        moved, _ = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, {**lines, k: lines[k] + step}, free)
         predicted = (grads[k] * step).reshape(len(rows), -1).sum(axis=1)
         assert np.allclose(moved - value, predicted, rtol=1e-3, atol=1e-12)
 
