@@ -31,12 +31,19 @@ def conv_as_sparse(node: "Conv", max_nnz: float = MAX_NNZ) -> sp.csr_matrix | No
     ho, wo = node.window.out_hw
     (sh, sw), (dh, dw) = node.window.strides, node.window.dilations
     top, left = node.window.pads[0], node.window.pads[1]
-    out_c, oy, ox, ci, ky, kx = np.meshgrid(np.arange(m), np.arange(ho), np.arange(wo), np.arange(cg),
-                                            np.arange(kh), np.arange(kw), indexing="ij")
-    iy, ix = oy * sh + ky * dh - top, ox * sw + kx * dw - left
-    channel = (out_c // (m // node.groups)) * cg + ci
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    rows = ((out_c * ho + oy) * wo + ox)[inside]
-    cols = ((channel * h + iy) * w + ix)[inside]
-    vals = node.weight[out_c, ci, ky, kx][inside]
-    return sp.csr_matrix((vals, (rows, cols)), shape=(m * ho * wo, c_in * h * w))
+    # Entries in CSR order directly (row = (out channel, y, x), then its taps): broadcasting
+    # small index vectors instead of a 6-D meshgrid, and no COO sort.
+    iy = (np.arange(ho) * sh - top)[:, None] + (np.arange(kh) * dh)[None, :]  # (ho, kh)
+    ix = (np.arange(wo) * sw - left)[:, None] + (np.arange(kw) * dw)[None, :]  # (wo, kw)
+    inside_y, inside_x = (iy >= 0) & (iy < h), (ix >= 0) & (ix < w)
+    shape = (m, ho, wo, cg, kh, kw)
+    inside = np.broadcast_to(inside_y[None, :, None, None, :, None] & inside_x[None, None, :, None, None, :], shape)
+    channel = (np.arange(m) // (m // node.groups))[:, None] * cg + np.arange(cg)[None, :]  # (m, cg)
+    cols = ((channel[:, None, None, :, None, None] * h + iy[None, :, None, None, :, None]) * w
+            + ix[None, None, :, None, None, :])
+    vals = np.broadcast_to(node.weight[:, None, None], shape)
+    keep = inside.reshape(-1)
+    counts = inside.reshape(m * ho * wo, -1).sum(axis=1)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    return sp.csr_matrix((vals.reshape(-1)[keep], cols.reshape(-1)[keep].astype(np.int32), indptr),
+                         shape=(m * ho * wo, c_in * h * w))

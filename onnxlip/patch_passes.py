@@ -34,6 +34,9 @@ class Patches:
     origin: Any  # (q, 2) int: top-left corner of each patch in the (H, W) grid (may lie outside)
     hw: tuple[int, int]
 
+    def __len__(self) -> int:
+        return len(self.data)
+
     @property
     def size(self) -> tuple[int, int]:
         return self.data.shape[2], self.data.shape[3]
@@ -65,8 +68,30 @@ class Patches:
         out[np.arange(q)[:, None, None], (ys + top)[:, :, None], (xs + left)[:, None, :]] = self.data.transpose(0, 2, 3, 1)
         return out[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
 
+    def entries(self, flat: Any) -> Any:
+        """(q, len(flat)) values at flat indices of the (C, H, W) map."""
+        (h, w), (ph, pw) = self.hw, self.size
+        c, y, x = np.unravel_index(flat, (self.data.shape[1], h, w))
+        dy, dx = y[None, :] - self.origin[:, :1], x[None, :] - self.origin[:, 1:]
+        inside = (dy >= 0) & (dy < ph) & (dx >= 0) & (dx < pw)
+        rows = np.arange(len(self))[:, None]
+        return self.data[rows, c[None, :], np.clip(dy, 0, ph - 1), np.clip(dx, 0, pw - 1)] * inside
+
     def covers_little(self) -> bool:
         return self.size[0] * self.size[1] <= MAX_COVER * self.hw[0] * self.hw[1]
+
+
+def basis_patches(weights: Any) -> Patches:
+    """``segments.basis`` as 1×1 patches: one row e_i·w_i per non-zero entry of the batch-1
+    (1, C, H, W) ``weights``, in flat order, without forming the dense batch."""
+    _, c, h, w = weights.shape
+    flat = np.flatnonzero(weights.reshape(-1))
+    channel, y, x = np.unravel_index(flat, (c, h, w))
+    data = np.zeros((max(len(flat), 1), c, 1, 1))
+    data[np.arange(len(flat)), channel, 0, 0] = weights.reshape(-1)[flat]
+    origin = np.zeros((len(data), 2), dtype=np.int64)
+    origin[: len(flat)] = np.stack([y, x], axis=1)
+    return Patches(data, origin, (h, w))
 
 
 def one_hot_patches(rows: Any) -> Optional[Patches]:

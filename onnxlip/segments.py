@@ -17,7 +17,7 @@ import numpy as np
 from .ir import Relu, node_flops, node_jvp, node_vjp
 from .linop import FlatOperator
 from .network import Network
-from .patch_passes import Patches, jacobian_factors, one_hot_patches, pull_step, push_step
+from .patch_passes import Patches, basis_patches, jacobian_factors, one_hot_patches, pull_step, push_step
 from .patch_passes import supports as patch_supports
 from .secant import Secant
 from .spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
@@ -60,8 +60,9 @@ class Segments:
         """Rough multiply-adds of one pass through nodes a … b−1."""
         return sum(node_flops(n) for n in self.net.nodes[a:b])
 
-    def pull(self, a: int, b: int, rows: Any, tag: Any) -> Any:
-        """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b."""
+    def pull(self, a: int, b: int, rows: Any, tag: Any, dense: bool = True) -> Any:
+        """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b; with
+        ``dense`` False the result may stay as patches."""
         if a == b:
             return rows
         seen = self._passes(("pull", b, tag), b, rows)
@@ -69,10 +70,11 @@ class Segments:
         u = seen[k]
         for i in range(k - 1, a - 1, -1):
             u = seen[i] = self._step(i, u, forward=False)
-        return u.dense() if isinstance(u, Patches) else u
+        return u.dense() if dense and isinstance(u, Patches) else u
 
-    def push(self, a: int, b: int, cols: Any, tag: Any) -> Any:
-        """forward(a, b, cols), reusing earlier pushes of the same columns (``tag``) from a."""
+    def push(self, a: int, b: int, cols: Any, tag: Any, dense: bool = True) -> Any:
+        """forward(a, b, cols), reusing earlier pushes of the same columns (``tag``) from a; with
+        ``dense`` False the result may stay as patches."""
         if a == b:
             return cols
         seen = self._passes(("push", a, tag), a, cols)
@@ -80,12 +82,12 @@ class Segments:
         v = seen[k]
         for i in range(k, b):
             v = seen[i + 1] = self._step(i, v, forward=True)
-        return v.dense() if isinstance(v, Patches) else v
+        return v.dense() if dense and isinstance(v, Patches) else v
 
     def _passes(self, key: tuple, start: int, batch: Any) -> dict[int, Any]:
         """The batch at each node it has passed (cached when ``key`` has a tag); one-hot
         batches travel as patches while they stay small (``patch_passes``)."""
-        first = {start: one_hot_patches(batch) or batch}
+        first = {start: batch if isinstance(batch, Patches) else one_hot_patches(batch) or batch}
         return first if key[2] is None else self.passes.setdefault(key, first)
 
     def _step(self, k: int, u: Any, forward: bool) -> Any:
@@ -113,13 +115,13 @@ class Segments:
             rows = left
         else:
             row = np.ones((1, *self.shape_at(b))) if row is None else row
-            rows = basis(row) if np.count_nonzero(row) <= limit else None
+            rows = one_hot(row) if np.count_nonzero(row) <= limit else None
         if rows is not None and len(rows) * len(support) <= EXPLICIT_ENTRIES:
-            return (self.pull(a, b, rows, tags[1]) * col).reshape(len(rows), -1)[:, support]
+            return _entries(self.pull(a, b, rows, tags[1], dense=False), support) * col.reshape(-1)[support]
         n_out = int(np.prod(self.shape_at(b)))
         if len(support) <= limit and n_out * len(support) <= EXPLICIT_ENTRIES:
-            image = self.push(a, b, basis(col), tags[0]) * row
-            return image.reshape(len(support), -1).T[np.flatnonzero(row.reshape(-1))]
+            where = np.flatnonzero(row.reshape(-1))
+            return (_entries(self.push(a, b, one_hot(col), tags[0], dense=False), where) * row.reshape(-1)[where]).T
         return None
 
     def norm(self, a: int, b: int, col: Any, row: Any = None, left: Any = None, v0: Any = None,
@@ -132,6 +134,16 @@ class Segments:
         op = FlatOperator(lambda v: self.forward(a, b, v * col) * row, lambda u: self.backward(a, b, u * row) * col,
                           self.shape_at(a), self.shape_at(b), np.float64)
         return operator_norm(op, v0, tol)
+
+
+def one_hot(weights: Any) -> Any:
+    """``basis(weights)``, as patches when the space is a feature map."""
+    return basis_patches(weights) if weights.ndim == 4 else basis(weights)
+
+
+def _entries(batch: Any, flat: Any) -> Any:
+    """(q, len(flat)) values of a dense batch or of patches at flat indices of one sample."""
+    return batch.entries(flat) if isinstance(batch, Patches) else batch.reshape(len(batch), -1)[:, flat]
 
 
 def basis(weights: Any) -> Any:

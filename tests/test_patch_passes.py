@@ -6,8 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip.ir import Conv, MaxPool, Relu
-from onnxlip.patch_passes import one_hot_patches, pull_step, push_step
+from onnxlip.patch_passes import Patches, basis_patches, one_hot_patches, pull_step, push_step
 from onnxlip.pooling import mix_windows, spread_windows
+from onnxlip.segments import basis
 
 from .helpers import make_window
 
@@ -71,3 +72,15 @@ def test_batches_that_are_not_one_hot_in_space_stay_dense() -> None:
     rows[0, 0, 2, 2] = 0.0
     patches = one_hot_patches(rows)  # a zero row is one-hot too
     assert patches is not None and np.array_equal(patches.dense(), rows)
+
+
+def test_basis_patches_and_entries_match_the_dense_batch() -> None:
+    rng = np.random.default_rng(3)
+    weights = rng.normal(size=(1, 3, 6, 5)) * (rng.random((1, 3, 6, 5)) < 0.2)
+    patches = basis_patches(weights)
+    assert np.array_equal(patches.dense(), basis(weights))
+    grown = pull_step(_layers(rng, (3, 1, 1, 1), False)[0][0], Patches(patches.data[:, :1].repeat(6, 1),
+                                                                           patches.origin, (11, 9)))
+    flat = rng.choice(3 * 11 * 9, size=40, replace=False)
+    assert np.array_equal(grown.entries(flat), grown.dense().reshape(len(grown), -1)[:, flat])
+    assert len(basis_patches(np.zeros((1, 3, 6, 5)))) == 1  # like ``basis``: one zero row
