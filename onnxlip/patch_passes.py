@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from .conv import conv2d, conv2d_adjoint
-from .ir import Conv, MaxPool, Node, Relu
+from .ir import Conv, MaxPool, Node, Relu, node_flops
 from .pooling import maxpool2d, mix_windows, spread_windows
 from .windows import Window2d
 
@@ -49,12 +49,22 @@ class Patches:
         return (((ys >= 0) & (ys < h))[:, None, :, None] & ((xs >= 0) & (xs < w))[:, None, None, :])
 
     def gather(self, full: Any) -> Any:
-        """Values of a batch-1 (1, C, H, W) array at each row's patch positions (0 outside)."""
+        """Values of a batch-1 (1, C, H, W, …) array at each row's patch positions (0 outside):
+        (q, C, Ph, Pw, …)."""
         (h, w), (ph, pw) = self.hw, self.size
         ys = np.clip(self.origin[:, :1] + np.arange(ph), 0, h - 1)
         xs = np.clip(self.origin[:, 1:] + np.arange(pw), 0, w - 1)
-        values = full[0][:, ys[:, :, None], xs[:, None, :]].transpose(1, 0, 2, 3)
-        return values * self.inside()
+        values = np.moveaxis(full[0][:, ys[:, :, None], xs[:, None, :]], 1, 0)
+        return values * self.inside().reshape(*self.inside().shape, *[1] * (values.ndim - 4))
+
+    def like(self, data: Any) -> "Patches":
+        """Other values on the same patches."""
+        return Patches(data, self.origin, self.hw)
+
+    def in_frame(self, data: Any, origin: Any, hw: tuple[int, int]) -> "Patches":
+        """``data`` as patches at ``origin`` of an (H, W) map, entries outside the map dropped."""
+        out = Patches(data, origin, hw)
+        return out.like(data * out.inside())
 
     def dense(self) -> Any:
         """The (q, C, H, W) batch."""
@@ -108,8 +118,9 @@ def one_hot_patches(rows: Any) -> Optional[Patches]:
     return Patches(data, np.stack([ys, xs], axis=1), (h, w))
 
 
-def _input_patches(p: Patches, win: Window2d) -> tuple[Any, Window2d]:
-    """Origins in the node's input grid and the window that maps the output patch to it."""
+def input_frame(p: Patches, win: Window2d) -> tuple[Any, Window2d]:
+    """Origins in a window op's input grid, and the window (unpadded) that maps each output
+    patch to its input patch."""
     (sh, sw), (dh, dw), (kh, kw) = win.strides, win.dilations, win.kernel
     ph, pw = p.size
     size = ((ph - 1) * sh + (kh - 1) * dh + 1, (pw - 1) * sw + (kw - 1) * dw + 1)
@@ -125,14 +136,13 @@ def pull_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> 
     """One node's transpose on patches: a Conv, a ReLU with slopes ``diag`` (batch-1), or a
     MaxPool with per-tap window weights ``weights`` (batch-1 arrays)."""
     if isinstance(node, Relu):
-        return Patches(p.data * p.gather(diag), p.origin, p.hw)
-    origin, win = _input_patches(p, node.window)
+        return p.like(p.data * p.gather(diag))
+    origin, win = input_frame(p, node.window)
     if isinstance(node, Conv):
         data = conv2d_adjoint(p.data, node.weight, win, node.groups)
     else:
         data = spread_windows(p.data, [p.gather(w) for w in weights], win)
-    out = Patches(data, origin, _in_grid(node))
-    return Patches(data * out.inside(), origin, out.hw)
+    return p.in_frame(data, origin, _in_grid(node))
 
 
 def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
@@ -159,6 +169,24 @@ def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> 
 
 def supports(node: Node) -> bool:
     return isinstance(node, (Conv, Relu, MaxPool)) and len(node.in_shape) == 3
+
+
+def pull_flops(nodes: tuple[Node, ...]) -> float:
+    """Multiply-adds of pulling one one-hot row from the chain's output back to its input: on
+    a patch through each convolution while the patch stays small, then dense passes."""
+    size, dense = np.array([1, 1]), False
+    total = 0.0
+    for node in reversed(nodes):
+        out_area = float(np.prod(node.out_shape[1:])) if len(node.out_shape) == 3 else 0.0
+        dense = dense or not supports(node) or size.prod() > MAX_COVER * out_area
+        if dense:
+            total += node_flops(node)
+        elif not isinstance(node, Relu):
+            win = node.window
+            if isinstance(node, Conv):
+                total += float(size.prod()) * node_flops(node) / out_area
+            size = (size - 1) * np.array(win.strides) + (np.array(win.kernel) - 1) * np.array(win.dilations) + 1
+    return total
 
 
 def jacobian_factors(node: Node, a: Any) -> tuple[Any, Any]:

@@ -9,12 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip import load_model
-from onnxlip.crown import lower_bounds, output_range, pool_lines, relu_lines
+from onnxlip.crown import _plus_minus_rows, lower_bounds, output_range, pool_lines, relu_lines
+from onnxlip.patch_passes import Patches
 from onnxlip.ir import MaxPool
 from onnxlip.tight import build_secants
 
 from .helpers import make_window, run_ort
 from .random_nets import ball_samples, random_conv_net, random_mlp
+from .test_bounds import MODELS
 
 HYPOTHESIS = settings(max_examples=25, deadline=None)
 
@@ -93,3 +95,26 @@ def test_output_ranges_and_margins_contain_onnxruntime_samples(tmp_path: Path, k
     for k, (r_lo, r_hi) in state.ranges.items():  # every nonlinear node's input range holds too
         inner = np.stack([net.activations(p[None])[k][0] for p in ball_samples(x0, eps, 50, np.random.default_rng(1))])
         assert np.all(inner >= r_lo - 1e-9) and np.all(inner <= r_hi + 1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, -1])
+def test_unit_rows_on_patches_give_the_dense_bounds(tmp_path: Path, seed: int) -> None:
+    """±e_i rows at a feature map travel as patches (``back_substitute``): same bounds as dense
+    rows (seed −1: mnist_lenet, two convolutions and max-pools, at its nominal input)."""
+    if seed < 0:
+        net = load_model(MODELS / "mnist_lenet.onnx")
+        x0 = np.load(MODELS / "mnist_lenet_x0.npy")[0]
+    else:
+        net = load_model(random_conv_net(tmp_path / "net.onnx", seed, size=10))
+        x0 = np.random.default_rng(seed).normal(size=net.input_shape)
+    state = build_secants(net, x0[None], 0.3)
+    for k in range(1, len(net.nodes) + 1):
+        shape = net.nodes[k - 1].out_shape
+        if len(shape) != 3:
+            continue
+        units = np.arange(0, int(np.prod(shape)), 7)
+        rows = _plus_minus_rows(units, shape)
+        assert isinstance(rows, Patches)
+        patched = lower_bounds(net.nodes[:k], state.ranges, rows, x0, 0.3)
+        dense = lower_bounds(net.nodes[:k], state.ranges, rows.dense(), x0, 0.3)
+        assert np.allclose(patched, dense, rtol=1e-12, atol=1e-12)
