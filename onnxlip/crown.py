@@ -28,7 +28,7 @@ import numpy as np
 
 from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
-from .patch_passes import Patches, basis_patches, input_frame, pull_flops, pull_step
+from .patch_passes import Patches, input_frame, pull_flops, pull_step, unit_patches
 from .patch_passes import supports as patch_supports
 from .windows import Window2d
 from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
@@ -276,10 +276,8 @@ def output_range(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0
 
 def _plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
     """Rows e_i for i in ``idx`` then −e_i: patches on a feature map, else dense."""
-    if len(shape) == 3:
-        picked = np.zeros(int(np.prod(shape)))
-        picked[idx] = 1.0
-        plus = basis_patches(picked.reshape(1, *shape))
+    if len(shape) == 3 and len(idx):
+        plus = unit_patches(idx, shape)
         return Patches(np.concatenate([plus.data, -plus.data]), np.concatenate([plus.origin] * 2), plus.hw)
     eye = np.zeros((len(idx), int(np.prod(shape))))
     eye[np.arange(len(idx)), idx] = 1.0

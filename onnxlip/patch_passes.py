@@ -91,17 +91,23 @@ class Patches:
         return self.size[0] * self.size[1] <= MAX_COVER * self.hw[0] * self.hw[1]
 
 
-def basis_patches(weights: Any) -> Patches:
-    """``segments.basis`` as 1×1 patches: one row e_i·w_i per non-zero entry of the batch-1
-    (1, C, H, W) ``weights``, in flat order, without forming the dense batch."""
-    _, c, h, w = weights.shape
-    flat = np.flatnonzero(weights.reshape(-1))
-    channel, y, x = np.unravel_index(flat, (c, h, w))
+def unit_patches(flat: Any, shape: tuple[int, ...], values: Any = None) -> Patches:
+    """Rows values_i·e_i (default 1) for flat indices ``flat`` of a (C, H, W) map, in that
+    order, as 1×1 patches (one zero row when ``flat`` is empty, like ``segments.basis``)."""
+    c, h, w = shape
+    channel, y, x = np.unravel_index(flat, shape)
     data = np.zeros((max(len(flat), 1), c, 1, 1))
-    data[np.arange(len(flat)), channel, 0, 0] = weights.reshape(-1)[flat]
+    data[np.arange(len(flat)), channel, 0, 0] = 1.0 if values is None else values
     origin = np.zeros((len(data), 2), dtype=np.int64)
     origin[: len(flat)] = np.stack([y, x], axis=1)
     return Patches(data, origin, (h, w))
+
+
+def basis_patches(weights: Any) -> Patches:
+    """``segments.basis`` as 1×1 patches: one row e_i·w_i per non-zero entry of the batch-1
+    (1, C, H, W) ``weights``, in flat order, without forming the dense batch."""
+    flat = np.flatnonzero(weights.reshape(-1))
+    return unit_patches(flat, weights.shape[1:], weights.reshape(-1)[flat])
 
 
 def one_hot_patches(rows: Any) -> Optional[Patches]:
