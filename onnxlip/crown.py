@@ -28,7 +28,7 @@ import numpy as np
 
 from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
-from .patch_passes import Patches, input_frame, pull_flops, pull_step, unit_patches
+from .patch_passes import Patches, input_frame, patch_cost, pull_step, unit_patches
 from .patch_passes import supports as patch_supports
 from .windows import Window2d
 from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
@@ -36,11 +36,6 @@ from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, s
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
-# A multiply-add on patches (small GEMMs per kernel offset) costs about this many dense ones:
-# with it, cifar10_net's tight bound at ε = 0.001 keeps its time (0.65–0.77 s) and drops
-# 45.60 → 43.87 (at ε = 0.01: 694.0 → 585.1); a budget twice as large tightens one more layer
-# (34.41) but takes 1.2–1.6 s.
-PATCH_COST = 3.0
 CHUNK_ROWS = 512
 
 
@@ -257,7 +252,7 @@ def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False) -> boo
     ``one_hot``: rows of single units, which travel as patches where they can."""
     per_row = sum(node_flops(n) for n in nodes)
     if one_hot:
-        per_row = min(per_row, PATCH_COST * pull_flops(nodes))
+        per_row = min(per_row, patch_cost(nodes))
     return 2 * rows * per_row <= CROWN_FLOPS
 
 

@@ -240,7 +240,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts, certified=certified, interval=True) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
-    state = SecantState(Segments(net, acts), acts, eps, tol=RANGE_TOL, certified=certified)
+    state = SecantState(Segments(net, acts, provable=certified), acts, eps, tol=RANGE_TOL, certified=certified)
     lo, hi = input_box(acts[0], eps)
     for k, node in enumerate(net.nodes):
         if isinstance(node, AFFINE_TYPES):
