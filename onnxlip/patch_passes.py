@@ -60,7 +60,8 @@ class Patches:
         ys = np.clip(self.origin[:, :1] + np.arange(ph), 0, h - 1)
         xs = np.clip(self.origin[:, 1:] + np.arange(pw), 0, w - 1)
         values = np.moveaxis(full[0][:, ys[:, :, None], xs[:, None, :]], 1, 0)
-        return values * self.inside().reshape(*self.inside().shape, *[1] * (values.ndim - 4))
+        inside = self.inside()
+        return values * inside.reshape(*inside.shape, *[1] * (values.ndim - 4))
 
     def like(self, data: Any) -> "Patches":
         """Other values on the same patches."""
@@ -159,7 +160,7 @@ def pull_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> 
 def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
     """One node's linear map on patches (``pull_step``'s transpose)."""
     if isinstance(node, Relu):
-        return Patches(p.data * p.gather(diag), p.origin, p.hw)
+        return p.like(p.data * p.gather(diag))
     win = node.window
     stride, span = np.array(win.strides), (np.array(win.kernel) - 1) * np.array(win.dilations)
     pads = np.array(win.pads[:2])
@@ -175,7 +176,7 @@ def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> 
         data = conv2d(framed, node.weight, local, node.groups)
     else:
         data = mix_windows(framed, [out.gather(w) for w in weights], local)
-    return Patches(data * out.inside(), first, out.hw)
+    return out.in_frame(data, first, out.hw)
 
 
 def supports(node: Node) -> bool:

@@ -65,25 +65,25 @@ class Segments:
     def pull(self, a: int, b: int, rows: Any, tag: Any, dense: bool = True) -> Any:
         """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b; with
         ``dense`` False the result may stay as patches."""
-        if a == b:
-            return rows
-        seen = self._passes(("pull", b, tag), b, rows)
-        k = min(i for i in seen if i >= a)
-        u = seen[k]
-        for i in range(k - 1, a - 1, -1):
-            u = seen[i] = self._step(i, u, forward=False)
+        u = rows
+        if a < b:
+            seen = self._passes(("pull", b, tag), b, rows)
+            k = min(i for i in seen if i >= a)
+            u = seen[k]
+            for i in range(k - 1, a - 1, -1):
+                u = seen[i] = self._step(i, u, forward=False)
         return u.dense() if dense and isinstance(u, Patches) else u
 
     def push(self, a: int, b: int, cols: Any, tag: Any, dense: bool = True) -> Any:
         """forward(a, b, cols), reusing earlier pushes of the same columns (``tag``) from a; with
         ``dense`` False the result may stay as patches."""
-        if a == b:
-            return cols
-        seen = self._passes(("push", a, tag), a, cols)
-        k = max(i for i in seen if i <= b)
-        v = seen[k]
-        for i in range(k, b):
-            v = seen[i + 1] = self._step(i, v, forward=True)
+        v = cols
+        if a < b:
+            seen = self._passes(("push", a, tag), a, cols)
+            k = max(i for i in seen if i <= b)
+            v = seen[k]
+            for i in range(k, b):
+                v = seen[i + 1] = self._step(i, v, forward=True)
         return v.dense() if dense and isinstance(v, Patches) else v
 
     def _passes(self, key: tuple, start: int, batch: Any) -> dict[int, Any]:
@@ -120,7 +120,7 @@ class Segments:
         if rows is not None and len(rows) * len(support) <= EXPLICIT_ENTRIES:
             return _entries(self.pull(a, b, rows, tags[1], dense=False), support) * col.reshape(-1)[support]
         n_out = int(np.prod(self.shape_at(b)))
-        if len(support) <= self._batch_limit(a, b, a) and n_out * len(support) <= EXPLICIT_ENTRIES:
+        if left is None and len(support) <= self._batch_limit(a, b, a) and n_out * len(support) <= EXPLICIT_ENTRIES:
             where = np.flatnonzero(row.reshape(-1))
             return (_entries(self.push(a, b, one_hot(col), tags[0], dense=False), where) * row.reshape(-1)[where]).T
         return None
