@@ -73,7 +73,7 @@ def relu_lines(lo: Any, hi: Any) -> ReluLines:
 class PoolLines:
     """A max-pool's lines for inputs in [lo, hi]. Above an unstable window: max = max(x_j,
     others) ≤ max(x_j, c) for j the tap with the largest upper bound and c the others' largest
-    upper bound, which is ≤ its chord over [l_j, u_j] (slope 0 when c ≥ u_j). Below: any
+    upper bound, which is ≤ its chord over [l_j, u_j] (slope 0 when c = u_j). Below: any
     convex combination of the window's candidates (``allowed``); by default all weight on the
     candidate with the largest midpoint. Stable windows select their winner exactly."""
 
@@ -84,6 +84,7 @@ class PoolLines:
     peak: Any  # tap of the largest upper bound
     slope: Any
     offset: Any
+    reach: Any  # magnitude the upper line's constant and the window's max can reach
 
     def weights(self, weights: Any = None) -> list[Any]:
         """Per-tap lower weights: ``weights`` made valid (non-negative, on allowed taps, summing
@@ -125,7 +126,8 @@ def pool_lines(node: MaxPool, lo: Any, hi: Any) -> PoolLines:
     low = select_winners(lo, peak, win)
     slope = np.where(unstable, np.clip((top - other) / np.where(unstable, top - low, 1.0), 0.0, 1.0), 0.0)
     offset = np.where(unstable, np.maximum(other, low) - slope * low, 0.0)
-    return PoolLines(win, allowed, default, unstable, peak, slope, offset)
+    reach = np.where(unstable, np.abs(offset) + np.abs(top), 0.0)
+    return PoolLines(win, allowed, default, unstable, peak, slope, offset, reach)
 
 
 def relaxations(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
@@ -163,7 +165,7 @@ def _patch_step(node: Node, lines: Any, lam: Patches, mag: Patches | None) -> tu
     grid = (node.in_shape[1], node.in_shape[2])
     if mag is None:
         return lam.in_frame(new, origin, grid), const, None, 0.0
-    reach = _row_sums(mag.data * np.abs(local.offset))
+    reach = _row_sums(mag.data * local.reach)
     return lam.in_frame(new, origin, grid), const, mag.in_frame(magnitude(mag.data), origin, grid), reach
 
 
@@ -214,7 +216,7 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
             reach = lines.reach
         else:
             lam, c, magnitude, apply = lines.back(lam, choices.get(k))
-            reach = np.abs(lines.offset)
+            reach = lines.reach
         const += c
         if magnitudes:
             mag_const += _row_sums(mag * reach)
@@ -227,16 +229,24 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
                  x0: Any, eps: float, choices: dict[int, Any] | None = None) -> Any:
     """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape)), rounded down:
-    every computed value is a sum of at most N products (N: fan-ins along the chain, plus a few
-    operations per nonlinear node and for the concretization), so its error is at most γ_N
-    times the same sum of absolute values."""
+    every computed value is a sum of at most N products (N: fan-ins along the chain, a max-pool's
+    taps and windows per element, a few operations per nonlinear node and for the
+    concretization), so its error is at most γ_N times the same sum of absolute values."""
     lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices)
     x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
     centre, norm = _dot_and_norm(lam, x0)
     mag_centre, mag_norm = _dot_and_norm(mag, np.abs(x0))
-    terms = sum(fan_in(n) + 8 for n in nodes) + 2 * x0.size + 8
+    terms = sum(fan_in(n) + 8 + _pool_terms(n) for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
     return centre + const - eps * norm - slack
+
+
+def _pool_terms(node: Node) -> int:
+    """Sums a max-pool's lines add to one coefficient: its taps (the convex weights and their
+    normalisation) and both lines' spreads, each meeting every window an element is in."""
+    if not isinstance(node, MaxPool):
+        return 0
+    return node.window.kernel[0] * node.window.kernel[1] + 2 * node.window.max_windows_per_element()
 
 
 def _dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:

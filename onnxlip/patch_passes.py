@@ -6,8 +6,8 @@ a vector that starts at one pixel stays inside that pixel's receptive field (or 
 so each is kept as a small (C, Ph, Pw) patch with its own origin in the layer's (H, W) grid
 instead of a full (C, H, W) map: a window op maps a patch to the patch it touches, and the
 diagonal or per-window weights of ReLU and max-pool are gathered at each patch's positions.
-Entries that fall outside the map (padding) are dropped, so the result is exactly the dense
-pass. On cifar10_net's segments the dense passes cost 10–100 ms each (58–155 vectors through
+Entries that fall outside the map (padding) are dropped, so the result holds the same sums as
+the dense pass (up to their order). On cifar10_net's segments the dense passes cost 10–100 ms each (58–155 vectors through
 one or two 3×3 convolutions on 14–30 pixel maps); the patches are a few pixels wide.
 """
 from __future__ import annotations

@@ -9,7 +9,7 @@ import pytest
 from onnxlip import load_model
 from onnxlip.crown import lower_bounds, relaxations
 from onnxlip.ir import MaxPool
-from onnxlip.slopes import _project, _value_and_gradient, free_lines, initial_lines, optimise
+from onnxlip.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
 from onnxlip.tight import build_secants
 
 from .helpers import run_ort
@@ -60,3 +60,9 @@ def test_optimised_bounds_are_no_worse_and_hold_on_onnxruntime_samples(tmp_path:
     points = ball_samples(x0, eps, 300, np.random.default_rng(seed))
     outputs = run_ort(path, points).reshape(len(points), -1).astype(np.float64) @ rows.reshape(4, -1).T
     assert np.all(outputs >= optimised - 1e-4 * (1 + np.abs(optimised)))  # onnxruntime runs in float32
+
+
+def test_optimisation_stops_at_the_target_or_when_it_stalls() -> None:
+    assert _done([-10.0, -5.0, 0.5], 0.0)  # passed the target
+    assert not _done([-10.0, -5.0, -3.0, -1.0], 0.0)  # still closing in
+    assert _done([-10.0, -5.0, -4.99, -4.98, -4.97], 0.0)  # gained 0.03 of a 4.97 gap in 3 steps
