@@ -120,6 +120,18 @@ def test_mnist_reference_is_tight_at_small_eps() -> None:
     assert bound < PAPER["mnist_lenet"]["local_bound"]["bound"][0]
 
 
+def test_cifar_reference_is_tight_at_small_eps_estimated_and_provable() -> None:
+    """Issue target: ≤ 100 at ε = 0.001 (the paper's bound is 752.6, ‖J(x0)‖₂ ≈ 16.4), and the
+    provable bound (segments formed on patches) is as tight, never below the Jacobian norm."""
+    net = load_model(MODELS / "cifar10_net.onnx")
+    x0 = np.load(MODELS / "cifar10_net_x0.npy")[0].astype(np.float64)
+    estimate = tight_bound(net, x0, 1e-3).bound
+    provable = tight_bound(net, x0, 1e-3, certified=True).bound
+    lower = jacobian_lower_bound(net, x0, 1e-3, n_points=2).value
+    assert lower <= provable <= 100.0 and lower <= estimate <= 100.0
+    assert provable <= 1.01 * estimate
+
+
 def test_mnist_grid_between_lower_bound_and_paper() -> None:
     net = load_model(MODELS / "mnist_lenet.onnx")
     x0 = np.load(MODELS / "mnist_lenet_x0.npy")[0].astype(np.float64)
