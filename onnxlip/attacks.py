@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .ir import node_flops
+from .ir import chain_flops
 from .linop import FlatOperator
 from .network import Network
 from .spectral import normal_operator, top_eigen
@@ -176,8 +176,7 @@ def ascent_lower_bound(net: Network, x0: Any, eps: float, steps: int = 40, resta
 
 def default_jacobian_points(net: Network) -> int:
     """Points for the Jacobian max: fewer on networks above ``LARGE_NETWORK_FLOPS`` multiply-adds."""
-    flops = sum(node_flops(n) for n in net.nodes)
-    return JACOBIAN_POINTS if flops <= LARGE_NETWORK_FLOPS else JACOBIAN_POINTS_LARGE
+    return JACOBIAN_POINTS if chain_flops(net.nodes) <= LARGE_NETWORK_FLOPS else JACOBIAN_POINTS_LARGE
 
 
 def lower_bound(net: Network, x0: Any, eps: float, n_random: int = 256, steps: int = 40,

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from .rounding import gamma
-from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, fan_in, node_flops, node_offset, with_weights
-from .patch_passes import Patches, input_frame, patch_cost, pull_step, unit_patches
+from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, chain_flops, fan_in, node_offset, with_weights
+from .patch_passes import Patches, in_grid, input_frame, patch_cost, pull_step, unit_patches
 from .patch_passes import supports as patch_supports
 from .windows import Window2d
 from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
@@ -146,27 +146,20 @@ def _on_patches(lines: Any, p: Patches) -> tuple[Any, Any]:
     return PoolLines(win, **arrays), origin
 
 
-def _patch_step(node: Node, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Any, Any, Any, Any]:
-    """``back_substitute``'s step for one node on patches: (Λ, constant, |Λ|, |constant|)."""
+def _patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any]:
+    """``back_substitute``'s step for one node on patches: (Λ, constant per row, the magnitude
+    pass for |Λ| on the same patches, the magnitude its constant can reach per entry)."""
     if isinstance(node, Conv):
-        bias = node_offset(node)
-        const = _row_sums(lam.data * lam.gather(bias))
-        if mag is None:
-            return pull_step(node, lam), const, None, 0.0
-        reach = _row_sums(mag.data * np.abs(mag.gather(bias)))
-        return pull_step(node, lam), const, pull_step(with_weights(node, np.abs), mag), reach
+        bias = lam.gather(node_offset(node))
+        return (pull_step(node, lam), _row_sums(lam.data * bias),
+                lambda m: pull_step(with_weights(node, np.abs), m), np.abs(bias))
     local, origin = _on_patches(lines, lam)
     if isinstance(node, Relu):
         new, const, slope, _ = local.back(lam.data)
-        if mag is None:
-            return lam.like(new), const, None, 0.0
-        return lam.like(new), const, mag.like(mag.data * slope), _row_sums(mag.data * local.reach)
+        return lam.like(new), const, lambda m: m.like(m.data * slope), local.reach
     new, const, magnitude, _ = local.back(lam.data)
-    grid = (node.in_shape[1], node.in_shape[2])
-    if mag is None:
-        return lam.in_frame(new, origin, grid), const, None, 0.0
-    reach = _row_sums(mag.data * local.reach)
-    return lam.in_frame(new, origin, grid), const, mag.in_frame(magnitude(mag.data), origin, grid), reach
+    grid = in_grid(node)
+    return lam.in_frame(new, origin, grid), const, lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach
 
 
 def _row_sums(a: Any) -> Any:
@@ -193,9 +186,11 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
         node, out = nodes[k], lam
         if isinstance(lam, Patches):
             if patch_supports(node) and lam.covers_little():
-                lam, c, mag, reach = _patch_step(node, relaxed.get(k), lam, mag)
+                lam, c, magnitude, reach = _patch_step(node, relaxed.get(k), lam)
                 const += c
-                mag_const += reach
+                if magnitudes:
+                    mag_const += _row_sums(mag.data * reach)
+                    mag = magnitude(mag)
                 continue
             lam, mag = lam.dense(), mag.dense() if magnitudes else None
         if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
@@ -213,13 +208,11 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
             lam, c, slope, (line, offset) = lines.back(lam, choices.get(k))
             apply = lambda z, line=line, offset=offset: line * z + offset  # noqa: E731
             magnitude = lambda m, slope=slope: m * slope  # noqa: E731
-            reach = lines.reach
         else:
             lam, c, magnitude, apply = lines.back(lam, choices.get(k))
-            reach = lines.reach
         const += c
         if magnitudes:
-            mag_const += _row_sums(mag * reach)
+            mag_const += _row_sums(mag * lines.reach)
             mag = magnitude(mag)
         if chosen is not None:
             chosen[k] = (out, apply)
@@ -260,7 +253,7 @@ def _dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:
 def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False) -> bool:
     """Whether ``rows`` rows (each output needs two) are cheap enough to back-substitute;
     ``one_hot``: rows of single units, which travel as patches where they can."""
-    per_row = sum(node_flops(n) for n in nodes)
+    per_row = chain_flops(nodes)
     if one_hot:
         per_row = min(per_row, patch_cost(nodes))
     return 2 * rows * per_row <= CROWN_FLOPS

@@ -290,10 +290,15 @@ def chain_vjp(nodes: tuple[Node, ...], acts: list[Any], u: Any) -> Any:
 def node_flops(node: Node) -> int:
     """Rough multiply-adds of one pass through a node (branches of a block included)."""
     if isinstance(node, Residual):
-        return sum(node_flops(n) for n in node.main + node.skip)
+        return chain_flops(node.main + node.skip)
     weight = getattr(node, "weight", None)
     per_output = int(np.prod(weight.shape[1:])) if weight is not None else 1
     return int(np.prod(node.out_shape)) * per_output
+
+
+def chain_flops(nodes: tuple[Node, ...]) -> int:
+    """Rough multiply-adds of one pass through a chain of nodes."""
+    return sum(node_flops(n) for n in nodes)
 
 
 def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:

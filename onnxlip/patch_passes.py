@@ -140,7 +140,8 @@ def input_frame(p: Patches, win: Window2d) -> tuple[Any, Window2d]:
     return origin, Window2d(win.kernel, win.strides, win.dilations, (0, 0, 0, 0), size, (ph, pw))
 
 
-def _in_grid(node: Node) -> tuple[int, int]:
+def in_grid(node: Node) -> tuple[int, int]:
+    """The (H, W) grid of a window op's input."""
     return node.in_shape[1], node.in_shape[2]
 
 
@@ -154,7 +155,7 @@ def pull_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> 
         data = conv2d_adjoint(p.data, node.weight, win, node.groups)
     else:
         data = spread_windows(p.data, [p.gather(w) for w in weights], win)
-    return p.in_frame(data, origin, _in_grid(node))
+    return p.in_frame(data, origin, in_grid(node))
 
 
 def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .ir import Relu, node_flops, node_jvp, node_vjp
+from .ir import Relu, chain_flops, node_jvp, node_vjp
 from .linop import FlatOperator
 from .network import Network
 from .patch_passes import Patches, basis_patches, jacobian_factors, one_hot_patches, patch_cost, pull_step, push_step
@@ -60,7 +60,7 @@ class Segments:
 
     def flops(self, a: int, b: int) -> int:
         """Rough multiply-adds of one pass through nodes a … b−1."""
-        return sum(node_flops(n) for n in self.net.nodes[a:b])
+        return chain_flops(self.net.nodes[a:b])
 
     def pull(self, a: int, b: int, rows: Any, tag: Any, dense: bool = True) -> Any:
         """backward(a, b, rows), reusing earlier pulls of the same rows (``tag``) from b; with
@@ -94,7 +94,9 @@ class Segments:
             return self.passes[key]
         patches = batch if isinstance(batch, Patches) else one_hot_patches(batch)
         first = {start: batch if patches is None else patches}
-        return first if key[2] is None else self.passes.setdefault(key, first)
+        if key[2] is not None:
+            self.passes[key] = first
+        return first
 
     def _step(self, k: int, u: Any, forward: bool) -> Any:
         """Node k's map (or its transpose) on a dense batch or on patches, densified when they
@@ -134,8 +136,9 @@ class Segments:
         through nodes a … b−1 may hold. ``provable``: on a feature map they travel as patches,
         which cost far fewer flops (``patch_cost``) and far less memory than dense vectors, and
         a formed segment is worth more (its provable norm is exact up to rounding; an unformed
-        one only gets √(row sum · column sum) or a product of node norms), so the budget is larger. Estimates keep the dense budget: forming larger segments there only
-        traded Lanczos runs for larger Gram matrices (cifar10_net: 0.8 → 1.0 s for 43.868 → 43.865)."""
+        one only gets √(row sum · column sum) or a product of node norms), so the budget is
+        larger. Estimates keep the dense budget: forming larger segments there only traded
+        Lanczos runs for larger Gram matrices (cifar10_net: 0.8 → 1.0 s for 43.868 → 43.865)."""
         if not (self.provable and len(self.shape_at(start)) == 3):
             return min(EXPLICIT_LIMIT, int(EXPLICIT_FLOPS // max(self.flops(a, b), 1)))
         cost = min(self.flops(a, b), patch_cost(self.net.nodes[a:b]))
