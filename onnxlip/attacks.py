@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .domain import InputBox
 from .errors import InputError
 from .ir import chain_flops
 from .linop import FlatOperator
@@ -281,28 +282,47 @@ def deepfool(net: Network, x0: Any, label: int | None = None, max_iter: int = 50
     return _attack(net, x0, None, "deepfool", c)
 
 
+def _into_box(box: InputBox | None, x0: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """δ with x0 + δ clipped into ``box``: it stays in the ball (x0 is in the box), so ball then
+    box is a feasible projection, if not the nearest point."""
+    if box is None:
+        return delta
+    return np.clip(x0 + delta, box.lo.reshape(x0.shape), box.hi.reshape(x0.shape)) - x0
+
+
+def _boxed(net: Network, x0: np.ndarray, found: Attack, box: InputBox | None, confidence: float) -> Attack:
+    """``found`` with its point clipped into ``box``, or no point when that undoes the attack."""
+    if box is None or not found.found:
+        return found
+    point = x0 + _into_box(box, x0, found.point - x0)
+    if _margins(net.forward(point[None]), found.label)[0][0] < confidence:
+        return _attack(net, x0, None, found.method, found.label)
+    return _attack(net, x0, point, found.method, found.label)
+
+
 def pgd_l2(net: Network, x0: Any, eps: float, label: int | None = None, steps: int = 30, restarts: int = 4,
-           seed: int = 0, init: np.ndarray | None = None, confidence: float = CONFIDENCE) -> Attack:
-    """L2 PGD on the margin max_{j≠c} y_j − y_c within radius ε; stops at the first success."""
+           seed: int = 0, init: np.ndarray | None = None, confidence: float = CONFIDENCE,
+           box: InputBox | None = None) -> Attack:
+    """L2 PGD on the margin max_{j≠c} y_j − y_c within radius ε (and ``box``); stops at the first success."""
     x0 = _sample(net, x0, eps)
     c = _label(net, x0, label)
     rng = np.random.default_rng(seed)
     starts = np.zeros((0, *x0.shape)) if init is None else np.asarray(init, float).reshape(-1, *x0.shape) - x0
     extra = max(restarts - len(starts), 0)
     rand = _sphere(rng, extra, x0.shape) * _col(eps * rng.uniform(0, 1, extra), x0.ndim + 1)
-    delta = _project(np.concatenate([starts, rand]), 0.0, eps)
+    delta = _into_box(box, x0, _project(np.concatenate([starts, rand]), 0.0, eps))
     for _ in range(steps + 1):
         m, grad = _margin_grad(net, x0 + delta, c)
         hits = np.flatnonzero(m >= confidence)
         if hits.size:
             return _attack(net, x0, x0 + delta[hits[np.argmin(_norms(delta[hits]))]], "pgd", c)
-        delta = _project(delta + (2.5 * eps / steps) * _unit(grad), 0.0, eps)
+        delta = _into_box(box, x0, _project(delta + (2.5 * eps / steps) * _unit(grad), 0.0, eps))
     return _attack(net, x0, None, "pgd", c)
 
 
 def ddn(net: Network, x0: Any, start: Attack, steps: int = 300, gamma: float = 0.05,
-        confidence: float = CONFIDENCE) -> Attack:
-    """Decoupled direction and norm (Rony et al. 2019) from an adversarial ``start``."""
+        confidence: float = CONFIDENCE, box: InputBox | None = None) -> Attack:
+    """Decoupled direction and norm (Rony et al. 2019) from an adversarial ``start`` (inside ``box``)."""
     x0, c = _sample(net, x0), start.label
     if not start.distance > 0 or not start.found:
         return start
@@ -315,7 +335,7 @@ def ddn(net: Network, x0: Any, start: Attack, steps: int = 300, gamma: float = 0
             best, best_n = x0 + delta[0], n
         eps = min(n, eps) * (1 - gamma) if m[0] >= confidence else eps * (1 + gamma)
         step = scale * (0.5 + 0.5 * np.cos(np.pi * k / steps)) + 0.01 * scale  # cosine decay
-        delta = _project(delta + step * _unit(grad), eps, eps)
+        delta = _into_box(box, x0, _project(delta + step * _unit(grad), eps, eps))
     return _attack(net, x0, best, "ddn", c)
 
 
@@ -326,22 +346,25 @@ def _closer(best: Attack, found: Attack, method: str) -> Attack:
 
 def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, steps: int = 30, restarts: int = 4,
                              bisections: int = 8, ddn_steps: int = 300, seed: int = 0,
-                             confidence: float = CONFIDENCE) -> Attack:
-    """Smallest adversarial L2 distance found: DeepFool/FGSM start, DDN, then bisection on ε with PGD."""
+                             confidence: float = CONFIDENCE, box: InputBox | None = None) -> Attack:
+    """Smallest adversarial L2 distance found: DeepFool/FGSM start, DDN, then bisection on ε with
+    PGD; with ``box``, among points inside it (the starts clipped into it)."""
     x0 = _sample(net, x0)
     c = _label(net, x0, label)
-    starts = [a for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence)) if a.found]
+    starts = [_boxed(net, x0, a, box, confidence)
+              for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence))]
+    starts = [a for a in starts if a.found]
     if not starts:
         return _attack(net, x0, None, "none", c)
     best = min((_shrink(net, x0, a, confidence) for a in starts), key=lambda a: a.distance)
     if ddn_steps:
-        found = ddn(net, x0, best, ddn_steps, confidence=confidence)
+        found = ddn(net, x0, best, ddn_steps, confidence=confidence, box=box)
         best = _closer(best, _shrink(net, x0, found, confidence), f"{best.method}+ddn")
     lo, method = 0.0, f"{best.method}+pgd"
     for _ in range(bisections if best.distance > 0 else 0):  # a failed PGD proves nothing: lo is only a search bracket
         mid = 0.5 * (lo + best.distance)
         init = x0 + (best.point - x0) * (mid / best.distance)
-        found = pgd_l2(net, x0, mid, c, steps, restarts, seed, init[None], confidence)
+        found = pgd_l2(net, x0, mid, c, steps, restarts, seed, init[None], confidence, box)
         if found.found:
             best = _closer(best, _shrink(net, x0, found, confidence), method)
         else:

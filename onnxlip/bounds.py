@@ -20,7 +20,8 @@ from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, Residual, descri
 from .layer_bounds import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
                            maxpool_constant, maxpool_step, passthrough_step, secant_slopes)
 from .network import Network
-from .ranges import affine_range, input_box, monotone_range
+from .domain import InputBox, ball_box
+from .ranges import affine_range, monotone_range
 
 
 @dataclass(frozen=True)
@@ -228,16 +229,18 @@ def _combined_estimate(branches: list[list[tuple[float, float | None]]]) -> floa
 
 @single_blas_thread
 def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None,
-                warm: WarmStart | None = None, certified: bool = False, interval: bool = False) -> BoundResult:
+                warm: WarmStart | None = None, certified: bool = False, interval: bool = False,
+                box: InputBox | None = None) -> BoundResult:
     """The paper's layer-by-layer local bound L(x0, ε); every layer norm provable with
-    ``certified``; with ``interval``, ȳ is also capped by interval bounds (beyond the paper).
+    ``certified``; with ``interval``, ȳ is also capped by interval bounds (beyond the paper),
+    which start from the ball's box cut by the valid inputs ``box``.
     A residual block is one layer whose constant is the sum of its branches' products
     (the interval box goes through both branches and is added up)."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     xp = array_module(acts[0])
     carry = _Carry(float(eps), full_mask(net.input_shape, xp, acts[0].dtype),
-                   input_box(acts[0], eps) if interval else None)
+                   ball_box(acts[0], eps, box) if interval else None)
     chain = _chain_bound(net.nodes, acts, carry, _Options(warm, certified))
     return BoundResult(chain.total, chain.reports, float(eps), time.perf_counter() - start, chain.final_mask)
 

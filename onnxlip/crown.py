@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from .domain import InputBox, concretize
 from .rounding import gamma
 from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, chain_flops, fan_in, node_offset, with_weights
 from .patch_passes import Patches, in_grid, input_frame, patch_cost, pull_step, unit_patches
@@ -220,18 +221,33 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
 
 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
-                 x0: Any, eps: float, choices: dict[int, Any] | None = None) -> Any:
-    """min over ‖x − x0‖₂ ≤ ε of each row·chain(x) (rows: (q, *output shape)), rounded down:
-    every computed value is a sum of at most N products (N: fan-ins along the chain, a max-pool's
-    taps and windows per element, a few operations per nonlinear node and for the
-    concretization), so its error is at most γ_N times the same sum of absolute values."""
+                 x0: Any, eps: float, choices: dict[int, Any] | None = None, box: InputBox | None = None) -> Any:
+    """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·chain(x) (rows: (q, *output
+    shape)), rounded down: every computed value is a sum of at most N products (N: fan-ins along
+    the chain, a max-pool's taps and windows per element, a few operations per nonlinear node
+    and for the concretization), so its error is at most γ_N times the same sum of absolute
+    values; Λ_in's error moves the minimum over the set by at most its value at x0 plus ε times
+    its norm, the set being inside the ball."""
     lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices)
     x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
-    centre, norm = _dot_and_norm(lam, x0)
+    value, _, evaluation = concretize_rows(lam, x0, eps, box)
     mag_centre, mag_norm = _dot_and_norm(mag, np.abs(x0))
     terms = sum(fan_in(n) + 8 + _pool_terms(n) for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
-    return centre + const - eps * norm - slack
+    return value + const - slack - evaluation
+
+
+def concretize_rows(lam: Any, x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any, Any]:
+    """``domain.concretize`` for a dense or patch batch of input rows (x0 batch-1); the
+    minimisers come back flat, on the patches' positions for patches."""
+    if isinstance(lam, Patches):
+        on_rows = lambda a: lam.gather(a.reshape(x0.shape)).reshape(len(lam), -1)  # noqa: E731
+        flat = lam.data.reshape(len(lam), -1)
+    else:
+        on_rows = lambda a: a.reshape(-1)  # noqa: E731
+        flat = lam.reshape(len(lam), -1)
+    lo, hi = (None, None) if box is None else (on_rows(box.lo), on_rows(box.hi))
+    return concretize(flat, on_rows(x0), eps, lo, hi)
 
 
 def _pool_terms(node: Node) -> int:
@@ -260,14 +276,14 @@ def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False) -> boo
 
 
 def output_range(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0: Any, eps: float,
-                 units: Any) -> tuple[Any, Any]:
-    """Lower and upper bounds over the ball of the chain's outputs ``units`` (flat indices)."""
+                 units: Any, box: InputBox | None = None) -> tuple[Any, Any]:
+    """Lower and upper bounds over the ball (∩ ``box``) of the chain's outputs ``units`` (flat indices)."""
     shape = nodes[-1].out_shape
     lo, hi = np.empty(len(units)), np.empty(len(units))
     for start in range(0, len(units), CHUNK_ROWS):
         idx = units[start : start + CHUNK_ROWS]
         rows = _plus_minus_rows(idx, shape)
-        bounds = lower_bounds(nodes, ranges, rows, x0, eps)
+        bounds = lower_bounds(nodes, ranges, rows, x0, eps, box=box)
         lo[start : start + len(idx)], hi[start : start + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
     return lo, hi
 
@@ -283,14 +299,14 @@ def _plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
 
 
 def tighten(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0: Any, eps: float,
-            lo: Any, hi: Any) -> tuple[Any, Any]:
+            lo: Any, hi: Any, box: InputBox | None = None) -> tuple[Any, Any]:
     """[lo, hi] (the chain's output range, batch-1) intersected with the linear-relaxation
     bounds of its units that straddle 0 — the only ones whose relaxation they change —
     when that is affordable."""
     units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
     if units.size == 0 or not affordable(nodes, units.size, one_hot=True):
         return lo, hi
-    c_lo, c_hi = output_range(nodes, ranges, x0, eps, units)
+    c_lo, c_hi = output_range(nodes, ranges, x0, eps, units, box)
     lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
     lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
     return lo.reshape(1, *nodes[-1].out_shape), hi.reshape(1, *nodes[-1].out_shape)

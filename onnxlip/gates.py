@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from . import __version__
+from .domain import InputBox
 from .bounds import global_bound
 from .config import Thresholds
 from .errors import InputError
@@ -64,11 +65,11 @@ class Outcome:
 
 
 def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None,
-              certified: bool = False) -> Any:
+              certified: bool = False, box: InputBox | None = None) -> Any:
     """``certified_radius`` with ``method`` passed on when given (else the engine's default)."""
     if method is not None:
-        return certified_radius(net, x0, label, method=method, certified=certified)
-    return certified_radius(net, x0, label, certified=certified)
+        return certified_radius(net, x0, label, method=method, certified=certified, box=box)
+    return certified_radius(net, x0, label, certified=certified, box=box)
 
 
 def plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> int:

@@ -24,6 +24,7 @@ import numpy as np
 
 from . import crown, slopes
 from .backend import single_blas_thread
+from .domain import InputBox
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
@@ -49,6 +50,7 @@ class RadiusResult:
     seconds: float
     evaluations: int
     certified: bool = False  # every figure provable (certified layer norms), not an estimate
+    in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -89,24 +91,25 @@ def _margin_rows(y0: np.ndarray, label: int, shape: tuple[int, ...]) -> np.ndarr
     return rows.reshape(-1, *shape)
 
 
-def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int) -> bool:
+def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                      box: InputBox | None) -> bool:
     """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
     margin rows: every margin f_c − f_j stays positive (False when the back-substitution of the
     margin rows is not affordable)."""
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
         return False
     rows = _margin_rows(y0, label, net.output_shape)
-    lines = slopes.optimise(net.nodes, state.ranges, rows, acts[0][0], eps, stop_above=0.0)
-    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps, lines).min() > 0)
+    lines = slopes.optimise(net.nodes, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
+    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
-                 paper: BoundResult | None = None, certified: bool = False) -> bool:
+                 paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None) -> bool:
     """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii): the
     linear-relaxation margin test, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all
-    secants M (``certified``: provable segment norms)."""
-    state = build_secants(net, x0, eps, paper, acts, certified=certified)
-    if _relaxation_holds(net, state, eps, acts, y0, label):
+    secants M (``certified``: provable segment norms); ``box``: only for the ball's inputs in it."""
+    state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
+    if _relaxation_holds(net, state, eps, acts, y0, label, box):
         return True
     others = np.delete(np.arange(y0.size), label)
     rows, gaps = _margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
@@ -118,10 +121,12 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
 
 @single_blas_thread
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
-                     method: str = "best", certified: bool = False) -> RadiusResult:
+                     method: str = "best", certified: bool = False, box: InputBox | None = None) -> RadiusResult:
     """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
     unless ``method`` is 'paper', the tight margin test. With ``certified`` every norm is
-    provable (layers and tight-mode segments), so every radius is a proof, not an estimate."""
+    provable (layers and tight-mode segments), so every radius is a proof, not an estimate.
+    With ``box`` (valid inputs, see ``domain``) the label is certified for the ball's inputs
+    inside the box only; the tight test uses it, the others hold on the whole ball."""
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
@@ -135,11 +140,11 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     @functools.lru_cache(maxsize=None)  # the searches revisit their end points
     def bound_at(eps: float, interval: bool = False) -> BoundResult:
         calls[0] += 1
-        return local_bound(net, x0, eps, acts, warm, certified, interval)
+        return local_bound(net, x0, eps, acts, warm, certified, interval, box)
 
     if margin <= 0:
         return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0,
-                            certified)
+                            certified, box is not None)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
     paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
                     margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
@@ -151,13 +156,13 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     tight = None
     if method != "paper" and supports(net):
         holds = functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
-            net, x0, e, acts, y0, label, bound_at(e, interval=True), certified))
+            net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box))
         tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, "tight"),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0], certified)
+                        time.perf_counter() - start, calls[0], certified, box is not None)
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

@@ -30,8 +30,3 @@ def monotone_range(node: Node, lo: Any, hi: Any) -> tuple[Any, Any]:
     """Range through a monotone non-decreasing node (ReLU, MaxPool, reshapes, zero padding)."""
     return node.forward(lo), node.forward(hi)
 
-
-def input_box(x0: Any, eps: float) -> tuple[Any, Any]:
-    """The L∞ box that contains the L2 ball of radius eps."""
-    return x0 - eps, x0 + eps
-

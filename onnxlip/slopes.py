@@ -4,12 +4,13 @@ An unstable ReLU's lower line α·z is below ReLU on its range for every α in [
 max-pool window's max is above every convex combination of its elements, so
 ``crown.back_substitute`` gives a sound bound for any such choice per row and unit; this
 module picks them by projected gradient ascent (Adam) on the bound. No autograd is needed:
-for fixed choices of lines, the bound of row r is L = Λ_in·x0 + c − ε‖Λ_in‖, linear in each
-node's Λ except for the norm, so ∂L/∂Λ_k is the *forward* value at node k of the point
-x* = x0 − εΛ_in/‖Λ_in‖ through the network with every nonlinear unit replaced by row r's
-chosen line (``relaxed_forward``). A lower line's parameter then has gradient Λ·z: z the
-unit's input (ReLU slope) or the tap's value (max-pool weight). Every iterate gives a valid
-bound: the best one per row is kept.
+for fixed choices of lines, the bound of row r is L = min over the input set of Λ_in·x + c
+(Λ_in·x0 + c − ε‖Λ_in‖ on the ball), whose gradient in Λ_in is its minimiser x* (envelope
+theorem; ``domain.concretize`` gives it with an input box too). L is linear in each node's Λ
+through Λ_in, so ∂L/∂Λ_k is the *forward* value at node k of x* through the network with every
+nonlinear unit replaced by row r's chosen line (``relaxed_forward``). A lower line's parameter
+then has gradient Λ·z: z the unit's input (ReLU slope) or the tap's value (max-pool weight).
+Every iterate gives a valid bound: the best one per row is kept.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import crown
+from .domain import InputBox
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_offset
 from .pooling import window_taps
 
@@ -60,15 +62,14 @@ def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> d
     return {k: np.repeat(relaxed[k].default, rows, axis=0) for k in free}
 
 
-def _value_and_gradient(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any,
-                        eps: float, lines_in: dict[int, Any], free: dict[int, Any]) -> tuple[Any, dict[int, Any]]:
+def _value_and_gradient(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+                        lines_in: dict[int, Any], free: dict[int, Any],
+                        box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
     """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
     lines: dict[int, Any] = {}
     lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, lines, magnitudes=False)
-    flat = lam.reshape(len(lam), -1)
-    norm = np.linalg.norm(flat, axis=1)
-    value = flat @ x0.reshape(-1) + const - eps * norm
-    worst = x0.reshape(1, -1) - eps * flat / np.maximum(norm, 1e-300)[:, None]  # the minimiser per row
+    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
+    value = value + const
     inputs = relaxed_forward(nodes, lines, worst.reshape(len(lam), *x0.shape))
     grads = {}
     for k, mask in free.items():
@@ -102,7 +103,7 @@ def _done(worst: list[float], target: float) -> bool:
 
 
 def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
-             steps: int = STEPS, stop_above: float | None = None) -> dict[int, Any]:
+             steps: int = STEPS, stop_above: float | None = None, box: InputBox | None = None) -> dict[int, Any]:
     """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
     stops early when every row's bound exceeds ``stop_above``, or when the worst row stops
     getting closer to it (``PATIENCE``). Returns the best lines met per row."""
@@ -116,7 +117,7 @@ def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: 
     moments = {k: (np.zeros_like(a), np.zeros_like(a)) for k, a in lines.items()}
     worst: list[float] = []
     for step in range(1, steps + 1):
-        value, grads = _value_and_gradient(nodes, relaxed, rows, x0, eps, lines, free)
+        value, grads = _value_and_gradient(nodes, relaxed, rows, x0, eps, lines, free, box)
         better = value > best_value
         best_value = np.maximum(best_value, value)
         for k, a in lines.items():

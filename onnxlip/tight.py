@@ -28,7 +28,8 @@ from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node
 CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
 from . import crown
-from .ranges import affine_range, input_box, monotone_range
+from .domain import InputBox, ball_box
+from .ranges import affine_range, monotone_range
 from .secant import secant
 from .segments import Segments
 from .certified_norms import exact_certified
@@ -227,7 +228,8 @@ def operator_gram(state: SecantState, terms: list[Term], p: Any) -> tuple[float,
 
 
 def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None = None,
-                  acts: list[Any] | None = None, refine: bool = False, certified: bool = False) -> SecantState:
+                  acts: list[Any] | None = None, refine: bool = False, certified: bool = False,
+                  box: InputBox | None = None) -> SecantState:
     """Walk the chain once: ranges at each node, secants at ReLU/MaxPool nodes.
 
     Ranges come from interval bounds and the per-layer product's ball radius; with
@@ -235,13 +237,14 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     unstable units at moderate ε, several times slower: measured 57.45 → 57.45 on
     mnist_lenet and 46.4 → 32.6 on cifar10_net at ε = 1e-3). With ``certified`` the radii
     come from the certified per-layer bound, segment norms are provable, and ranges are
-    widened for their rounding (``range_rounding``).
+    widened for their rounding (``range_rounding``). With ``box`` the ranges (and so every
+    bound built on them) cover only the ball's inputs inside it.
     """
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts, certified=certified, interval=True) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
     state = SecantState(Segments(net, acts, provable=certified), acts, eps, tol=RANGE_TOL, certified=certified)
-    lo, hi = input_box(acts[0], eps)
+    lo, hi = ball_box(acts[0], eps, box)
     for k, node in enumerate(net.nodes):
         if isinstance(node, AFFINE_TYPES):
             rho = min(eps * state.prefix_bound(k) if refine else np.inf, paper_rho.get(k, np.inf))
@@ -249,8 +252,8 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             slack = range_rounding(node, lo, hi) if certified else 0.0
             lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
             lo, hi = lo - slack, hi + slack
-            if k > 0:  # the first layer's ball range is already exact (the relaxation rounds outward)
-                lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi)
+            if k > 0 or box is not None:  # the first layer's ball range is exact (the relaxation rounds outward)
+                lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi, box)
             continue
         if isinstance(node, (Relu, MaxPool)):
             state.ranges[k] = (lo, hi)
@@ -307,17 +310,18 @@ def supports(net: Network) -> bool:
 
 @single_blas_thread
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True,
-                refine: bool = False, certified: bool = False) -> BoundResult:
+                refine: bool = False, certified: bool = False, box: InputBox | None = None) -> BoundResult:
     """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the
     paper's. Networks tight mode does not support get the (interval-tightened) paper bound.
     ``refine``: tighter ranges from prefix bounds (see ``build_secants``). ``certified``: every
-    norm provable (``certified_segments``) and the paper bound certified too."""
+    norm provable (``certified_segments``) and the paper bound certified too. ``box``: the
+    bound covers only the ball's inputs inside it (the paper bound covers the whole ball)."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts, certified=certified, interval=True)
+    paper = local_bound(net, x0, eps, acts, certified=certified, interval=True, box=box)
     if not supports(net):
         return paper
-    state = build_secants(net, x0, eps, paper, acts, refine, certified)
+    state = build_secants(net, x0, eps, paper, acts, refine, certified, box)
     tight = state.prefix_bound(len(net.nodes))
     if best and tight >= paper.bound:
         return BoundResult(paper.bound, paper.layers, eps, time.perf_counter() - start, paper.final_mask)

@@ -1,0 +1,112 @@
+"""The set of inputs a bound covers: the L2 ball around x0, optionally cut by a box of valid
+inputs (``InputBox``, e.g. the normalised pixel range of an image model).
+
+Linear relaxations end with min over that set of a linear function λ·x per row. On the ball
+alone it is λ·x0 − ε‖λ‖₂. With the box it has no closed form, but Lagrange duality gives it
+exactly (the ball has interior points, so strong duality holds) and soundly (every multiplier
+gives a lower bound, weak duality):
+
+    min_{‖x−x0‖≤ε, lo≤x≤hi} λ·x  ≥  g(μ) = min_{lo≤x≤hi} λ·x + μ/2·(‖x − x0‖² − ε²)   (μ ≥ 0),
+
+whose inner minimum is separable: x_i(μ) = clip(x0_i − λ_i/μ, lo_i, hi_i). ‖x(μ) − x0‖ falls
+as μ grows, and the best μ puts x(μ) on the sphere (or μ = 0 when the box's lowest corner is
+inside the ball), so ``concretize`` finds it by bisection. Since g(μ) ≥ the Lagrangian's minimum
+over all x, λ·x0 − ε‖λ‖ (the ball's value), the box never loosens a bound. x(μ) is also the
+minimiser, which ``slopes`` needs for its gradients.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .rounding import UNIT_ROUNDOFF, gamma
+
+# Bisection steps on log μ: μ* lies in [‖λ‖/ε · 2^-60, ‖λ‖/ε], and each step halves the
+# log-interval, so 64 steps leave a relative error in μ far below what the bound can feel.
+BISECTIONS = 64
+# A nominal input may sit outside the stated box by rounding (float32 pixels normalised in
+# float64); up to this share of the box's width it is taken in, beyond it is an error.
+OUTSIDE_TOLERANCE = 1e-5
+
+
+@dataclass(frozen=True)
+class InputBox:
+    """Valid inputs lo ≤ x ≤ hi, arrays shaped like a batch-1 input."""
+
+    lo: Any
+    hi: Any
+
+    def clip(self, x: Any) -> Any:
+        """x moved into the box; a point of the ball stays in it (x0 is in the box)."""
+        return np.clip(x, self.lo, self.hi)
+
+
+def checked_box(x0: Any, lo: Any, hi: Any) -> InputBox:
+    """The box [lo, hi] (scalars or arrays broadcast to x0's shape) around nominal input x0,
+    widened to contain x0 where it is outside by rounding only."""
+    x0 = np.asarray(x0, dtype=np.float64)
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), x0.shape)
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), x0.shape)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
+        raise InputError("the input range must be finite")
+    if np.any(lo >= hi):
+        raise InputError(f"the input range needs lo < hi, got lo={float(lo.flat[np.argmax(lo >= hi)])}, "
+                         f"hi={float(hi.flat[np.argmax(lo >= hi)])}")
+    slack = OUTSIDE_TOLERANCE * (hi - lo)
+    outside = (x0 < lo - slack) | (x0 > hi + slack)
+    if np.any(outside):
+        i = int(np.argmax(outside.reshape(-1)))
+        raise InputError(f"the nominal input is outside the input range at element {i}: "
+                         f"{x0.flat[i]:.6g} not in [{lo.flat[i]:.6g}, {hi.flat[i]:.6g}]")
+    return InputBox(np.minimum(lo, x0), np.maximum(hi, x0))
+
+
+def ball_box(x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
+    """The smallest box around the ball (cut by ``box``): the inputs' interval ranges."""
+    if box is None:
+        return x0 - eps, x0 + eps
+    return np.maximum(x0 - eps, box.lo.reshape(x0.shape)), np.minimum(x0 + eps, box.hi.reshape(x0.shape))
+
+
+def concretize(lam: Any, x0: Any, eps: float, lo: Any = None, hi: Any = None) -> tuple[Any, Any, Any]:
+    """Per row of ``lam`` (q, n): a lower bound of min λ·x over the ball ∩ [lo, hi], its
+    minimiser x (q, n), and the rounding error of the value's evaluation (add it as slack).
+    ``x0``, ``lo``, ``hi``: (n,) or (q, n); without a box, the ball's closed form."""
+    norm = np.sqrt(np.sum(lam**2, axis=1))
+    if lo is None:
+        value = np.sum(lam * x0, axis=1) - eps * norm
+        return value, x0 - eps * lam / np.maximum(norm, 1e-300)[:, None], np.zeros(len(lam))
+    x0, lo, hi = (np.broadcast_to(a, lam.shape) for a in (x0, lo, hi))
+    corner = np.where(lam > 0, lo, np.where(lam < 0, hi, x0))
+    inside = np.sum((corner - x0) ** 2, axis=1) <= eps**2
+    top = np.maximum(norm / max(eps, 1e-300), 1e-300)
+    log_lo, log_hi = np.log(top) - 60 * np.log(2.0), np.log(top)
+    for _ in range(BISECTIONS):
+        mid = (log_lo + log_hi) / 2
+        outside = np.sum((_minimiser(lam, x0, lo, hi, np.exp(mid)) - x0) ** 2, axis=1) > eps**2
+        log_lo, log_hi = np.where(outside, mid, log_lo), np.where(outside, log_hi, mid)
+    mu = np.where(inside, 0.0, np.exp(log_hi))
+    x = np.where(inside[:, None], corner, _minimiser(lam, x0, lo, hi, np.where(inside, 1.0, mu)))
+    spread = np.sum((x - x0) ** 2, axis=1)
+    value = np.sum(lam * x, axis=1) + mu / 2 * (spread - eps**2)
+    return value, x, _dual_rounding(lam, x0, x, mu, spread, eps)
+
+
+def _minimiser(lam: Any, x0: Any, lo: Any, hi: Any, mu: Any) -> Any:
+    """argmin over the box of λ·x + μ/2·‖x − x0‖², per row (μ > 0)."""
+    return np.clip(x0 - lam / np.asarray(mu)[:, None], lo, hi)
+
+
+def _dual_rounding(lam: Any, x0: Any, x: Any, mu: Any, spread: Any, eps: float) -> Any:
+    """Error bound of g(μ) as computed: its sums (γ_{n+8} times their absolute values), and x's
+    own rounding δ_i ≤ 2u(|x0_i| + |λ_i|/μ), which moves the Lagrangian off its minimum by at
+    most |λ_i + μ(x_i − x0_i)|·δ_i + μδ_i²/2 per element."""
+    n = lam.shape[1]
+    sums = np.sum(np.abs(lam * x), axis=1) + mu / 2 * (spread + eps**2)
+    safe_mu = np.where(mu > 0, mu, 1.0)[:, None]
+    delta = np.where(mu[:, None] > 0, 2 * UNIT_ROUNDOFF * (np.abs(x0) + np.abs(lam) / safe_mu), 0.0)
+    drift = np.sum((np.abs(lam) + mu[:, None] * np.abs(x - x0)) * delta + mu[:, None] * delta**2, axis=1)
+    return (gamma(n + 8) * sums + drift) * (1 + 1e-6)
