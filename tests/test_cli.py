@@ -62,6 +62,21 @@ def test_certify_json_keys() -> None:
     assert data["radius"] >= data["radius_paper"] >= data["radius_global"] > 0
 
 
+def test_input_range_cuts_the_ball() -> None:
+    """convnet's inputs are pixels in [0, 1]: radius and bounds on the ball ∩ [0, 1] are at least
+    as good as on the ball, and both outputs say which set they cover."""
+    path, x0 = model("convnet")
+    plain, boxed = run_json("certify", path, "-i", x0), run_json("certify", path, "-i", x0, "--input-range", "0", "1")
+    assert boxed["in_box"] and boxed["input_range"] == [0.0, 1.0] and not plain["in_box"]
+    assert boxed["radius"] >= plain["radius"] > 0
+    plain = run_json("local", path, "-i", x0, "--eps", "0.3")
+    boxed = run_json("local", path, "-i", x0, "--eps", "0.3", "--input-range", "0", "1")
+    assert boxed["input_range"] == [0.0, 1.0]
+    assert boxed["bounds"][0]["bound"] <= plain["bounds"][0]["bound"] * (1 + 1e-6)
+    code, stdout, _ = run("attack", path, "-i", x0, "--input-range", "0", "1")
+    assert code == 0 and "adversarial point" in stdout
+
+
 def test_human_output_has_table_and_bound() -> None:
     path, x0 = model("convnet")
     code, stdout, _ = run("local", path, "--input", x0, "--eps", "0.01")
@@ -88,6 +103,8 @@ def test_multi_unsupported_names_every_node() -> None:
     ["local", "{m}", "--input", "{x0}", "--eps", "-1"],  # bad eps
     ["global", "{missing}"],  # missing model
     ["certify", "{m}", "--input", "{x0}", "--label", "12"],  # label out of range
+    ["certify", "{m}", "--input", "{x0}", "--input-range", "0", "1"],  # x0 outside the input range
+    ["local", "{m}", "--input", "{x0}", "--eps", "0.1", "--input-range", "1", "0"],  # empty input range
 ])
 def test_bad_inputs_give_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
     path, x0 = model("mnist_lenet")

@@ -8,6 +8,7 @@ import pytest
 
 from onnxlip import load_model
 from onnxlip.crown import lower_bounds, relaxations
+from onnxlip.domain import InputBox
 from onnxlip.ir import MaxPool
 from onnxlip.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
 from onnxlip.tight import build_secants
@@ -24,11 +25,14 @@ def _net_and_ranges(tmp_path: Path, kind: str, seed: int, eps: float):
     return path, net, x0, build_secants(net, x0[None], eps).ranges
 
 
+@pytest.mark.parametrize("boxed", [False, True])
 @pytest.mark.parametrize("kind", ["conv", "mlp"])
-def test_gradient_matches_finite_differences(tmp_path: Path, kind: str) -> None:
-    """The hand-derived gradient in every ReLU slope and max-pool weight, against the bound's change."""
+def test_gradient_matches_finite_differences(tmp_path: Path, kind: str, boxed: bool) -> None:
+    """The hand-derived gradient in every ReLU slope and max-pool weight, against the bound's change
+    (``boxed``: on the ball cut by a box of valid inputs, x0 on some of its faces)."""
     eps = 0.5
     _, net, x0, ranges = _net_and_ranges(tmp_path, kind, 3, eps)
+    box = InputBox(np.where(np.arange(x0.size).reshape(x0.shape) % 3 == 0, x0, x0 - 0.2), x0 + 0.3) if boxed else None
     rows = np.random.default_rng(0).normal(size=(3, *net.output_shape))
     relaxed = relaxations(net.nodes, ranges)
     free = free_lines(relaxed)
@@ -36,12 +40,12 @@ def test_gradient_matches_finite_differences(tmp_path: Path, kind: str) -> None:
     rng = np.random.default_rng(1)
     lines = {k: _project(net.nodes, k, 0.5 * a + 0.25 * rng.random(a.shape), free[k])
              for k, a in initial_lines(relaxed, free, len(rows)).items()}
-    value, grads = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, lines, free)
+    value, grads = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, lines, free, box)
     for k in lines:
         step = 1e-6 * rng.normal(size=lines[k].shape) * free[k]
         if isinstance(net.nodes[k], MaxPool):  # along the simplex: weights keep summing to 1
             step = (step - step.sum(axis=-1, keepdims=True) / free[k].sum(axis=-1, keepdims=True)) * free[k]
-        moved, _ = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, {**lines, k: lines[k] + step}, free)
+        moved, _ = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, {**lines, k: lines[k] + step}, free, box)
         predicted = (grads[k] * step).reshape(len(rows), -1).sum(axis=1)
         assert np.allclose(moved - value, predicted, rtol=1e-3, atol=1e-12)
 
