@@ -28,7 +28,7 @@ from .attacks import default_jacobian_points, lower_bound, min_adversarial_dista
 from .backend import DEVICES, select
 from .bounds import global_bound
 from .config import CONFIG_NAME, CheckConfig, load_config
-from .domain import InputBox, checked_box
+from .domain import InputBox, InputRange
 from .errors import InputError, OnnxlipError
 from .gates import check_plan, evaluate, junit_xml, plan, radius_of, write_junit
 from .importer import load_model
@@ -106,8 +106,12 @@ CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable norms 
                                             "accounted for) instead of converged estimates.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
     "--input-range", show_default=False, metavar="LO HI",
-    help="Valid input values, e.g. the normalised pixel range: tight bounds and radii then cover only the "
-         "ball's inputs inside [LO, HI] (the nominal input must be in it).")]
+    help="Valid input values, e.g. 0 1 for pixels: tight bounds, radii and attacks then cover only the "
+         "ball's inputs in that range (the nominal input must be in it).")]
+MeanOpt = Annotated[Optional[str], typer.Option(
+    "--mean", show_default=False, help="With --input-range: the model takes (x - mean)/std; one value or one per "
+                                       "channel, comma-separated (e.g. 0.4914,0.4822,0.4465).")]
+StdOpt = Annotated[Optional[str], typer.Option("--std", show_default=False, help="With --input-range: see --mean.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final numbers, no notes or progress bar.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 
@@ -217,14 +221,35 @@ def _warnings(net: Network, quiet: bool) -> None:
             err.print(f"warning: {warning}", soft_wrap=True, markup=False)
 
 
-def _box(nominal: Nominal, input_range: tuple[float, float] | None) -> InputBox | None:
-    return None if input_range is None else checked_box(nominal.x0, *input_range)
+def _floats(option: str, text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"{option} needs comma-separated numbers, got '{text}'") from None
 
 
-def _range_note(input_range: tuple[float, float] | None, quiet: bool) -> None:
-    if input_range is not None and not quiet:
-        out.print(f"[dim]inputs restricted to [{input_range[0]:g}, {input_range[1]:g}]: tight bounds and radii "
+def _valid_inputs(input_range: tuple[float, float] | None, mean: str | None, std: str | None) -> InputRange | None:
+    """The range of valid inputs the options give (None: the whole ball counts)."""
+    if input_range is None:
+        if mean is not None or std is not None:
+            raise InputError("--mean and --std describe --input-range: give the raw range too, e.g. --input-range 0 1")
+        return None
+    return InputRange(*input_range, _floats("--mean", mean or "0"), _floats("--std", std or "1"))
+
+
+def _box(valid: InputRange | None, x0: np.ndarray) -> InputBox | None:
+    return None if valid is None else valid.box(x0)
+
+
+def _range_note(valid: InputRange | None, quiet: bool) -> None:
+    if valid is not None and not quiet:
+        scaled = "" if valid.mean == (0.0,) and valid.std == (1.0,) else " before normalisation"
+        out.print(f"[dim]inputs restricted to [{valid.lo:g}, {valid.hi:g}]{scaled}: tight bounds and radii "
                   "hold for the ball's inputs in that range only[/dim]")
+
+
+def _range_dict(valid: InputRange | None) -> dict[str, Any] | None:
+    return None if valid is None else valid.as_dict()
 
 
 def _eps_list(eps: Sequence[float] | None, nominal: Nominal) -> list[float]:
@@ -310,15 +335,17 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "cpu", js
 @handles_errors
 def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = None, method: MethodOpt = None,
           radius: Annotated[bool, typer.Option("--radius", help="Also compute the certified radius.")] = False,
-          input_range: RangeOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False,
-          certified: CertifiedOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
+          device: DeviceOpt = "cpu", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
+          debug: DebugOpt = False) -> None:
     """Local Lipschitz bound L(x0, eps) on the L2 ball of radius eps around x0, per layer."""
     _common(norm, device, quiet)
     method = _method(method)
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     grid = _eps_list(eps, nominal)
-    box = _box(nominal, input_range)
+    valid = _valid_inputs(input_range, mean, std)
+    box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
     label, margin = _label_margin(net, nominal.x0)
     with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
@@ -327,7 +354,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
         rad = radius_of(net, nominal.x0, None, method, certified, box) if radius else None
     if json_:
         data = {**report.local_dict(results, method, margin, label), "certified": certified,
-                "input_range": input_range}
+                "input_range": _range_dict(valid)}
         if rad is not None:
             data["radius"] = report.radius_dict(rad)
         emit_json(data)
@@ -338,7 +365,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
             out.print(f"radius {rad.radius:.10g}")
     else:
         _warnings(net, quiet)
-        _range_note(input_range, quiet)
+        _range_note(valid, quiet)
         report.print_bounds(out, results, margin=margin, label=label)
         if rad is not None:
             report.print_radius(out, rad)
@@ -472,11 +499,12 @@ def certify(model: ModelArg, input: OptInput = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
             key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
-            norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False,
-            debug: DebugOpt = False) -> None:
+            mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
+            json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
     method = None if method is None else _method(method)  # None: the radius search's default
+    valid = _valid_inputs(input_range, mean, std)
     if (input is None) == (inputs is None):
         raise InputError("certify needs exactly one of --input X (one input) or --inputs DATA (many inputs)")
     batch_only = {"--labels": labels, "--labels-key": labels_key, "--radii": radii, "--csv": csv_, "--hist": hist}
@@ -484,27 +512,27 @@ def certify(model: ModelArg, input: OptInput = None,
         given = [name for name, value in batch_only.items() if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} work with --inputs (many inputs); --input certifies one")
-        _certify_one(model, input, key, label, method, certified, input_range, json_, quiet)
+        _certify_one(model, input, key, label, method, certified, valid, json_, quiet)
         return
     if label is not None:
         raise InputError("--label works with --input; give --labels or --labels-key with --inputs")
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
-    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, input_range,
+    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, valid,
                   json_, quiet)
 
 
 def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, certified: bool,
-                 input_range: tuple[float, float] | None, json_: bool, quiet: bool) -> None:
+                 valid: InputRange | None, json_: bool, quiet: bool) -> None:
     net = load_model(model)
     nominal = load_nominal(input, net, key)
-    valid = _box(nominal, input_range)
+    valid_box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
     with progress.bar(out, _bar(json_, quiet), "certified radius"):
-        result = radius_of(net, nominal.x0, label, method, certified, valid)
+        result = radius_of(net, nominal.x0, label, method, certified, valid_box)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:
-        data = {**report.radius_dict(result), "input_range": input_range}
+        data = {**report.radius_dict(result), "input_range": _range_dict(valid)}
         if box is not None:
             data.update(box_radius=box, box_certified=result.radius >= box)
         emit_json(data)
@@ -512,7 +540,7 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
         out.print(f"{result.radius:.10g}")
     else:
         _warnings(net, quiet)
-        _range_note(input_range, quiet)
+        _range_note(valid, quiet)
         report.print_radius(out, result)
         if box is not None:
             verdict = "[green]certified[/green]" if result.radius >= box else "not certified"
@@ -521,7 +549,7 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
 
 def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | None, labels_key: str | None,
                   radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, certified: bool,
-                  input_range: tuple[float, float] | None, json_: bool, quiet: bool) -> None:
+                  valid: InputRange | None, json_: bool, quiet: bool) -> None:
     net = load_model(model)
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
@@ -530,7 +558,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
         for i, x in enumerate(xs):
             c = int(predicted[i]) if ys is None else int(ys[i])
-            r = radius_of(net, x, c, method, certified, None if input_range is None else checked_box(x, *input_range))
+            r = radius_of(net, x, c, method, certified, _box(valid, x))
             rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
                          "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
                          "radius_tight": r.radius_tight,
@@ -538,7 +566,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
                          "seconds": r.seconds})
             bar.advance()
     data = {"model": net.source, "inputs_file": os.fspath(inputs), "radii": radii, "certified": certified,
-            "input_range": input_range}
+            "input_range": _range_dict(valid)}
     data.update(report.batch_dict(rows, radii, ys is not None, time.perf_counter() - start))
     if csv_path is not None:
         header = ["index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded",
@@ -677,8 +705,8 @@ def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = No
 def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
            label: Annotated[Optional[int], typer.Option("--label", help="Class to attack (default: argmax at x0).")] = None,
            save: Annotated[Optional[Path], typer.Option("--save", help="Save the adversarial point (.npy, float32, shape [1, ...]).")] = None,
-           input_range: RangeOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False,
-           debug: DebugOpt = False) -> None:
+           input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
+           device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Smallest adversarial L2 perturbation found (an upper bound on any certified radius), checked with onnxruntime."""
     _common(norm, device, quiet)
     net = load_model(model)
@@ -689,7 +717,8 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
         raise InputError(f"label {label} is outside the model's {classes} outputs")
     start = time.perf_counter()
     with progress.bar(out, _bar(json_, quiet), "attacking"):
-        found = min_adversarial_distance(net, nominal.x0, label, box=_box(nominal, input_range))
+        box = _box(_valid_inputs(input_range, mean, std), nominal.x0)
+        found = min_adversarial_distance(net, nominal.x0, label, box=box)
     ort_label = None
     if found.found:
         from .runtime import run_onnx

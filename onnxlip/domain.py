@@ -64,6 +64,45 @@ def checked_box(x0: Any, lo: Any, hi: Any) -> InputBox:
     return InputBox(np.minimum(lo, x0), np.maximum(hi, x0))
 
 
+@dataclass(frozen=True)
+class InputRange:
+    """Valid raw values [lo, hi] (e.g. pixels in [0, 1]) reaching the model as (x − mean)/std,
+    per channel: one mean and std each, or one per channel on the first axis of the input
+    (channels first) or else its last (channels last)."""
+
+    lo: float
+    hi: float
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+
+    def bounds(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """The model-input bounds, arrays of the per-sample ``shape``."""
+        mean, std = np.asarray(self.mean, dtype=np.float64), np.asarray(self.std, dtype=np.float64)
+        if mean.size != std.size and min(mean.size, std.size) != 1:
+            raise InputError(f"--mean has {mean.size} values and --std {std.size}: give one each or one per channel")
+        if np.any(std <= 0) or not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)):
+            raise InputError("--std values must be positive and --mean values finite")
+        channels = max(mean.size, std.size)
+        axis_shape = (1,) * len(shape)
+        if channels > 1 and shape and shape[0] == channels:
+            axis_shape = (channels,) + axis_shape[1:]
+        elif channels > 1 and shape and shape[-1] == channels:
+            axis_shape = axis_shape[:-1] + (channels,)
+        elif channels > 1:
+            raise InputError(f"{channels} channel values for an input of shape {shape}: neither its first nor its "
+                             f"last axis has {channels} entries")
+        mean = np.broadcast_to(mean, (channels,)).reshape(axis_shape)
+        std = np.broadcast_to(std, (channels,)).reshape(axis_shape)
+        return np.broadcast_to((self.lo - mean) / std, shape), np.broadcast_to((self.hi - mean) / std, shape)
+
+    def box(self, x0: Any) -> InputBox:
+        """The valid inputs around the nominal input x0 (shaped as one sample)."""
+        return checked_box(x0, *self.bounds(np.shape(x0)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"lo": self.lo, "hi": self.hi, "mean": list(self.mean), "std": list(self.std)}
+
+
 def ball_box(x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
     """The smallest box around the ball (cut by ``box``): the inputs' interval ranges."""
     if box is None:

@@ -67,14 +67,26 @@ def test_input_range_cuts_the_ball() -> None:
     as good as on the ball, and both outputs say which set they cover."""
     path, x0 = model("convnet")
     plain, boxed = run_json("certify", path, "-i", x0), run_json("certify", path, "-i", x0, "--input-range", "0", "1")
-    assert boxed["in_box"] and boxed["input_range"] == [0.0, 1.0] and not plain["in_box"]
+    assert boxed["in_box"] and boxed["input_range"]["lo"] == 0.0 and boxed["input_range"]["hi"] == 1.0
+    assert not plain["in_box"] and plain["input_range"] is None
     assert boxed["radius"] >= plain["radius"] > 0
     plain = run_json("local", path, "-i", x0, "--eps", "0.3")
     boxed = run_json("local", path, "-i", x0, "--eps", "0.3", "--input-range", "0", "1")
-    assert boxed["input_range"] == [0.0, 1.0]
+    assert boxed["input_range"] == {"lo": 0.0, "hi": 1.0, "mean": [0.0], "std": [1.0]}
     assert boxed["bounds"][0]["bound"] <= plain["bounds"][0]["bound"] * (1 + 1e-6)
     code, stdout, _ = run("attack", path, "-i", x0, "--input-range", "0", "1")
     assert code == 0 and "adversarial point" in stdout
+
+
+def test_input_range_with_normalisation() -> None:
+    """mnist_lenet takes (pixel − 0.1307)/0.3081: the pixel range [0, 1] through --mean/--std
+    certifies the same radius as the normalised range itself."""
+    path, x0 = model("mnist_lenet")
+    pixels = run_json("certify", path, "-i", x0, "--input-range", "0", "1", "--mean", "0.1307", "--std", "0.3081",
+                      "--quiet")
+    normalised = run_json("certify", path, "-i", x0, "--input-range", "-0.4242129", "2.8214865", "--quiet")
+    assert pixels["radius"] == pytest.approx(normalised["radius"], rel=1e-6) and pixels["radius"] >= 0.26
+    assert pixels["input_range"]["mean"] == [0.1307]
 
 
 def test_human_output_has_table_and_bound() -> None:
@@ -105,6 +117,9 @@ def test_multi_unsupported_names_every_node() -> None:
     ["certify", "{m}", "--input", "{x0}", "--label", "12"],  # label out of range
     ["certify", "{m}", "--input", "{x0}", "--input-range", "0", "1"],  # x0 outside the input range
     ["local", "{m}", "--input", "{x0}", "--eps", "0.1", "--input-range", "1", "0"],  # empty input range
+    ["certify", "{m}", "--input", "{x0}", "--mean", "0.5"],  # normalisation without a range
+    ["certify", "{m}", "--input", "{x0}", "--input-range", "0", "1", "--mean", "0.1,0.2,0.3"],  # not 3 channels
+    ["attack", "{m}", "--input", "{x0}", "--input-range", "0", "1", "--std", "a"],  # not a number
 ])
 def test_bad_inputs_give_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
     path, x0 = model("mnist_lenet")

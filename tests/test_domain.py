@@ -2,7 +2,6 @@
 relaxation bounds and ranges against onnxruntime on the ball ∩ box, and the radius it certifies."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from hypothesis import strategies as st
 from onnxlip import certified_radius, load_model
 from onnxlip.attacks import min_adversarial_distance, pgd_l2
 from onnxlip.crown import lower_bounds
-from onnxlip.domain import InputBox, ball_box, checked_box, concretize
+from onnxlip.domain import InputBox, InputRange, ball_box, checked_box, concretize
 from onnxlip.errors import InputError
 from onnxlip.slopes import optimise
 from onnxlip.tight import build_secants
@@ -129,3 +128,17 @@ def test_attacks_stay_in_the_box(mnist_in_pixels: tuple) -> None:
     found = min_adversarial_distance(net, x0, r.label, ddn_steps=100, box=box)
     assert found.found and found.distance > r.radius
     assert np.all(found.point >= box.lo) and np.all(found.point <= box.hi)
+
+
+def test_input_range_normalises_per_channel() -> None:
+    cifar = InputRange(0.0, 1.0, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    lo, hi = cifar.bounds((3, 32, 32))
+    assert lo.shape == (3, 32, 32) and lo[:, 5, 7] == pytest.approx([-1.98947, -1.98029, -1.70680], abs=1e-5)
+    x0 = np.load(MODELS / "cifar10_net_x0.npy")[0]
+    assert np.all(cifar.box(x0).lo <= x0) and np.all(cifar.box(x0).hi >= x0)
+    lo, hi = InputRange(0.0, 1.0, (0.1, 0.2, 0.3), (2.0,)).bounds((12, 12, 3))  # channels last
+    assert lo[4, 4] == pytest.approx([-0.05, -0.1, -0.15]) and hi[0, 0] == pytest.approx([0.45, 0.4, 0.35])
+    with pytest.raises(InputError, match="neither its first nor its last axis"):
+        cifar.bounds((1, 28, 28))
+    with pytest.raises(InputError, match="positive"):
+        InputRange(0.0, 1.0, (0.0,), (0.0,)).bounds((4,))
