@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -188,13 +189,17 @@ def _norm(norm: str) -> None:
         raise InputError(f"--norm {norm}: only l2 is supported (L2 bounds and radii)")
 
 
-def _device(device: str, quiet: bool = False) -> str:
-    """Check --device with the backend; the engine computes with NumPy for now."""
+def _device(device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
+    """The array module --device selects (``backend.select``): CuPy only for ``gpu_work``, the
+    computations that run on a GPU (``methods.runs_on_device``); the rest note that they run on
+    the CPU."""
     xp = select(device)
-    if xp is not np and not quiet:
-        err.print(f"note: --device {device}: the bound engine runs on NumPy for now; computing on the CPU",
-                  markup=False)
-    return "cpu"
+    if xp is not np and not gpu_work:
+        if not quiet:
+            err.print(f"note: --device {device}: this computation runs on the CPU (the GPU runs the global "
+                      "bound and the per-layer method, --method paper)", markup=False)
+        return np
+    return xp
 
 
 def _method(method: str | None) -> str:
@@ -204,9 +209,9 @@ def _method(method: str | None) -> str:
     return method
 
 
-def _common(norm: str, device: str, quiet: bool = False) -> None:
+def _common(norm: str, device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
     _norm(norm)
-    _device(device, quiet)
+    return _device(device, quiet, gpu_work)
 
 
 def _notes(nominal: Nominal, quiet: bool) -> None:
@@ -316,10 +321,10 @@ def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", h
 def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False,
             certified: CertifiedOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Global Lipschitz bound: the product of the layers' norms (holds for all pairs of inputs)."""
-    _common(norm, device, quiet)
+    xp = _common(norm, device, quiet, gpu_work=not certified)
     net = load_model(model)
     with progress.bar(out, _bar(json_, quiet), "global bound"):
-        result = global_bound(net, certified=certified)
+        result = methods.global_bound_on(net, certified, xp)
     if json_:
         emit_json({**report.global_dict(result), "certified": certified})
         return
@@ -339,8 +344,8 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
           device: DeviceOpt = "cpu", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Local Lipschitz bound L(x0, eps) on the L2 ball of radius eps around x0, per layer."""
-    _common(norm, device, quiet)
     method = _method(method)
+    xp = _common(norm, device, quiet, methods.runs_on_device(method, certified))
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     grid = _eps_list(eps, nominal)
@@ -349,7 +354,8 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
     _notes(nominal, quiet)
     label, margin = _label_margin(net, nominal.x0)
     with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box)
+        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box,
+                                       xp)
         bar.describe("certified radius")
         rad = radius_of(net, nominal.x0, None, method, certified, box) if radius else None
     if json_:
@@ -383,8 +389,8 @@ def sweep(model: ModelArg, input: InputOpt,
           key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
           device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local bound over a log-spaced eps grid, with the global bound (and --lower): the paper's main figure."""
-    _common(norm, device, quiet)
     method = _method(method)
+    xp = _common(norm, device, quiet, methods.runs_on_device(method, certified))
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     _notes(nominal, quiet)
@@ -395,8 +401,9 @@ def sweep(model: ModelArg, input: InputOpt,
     grid = [float(e) for e in np.geomspace(lo, hi, n)] if n > 1 else [hi]
     start = time.perf_counter()
     with progress.bar(out, _bar(json_, quiet), "sweep: local bounds", total=len(grid) * (2 if lower else 1)) as bar:
-        g = global_bound(net).bound
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method)
+        g = methods.global_bound_on(net, certified, xp).bound
+        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified,
+                                       xp=xp)
         lows = None
         if lower:
             bar.describe("sweep: lower bounds")

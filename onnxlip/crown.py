@@ -11,8 +11,9 @@ backwards keeping Λ·(current layer) + c ≤ … as a linear function of that l
   the largest midpoint) and ≤ the chord of max(x_j, c) over x_j's range, x_j the element
   with the largest upper bound and c the largest upper bound of the others (``PoolLines``).
 Any lower line in these families is valid; ``slopes`` optimises them per row.
-At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row, rounded down by
-γ_N times the same computation in absolute values (``lower_bounds``).
+At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row (over the ball cut
+by a box of valid inputs: ``domain.concretize``), rounded down by γ_N times the same computation
+in absolute values (``lower_bounds``).
 
 Every relaxation is valid for every input in the ranges, so the result is a sound
 lower bound whenever the ranges are; tighter ranges make it tighter. Used for the

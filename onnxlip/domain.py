@@ -34,14 +34,10 @@ OUTSIDE_TOLERANCE = 1e-5
 
 @dataclass(frozen=True)
 class InputBox:
-    """Valid inputs lo ≤ x ≤ hi, arrays shaped like a batch-1 input."""
+    """Valid inputs lo ≤ x ≤ hi: arrays of the nominal input's size (users reshape them)."""
 
     lo: Any
     hi: Any
-
-    def clip(self, x: Any) -> Any:
-        """x moved into the box; a point of the ball stays in it (x0 is in the box)."""
-        return np.clip(x, self.lo, self.hi)
 
 
 def checked_box(x0: Any, lo: Any, hi: Any) -> InputBox:

@@ -68,12 +68,12 @@ class Conv:
         return conv_as_sparse(self)
 
     def linear(self, v: Any) -> Any:
-        if self.matrix is not None and isinstance(v, np.ndarray):
+        if isinstance(v, np.ndarray) and self.matrix is not None:  # host arrays only (not built for CuPy weights)
             return (self.matrix @ v.reshape(len(v), -1).T).T.reshape(len(v), *self.out_shape)
         return conv2d(v, self.weight, self.window, self.groups)
 
     def adjoint(self, u: Any) -> Any:
-        if self.matrix is not None and isinstance(u, np.ndarray):
+        if isinstance(u, np.ndarray) and self.matrix is not None:
             return (self.matrix.T @ u.reshape(len(u), -1).T).T.reshape(len(u), *self.in_shape)
         return conv2d_adjoint(u, self.weight, self.window, self.groups)
 

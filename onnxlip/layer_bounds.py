@@ -66,7 +66,7 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
     if cols is None:
         return operator_norm(op, v0, fast=fast)
     norm = operator_norm(op, None if v0 is None else v0.reshape(-1)[cols], fast=fast)
-    full = np.zeros(d.size)
+    full = xp.zeros(d.size)
     full[cols] = norm.vector
     return NormResult(norm.value, norm.method, full)
 

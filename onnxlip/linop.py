@@ -16,15 +16,28 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-from .backend import all_blas_threads, array_module
+from .backend import all_blas_threads, array_module, to_numpy
 from .ir import Affine, Conv, Dense, Scale, with_weights
 
 
-class FlatOperator(LinearOperator):
+class AnyBackend(LinearOperator):
+    """A LinearOperator whose vectors may be NumPy or CuPy arrays (``xp``): matvec and rmatvec
+    call the implementation directly, past SciPy's conversion to NumPy, which refuses CuPy."""
+
+    xp: Any = np
+
+    def matvec(self, x: Any) -> Any:
+        return self._matvec(x)
+
+    def rmatvec(self, y: Any) -> Any:
+        return self._rmatvec(y)
+
+
+class FlatOperator(AnyBackend):
     """A LinearOperator from batched per-sample functions (forward and adjoint)."""
 
-    def __init__(self, forward: Any, adjoint: Any, in_shape: tuple, out_shape: tuple, dtype: Any):
-        self._fwd, self._adj = forward, adjoint
+    def __init__(self, forward: Any, adjoint: Any, in_shape: tuple, out_shape: tuple, dtype: Any, xp: Any = np):
+        self._fwd, self._adj, self.xp = forward, adjoint, xp
         self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
         super().__init__(dtype=np.dtype(dtype), shape=(int(np.prod(out_shape)), int(np.prod(in_shape))))
 
@@ -43,12 +56,12 @@ class FlatOperator(LinearOperator):
         return self._adj(batch).reshape(y.shape[1], -1).T
 
 
-class SinglePrecision(LinearOperator):
+class SinglePrecision(AnyBackend):
     """``op`` (float32) seen as a float64 operator: vectors are rounded to float32 on the way
     in. Only large layers take this path, so their products also use the idle cores."""
 
     def __init__(self, op: LinearOperator):
-        self._op = op
+        self._op, self.xp = op, getattr(op, "xp", np)
         super().__init__(dtype=np.dtype(np.float64), shape=op.shape)
 
     def _matvec(self, x: Any) -> Any:
@@ -97,7 +110,7 @@ def masked_operator(node: Affine, r: Any, d: Any, single: bool = False) -> tuple
 
 def _flat_masked(node: Affine, r: Any, d: Any) -> FlatOperator:
     return FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
-                        node.in_shape, node.out_shape, _dtype(node))
+                        node.in_shape, node.out_shape, _dtype(node), array_module(r, d))
 
 
 def sliced(matrix: Any, r: Any, d: Any) -> Any:
@@ -114,14 +127,15 @@ def sliced(matrix: Any, r: Any, d: Any) -> Any:
 
 
 def masked_submatrix(node: Affine, r: Any, d: Any) -> np.ndarray:
-    """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0."""
-    matrix = explicit_matrix(node)
+    """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0, in host memory."""
+    xp = array_module(r, d)
+    matrix = explicit_matrix(node) if xp is np else None
     if matrix is not None:
         block = sliced(matrix, r, d)
         return block.toarray() if sp.issparse(block) else block
-    r_flat, d_flat = np.asarray(r).reshape(-1), np.asarray(d).reshape(-1)
-    rows, cols = np.flatnonzero(r_flat), np.flatnonzero(d_flat)
-    basis = np.zeros((len(cols), d_flat.size))
-    basis[np.arange(len(cols)), cols] = d_flat[cols]
+    r_flat, d_flat = r.reshape(-1), d.reshape(-1)
+    rows, cols = xp.flatnonzero(r_flat), xp.flatnonzero(d_flat)
+    basis = xp.zeros((len(cols), d_flat.size))
+    basis[xp.arange(len(cols)), cols] = d_flat[cols]
     block = node.linear(basis.reshape(len(cols), *node.in_shape)).reshape(len(cols), -1).T[rows]
-    return block * r_flat[rows][:, None]
+    return to_numpy(block * r_flat[rows][:, None])

@@ -3,12 +3,18 @@
 - paper: the per-layer product of Avant & Morgansen (fast, loose);
 - tight: the whole-network secant bound (``tight``);
 - best: the minimum of the two, per ε (the default).
+
+The paper method also runs on a GPU (``xp`` = CuPy: the network's weights and x0 are copied to
+the device, Lanczos runs there); tight mode and certified norms compute on the CPU.
 """
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
-from .bounds import BoundResult, sweep
+import numpy as np
+
+from .bounds import BoundResult, global_bound, sweep
 from .domain import InputBox
 from .errors import InputError
 from .network import Network
@@ -18,15 +24,37 @@ METHODS = ("best", "tight", "paper")
 DEFAULT_METHOD = "best"
 
 
+def on_device(net: Network, x0: Any, xp: ModuleType) -> tuple[Network, Any]:
+    """The network's parameters and x0 as arrays of ``xp`` (CuPy: on the GPU; NumPy: unchanged)."""
+    if xp is np:
+        return net, x0
+    return net.map_arrays(xp.asarray), None if x0 is None else xp.asarray(x0)
+
+
+def runs_on_device(method: str, certified: bool) -> bool:
+    """Whether ``method`` computes on the array module it is given (else on the CPU)."""
+    return method == "paper" and not certified
+
+
 def local_bounds(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD,
-                 certified: bool = False, box: InputBox | None = None) -> list[BoundResult]:
+                 certified: bool = False, box: InputBox | None = None, xp: ModuleType = np) -> list[BoundResult]:
     """Local bounds L(x0, ε) for each ε of ``eps_grid`` by ``method``; ``certified`` makes every
     norm provable (per-layer: certified layer norms; tight: ``certified_segments``); ``box``:
-    valid inputs, which tight mode's ranges use (see ``domain``)."""
+    valid inputs, which tight mode's ranges use (see ``domain``); ``xp``: the array module to
+    compute with where the method allows it (``runs_on_device``)."""
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, got '{method}'")
     if method == "paper":
+        if runs_on_device(method, certified):
+            net, x0 = on_device(net, x0, xp)
         return sweep(net, x0, eps_grid, certified=certified)
     acts = net.activations(x0)
     return [tight_bound(net, x0, float(e), acts, best=method == "best", certified=certified, box=box)
             for e in eps_grid]
+
+
+def global_bound_on(net: Network, certified: bool = False, xp: ModuleType = np) -> BoundResult:
+    """``bounds.global_bound`` computed with ``xp`` (certified norms: on the CPU)."""
+    if certified or xp is np:
+        return global_bound(net, certified=certified)
+    return global_bound(on_device(net, None, xp)[0], xp)

@@ -25,6 +25,7 @@ from scipy.linalg.blas import daxpy, dnrm2
 from scipy.sparse.linalg import LinearOperator
 
 from .backend import to_numpy
+from .linop import AnyBackend
 
 LANCZOS_TOL = 1e-7
 # Form the matrix and solve exactly when the Gram product costs at most this many flops.
@@ -77,15 +78,16 @@ def matrix_norm(m: Any) -> NormResult:
 
 
 def top_eigen(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL) -> tuple[float, Any]:
-    """Largest eigenvalue and eigenvector of a symmetric PSD operator, by Lanczos."""
-    n = op.shape[0]
+    """Largest eigenvalue and eigenvector of a symmetric PSD operator, by Lanczos; vectors live
+    where the operator's do (``op.xp``: NumPy or CuPy), the small eigenproblems on the host."""
+    n, xp = op.shape[0], getattr(op, "xp", np)
     if n <= 2:
-        dense = op.matmat(np.eye(n))
+        dense = to_numpy(xp.stack([op.matvec(e) for e in xp.eye(n)], axis=1))
         vals, vecs = np.linalg.eigh((dense + dense.T) / 2)
-        return float(vals[-1]), vecs[:, -1]
-    start = None if v0 is None else to_numpy(v0).reshape(-1).astype(np.float64)
-    if start is None or not np.any(start):  # a fixed start: the same input gives the same bound
-        start = np.random.default_rng(0).standard_normal(n)
+        return float(vals[-1]), xp.asarray(vecs[:, -1])
+    start = None if v0 is None else xp.asarray(v0, dtype=xp.float64).reshape(-1)
+    if start is None or not bool(xp.any(start)):  # a fixed start: the same input gives the same bound, on any backend
+        start = xp.asarray(np.random.default_rng(0).standard_normal(n))
     capacity = max(20, min(LANCZOS_MAX_PRODUCTS, LANCZOS_BASIS_BYTES // (4 * n)))
     products = 0
     while True:
@@ -107,19 +109,19 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
     Ritz values (Paige), and the run stops as the top one converges. The basis is kept in
     float32, only to assemble the Ritz vector.
     """
-    n = op.shape[0]
-    basis = _basis_buffer(steps * n)[: steps * n].reshape(steps, n)
+    n, xp = op.shape[0], getattr(op, "xp", np)
+    basis = _basis_buffer(steps * n, xp)[: steps * n].reshape(steps, n)
     alphas: list[float] = []
     betas: list[float] = []
-    v = start / np.linalg.norm(start)
-    v_prev, beta_prev = np.zeros(n), 0.0
+    v = start / xp.linalg.norm(start)
+    v_prev, beta_prev = xp.zeros(n), 0.0
     theta, s, converged = 0.0, np.ones(1), False
     for j in range(steps):
         basis[j] = v
-        w = np.array(op.matvec(v), dtype=np.float64).reshape(-1)
+        w = xp.array(op.matvec(v), dtype=xp.float64).reshape(-1)
         alpha = float(w @ v)
-        w = daxpy(v_prev, daxpy(v, w, a=-alpha), a=-beta_prev)  # in place: 3.2 M-long vectors at VGG16's size
-        beta = float(dnrm2(w))
+        w = _minus_two(xp, w, alpha, v, beta_prev, v_prev)
+        beta = float(dnrm2(w) if xp is np else xp.linalg.norm(w))
         alphas.append(alpha)
         if j:
             vals, vecs = scipy.linalg.eigh_tridiagonal(np.array(alphas), np.array(betas), select="i",
@@ -133,18 +135,29 @@ def lanczos_run(op: LinearOperator, start: Any, tol: float, steps: int) -> tuple
         betas.append(beta)
         w *= 1.0 / beta
         v_prev, v, beta_prev = v, w, beta
-    vector = s.astype(np.float32) @ basis[: len(s)]
-    vector = vector.astype(np.float64)
-    return theta, vector / np.linalg.norm(vector), len(s), converged
+    vector = xp.asarray(s.astype(np.float32)) @ basis[: len(s)]
+    vector = vector.astype(xp.float64)
+    return theta, vector / xp.linalg.norm(vector), len(s), converged
+
+
+def _minus_two(xp: Any, w: Any, alpha: float, v: Any, beta: float, v_prev: Any) -> Any:
+    """w − α·v − β·v_prev, in place: 3.2 M-long vectors at VGG16's size (BLAS daxpy on the host)."""
+    if xp is np:
+        return daxpy(v_prev, daxpy(v, w, a=-alpha), a=-beta)
+    w -= alpha * v
+    w -= beta * v_prev
+    return w
 
 
 _BASIS: list[np.ndarray] = [np.empty(0, dtype=np.float32)]
 
 
-def _basis_buffer(size: int) -> np.ndarray:
-    """Room for the Lanczos basis, reused by later runs that fit in it: first-touching fresh
-    memory here cost 10–40 ms per 3.2 M-long float32 vector (page faults, huge-page
-    compaction), a fifth of a VGG16 product."""
+def _basis_buffer(size: int, xp: Any = np) -> Any:
+    """Room for the Lanczos basis, reused on the host by later runs that fit in it: first-touching
+    fresh memory here cost 10–40 ms per 3.2 M-long float32 vector (page faults, huge-page
+    compaction), a fifth of a VGG16 product. CuPy's memory pool does the same on a GPU."""
+    if xp is not np:
+        return xp.empty(size, dtype=xp.float32)
     if _BASIS[0].size < size:
         _BASIS[0] = np.empty(size, dtype=np.float32)
     return _BASIS[0]
@@ -166,17 +179,31 @@ def operator_norm(op: LinearOperator, v0: Any = None, tol: float = LANCZOS_TOL,
     return NormResult(checked_norm(op, vector), "lanczos", vector)
 
 
+class NormalOperator(AnyBackend):
+    """opᵀop, whose top eigenvalue is ‖op‖₂², on op's backend."""
+
+    def __init__(self, op: LinearOperator):
+        self._op, self.xp = op, getattr(op, "xp", np)
+        super().__init__(dtype=op.dtype, shape=(op.shape[1], op.shape[1]))
+
+    def _matvec(self, v: Any) -> Any:
+        return self._op.rmatvec(self._op.matvec(v))
+
+    def _rmatvec(self, v: Any) -> Any:
+        return self._matvec(v)
+
+
 def normal_operator(op: LinearOperator) -> LinearOperator:
     """opᵀop, whose top eigenvalue is ‖op‖₂²."""
-    n = op.shape[1]
-    return LinearOperator((n, n), matvec=lambda v: op.rmatvec(op.matvec(v)), dtype=op.dtype)
+    return NormalOperator(op)
 
 
 def checked_norm(op: LinearOperator, v: Any) -> float:
     """sqrt(θ + ρ) with θ = ‖op·v‖², ρ = ‖opᵀop·v − θv‖ for the unit vector along v:
     some eigenvalue of opᵀop lies in [θ − ρ, θ + ρ] (Krylov–Weinstein)."""
-    v = v / np.linalg.norm(v)
+    xp = getattr(op, "xp", np)
+    v = v / xp.linalg.norm(v)
     w = op.matvec(v)
     theta = float(w @ w)
-    residual = float(np.linalg.norm(op.rmatvec(w) - theta * v))
+    residual = float(xp.linalg.norm(op.rmatvec(w) - theta * v))
     return float(np.sqrt(theta + residual))

@@ -252,7 +252,7 @@ def test_json_is_strict_when_no_attack_is_found(monkeypatch: pytest.MonkeyPatch)
     from onnxlip import cli
     from onnxlip.attacks import Attack
 
-    monkeypatch.setattr(cli, "min_adversarial_distance", lambda net, x0, label=None: Attack(float("inf"), None, "none", 2, None))
+    monkeypatch.setattr(cli, "min_adversarial_distance", lambda net, x0, label=None, box=None: Attack(float("inf"), None, "none", 2, None))
     path, x0 = model("mlp")
     code, stdout, _ = run("attack", path, "--input", x0, "--json")
     data = json.loads(stdout, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))

@@ -162,7 +162,19 @@ def device_info() -> dict[str, Any]:
         "memory_gib": round(mem_total() / GIB, 1), "blas": blas_info(), "python": platform.python_version(),
         "numpy": np.__version__, "scipy": scipy.__version__, "onnxlip": onnxlip.__version__,
         "git": git_revision(), "platform": platform.platform(), "load_average": list(os.getloadavg()),
+        "gpu": gpu_name(),
     }
+
+
+def gpu_name() -> str | None:
+    """The first CUDA GPU's name when CuPy sees one (None otherwise)."""
+    from onnxlip.backend import select
+
+    xp = select("auto")
+    if xp is np:
+        return None
+    name = xp.cuda.runtime.getDeviceProperties(0)["name"]
+    return (name.decode() if isinstance(name, bytes) else str(name)) + f" (CuPy {xp.__version__})"
 
 
 # --------------------------------------------------------------------------
@@ -358,16 +370,22 @@ def sweep_progress() -> Iterator[None]:
 
 
 def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
+    from onnxlip.backend import select
     from onnxlip.bounds import sweep
-    from onnxlip.methods import local_bounds
+    from onnxlip.methods import local_bounds, on_device, runs_on_device
 
+    xp = select(args.device)
+    if stage in ("paper", "sweep"):  # the weights and x0 go to the device once, outside the timed runs
+        net, x0 = on_device(net, x0, xp)
     if stage in ("paper", "best"):
-        result, bound = timed(lambda: local_bounds(net, x0, [args.eps], stage)[0], args.repeat, args.profile)
+        if not runs_on_device(stage, False):
+            xp = np
+        result, bound = timed(lambda: local_bounds(net, x0, [args.eps], stage, xp=xp)[0], args.repeat, args.profile)
         return {**result, "bound": bound.bound, "estimate": bound.is_estimate,
                 "layers": [[layer.op, layer.lipschitz, layer.method] for layer in bound.layers]}
     if stage == "sweep":
         if args.model not in IMAGENET_MODELS:  # fill the per-layer caches the single bounds also enjoy
-            local_bounds(net, x0, [args.eps], "paper")
+            local_bounds(net, x0, [args.eps], "paper", xp=xp)
         grid = list(np.geomspace(args.eps, args.sweep_max, args.sweep_points))
         emit({"event": "sweep", "points": len(grid), "eps_max": args.sweep_max})
         with sweep_progress():
@@ -376,7 +394,7 @@ def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) ->
         if args.independent:  # the same grid, one bound at a time: what warm starts save
             start = time.perf_counter()
             for eps in grid:
-                local_bounds(net, x0, [eps], "paper")
+                local_bounds(net, x0, [eps], "paper", xp=xp)
             out["independent_seconds"] = time.perf_counter() - start
         return out
     if stage == "baseline":
@@ -470,7 +488,7 @@ def supervise(model: str, stage: str, args: argparse.Namespace) -> dict[str, Any
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", "--models", model, "--stages", stage,
            "--eps", repr(args.eps), "--repeat", str(args.repeat), "--sweep-points", str(args.sweep_points),
            "--sweep-max", repr(args.sweep_max), "--cache", str(args.cache), "--profile", str(args.profile),
-           *(["--independent"] if args.independent else []),
+           "--device", args.device, *(["--independent"] if args.independent else []),
            *(["--blas-threads", str(args.blas_threads)] if args.blas_threads else [])]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     out: list[str] = []
@@ -518,7 +536,7 @@ def stages_for(model: str, stages: Sequence[str]) -> list[str]:
 def run_all(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "device": device_info(),
-        "config": {"eps": args.eps, "repeat": args.repeat, "blas_threads": args.blas_threads, "sweep_points": args.sweep_points,
+        "config": {"device": args.device, "eps": args.eps, "repeat": args.repeat, "blas_threads": args.blas_threads, "sweep_points": args.sweep_points,
                    "sweep_max": args.sweep_max, "time_limit": args.time_limit, "mem_limit_gib": args.mem_limit},
         "models": {},
     }
@@ -701,6 +719,8 @@ def format_report(report: dict[str, Any]) -> str:
         f"onnxlip {dev['onnxlip']} benchmark, {report['date']}, git {dev['git']}",
         f"device: {dev['cpu']}, {dev['usable_cores']} of {dev['cores']} cores, {dev['memory_gib']} GiB RAM; "
         f"BLAS: {', '.join(dev['blas']) or 'unknown'}; numpy {dev['numpy']}, scipy {dev['scipy']}",
+        f"computing on: {cfg.get('device', 'cpu')}" + (f" ({dev['gpu']})" if cfg.get("device") == "gpu" else "")
+        + " (paper and sweep stages)",
         f"load average at start {dev['load_average'][0]:.2f}, at end {dev.get('load_average_end', [0])[0]:.2f} "
         f"(max load: highest 1-min load average seen during the model's stages, its own worker included; "
         f"other processes on the machine slow the wall-clock times)",
@@ -756,6 +776,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--independent", action="store_true",
                    help="also time the sweep's ε grid as independent single bounds (what warm starts save)")
     p.add_argument("--blas-threads", type=int, help="cap the BLAS threads (default: the engine's choice)")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                   help="gpu: the paper and sweep stages on CuPy (best and baseline stay on the CPU)")
     p.add_argument("--json", type=Path, help="also write the full report as JSON")
     p.add_argument("--markdown", action="store_true", help="print the tables as Markdown")
     p.add_argument("--from-json", type=Path, metavar="FILE", help="print the report of an earlier --json run")

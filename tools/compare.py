@@ -1,5 +1,6 @@
 """Print the README's comparison table: per-layer (paper-style) vs onnxlip's tightened bound and
-radius vs the global bound vs what attacks find, for the reference nets and the shipped models.
+radius vs the global bound vs what attacks find, for the reference nets and the shipped models;
+for image models, also the radius and attack distance over the valid pixels (``--input-range``).
 
 Usage: python tools/compare.py [--eps 0.01] [--models mnist_lenet cifar10_net ...]
 """
@@ -12,10 +13,18 @@ import numpy as np
 
 from onnxlip import certified_radius, global_bound, load_model, local_bound
 from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
+from onnxlip.domain import InputRange
 from onnxlip.tight import tight_bound
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT = ["mnist_lenet", "cifar10_net", "mlp", "convnet", "batchnorm_net", "nhwc_tf", "resnet_small"]
+# Valid pixels of the image models: the reference nets' normalisations (their README), and the
+# demo models' nominal inputs, which tools/build_models.py draws as pixels in [0, 1].
+PIXELS = {
+    "mnist_lenet": InputRange(0.0, 1.0, (0.1307,), (0.3081,)),
+    "cifar10_net": InputRange(0.0, 1.0, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "convnet": InputRange(0.0, 1.0), "batchnorm_net": InputRange(0.0, 1.0), "nhwc_tf": InputRange(0.0, 1.0),
+}
 
 
 def row(name: str, eps: float) -> str:
@@ -27,8 +36,13 @@ def row(name: str, eps: float) -> str:
     lower = ascent_lower_bound(net, x0, eps).value
     radius = certified_radius(net, x0)
     attack = min_adversarial_distance(net, x0)
+    pixels = "n/a | n/a"
+    if name in PIXELS:
+        box = PIXELS[name].box(x0)
+        pixels = (f"{certified_radius(net, x0, box=box).radius:.3g} | "
+                  f"{min_adversarial_distance(net, x0, box=box).distance:.3g}")
     return (f"| {name} | {paper:.4g} | {best:.4g} | {global_bound(net).bound:.4g} | {lower:.4g} | "
-            f"{radius.radius_paper:.3g} | {radius.radius:.3g} ({radius.method}) | {attack.distance:.3g} |")
+            f"{radius.radius_paper:.3g} | {radius.radius:.3g} ({radius.method}) | {attack.distance:.3g} | {pixels} |")
 
 
 def main() -> None:
@@ -37,8 +51,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=DEFAULT)
     args = parser.parse_args()
     print(f"| model | paper-style L(ε={args.eps:g}) | onnxlip best L | global | lower bound (ascent) "
-          "| radius, paper-style | radius, onnxlip | attack distance |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| radius, paper-style | radius, onnxlip | attack distance | radius, valid pixels | attack, valid pixels |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         print(row(name, args.eps), flush=True)
 
