@@ -64,11 +64,12 @@ class Conv:
 
     @cached_property
     def matrix(self) -> Any:
-        """The layer as a sparse matrix when that is cheaper than a strided convolution."""
-        return conv_as_sparse(self)
+        """The layer as a sparse matrix when that is cheaper than a strided convolution (SciPy:
+        host weights only; a GPU copy of the layer convolves)."""
+        return conv_as_sparse(self) if isinstance(self.weight, np.ndarray) else None
 
     def linear(self, v: Any) -> Any:
-        if isinstance(v, np.ndarray) and self.matrix is not None:  # host arrays only (not built for CuPy weights)
+        if isinstance(v, np.ndarray) and self.matrix is not None:
             return (self.matrix @ v.reshape(len(v), -1).T).T.reshape(len(v), *self.out_shape)
         return conv2d(v, self.weight, self.window, self.groups)
 
