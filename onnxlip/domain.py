@@ -10,9 +10,10 @@ gives a lower bound, weak duality):
 
 whose inner minimum is separable: x_i(μ) = clip(x0_i − λ_i/μ, lo_i, hi_i). ‖x(μ) − x0‖ falls
 as μ grows, and the best μ puts x(μ) on the sphere (or μ = 0 when the box's lowest corner is
-inside the ball), so ``concretize`` finds it by bisection. Since g(μ) ≥ the Lagrangian's minimum
-over all x, λ·x0 − ε‖λ‖ (the ball's value), the box never loosens a bound. x(μ) is also the
-minimiser, which ``slopes`` needs for its gradients.
+inside the ball); ``concretize`` solves for it exactly after sorting the coordinates by when
+they reach their face. At μ = ‖λ‖/ε, g(μ) ≥ the Lagrangian's minimum over all x, which is
+λ·x0 − ε‖λ‖ (the ball's value); the larger of the two values is kept, so the box never loosens
+a bound, whatever the rounding. x(μ) is also the minimiser, which ``slopes`` needs.
 """
 from __future__ import annotations
 
@@ -24,9 +25,6 @@ import numpy as np
 from .errors import InputError
 from .rounding import UNIT_ROUNDOFF, gamma
 
-# Bisection steps on log μ: μ* lies in [‖λ‖/ε · 2^-60, ‖λ‖/ε], and each step halves the
-# log-interval, so 64 steps leave a relative error in μ far below what the bound can feel.
-BISECTIONS = 64
 # A nominal input may sit outside the stated box by rounding (float32 pixels normalised in
 # float64); up to this share of the box's width it is taken in, beyond it is an error.
 OUTSIDE_TOLERANCE = 1e-5
@@ -116,15 +114,46 @@ def concretize(lam: Any, x0: Any, eps: float, lo: Any = None, hi: Any = None) ->
         return value, x0 - eps * lam / np.maximum(norm, 1e-300)[:, None], np.zeros(len(lam))
     x0, lo, hi = (np.broadcast_to(a, lam.shape) for a in (x0, lo, hi))
     corner = np.where(lam > 0, lo, np.where(lam < 0, hi, x0))
-    inside = np.sum((corner - x0) ** 2, axis=1) <= eps**2
-    top = np.maximum(norm / max(eps, 1e-300), 1e-300)
-    log_lo, log_hi = np.log(top) - 60 * np.log(2.0), np.log(top)
-    for _ in range(BISECTIONS):
-        mid = (log_lo + log_hi) / 2
-        outside = np.sum((_minimiser(lam, x0, lo, hi, np.exp(mid)) - x0) ** 2, axis=1) > eps**2
-        log_lo, log_hi = np.where(outside, mid, log_lo), np.where(outside, log_hi, mid)
-    mu = np.where(inside, 0.0, np.exp(log_hi))
-    x = np.where(inside[:, None], corner, _minimiser(lam, x0, lo, hi, np.where(inside, 1.0, mu)))
+    ball_mu = norm / max(eps, 1e-300)  # the ball's own multiplier: never worse than the ball
+    candidates = [_best_multiplier(lam, x0, corner, eps), ball_mu]
+    results = [_dual_value(lam, x0, lo, hi, corner, mu, eps) for mu in candidates]
+    better = results[0][0] - results[0][2] >= results[1][0] - results[1][2]
+    value, x, error = (np.where(better if a.ndim == 1 else better[:, None], a, b) for a, b in zip(*results))
+    return value, x, error
+
+
+def _best_multiplier(lam: Any, x0: Any, corner: Any, eps: float) -> Any:
+    """The μ that puts x(μ) on the sphere, exactly, per row: coordinate i stops at its face
+    (x_i = corner_i) for μ ≤ t_i = |λ_i|/room_i, so with t sorted downwards and the first k
+    coordinates stopped, ‖x(μ) − x0‖² = C_k + A_k/μ² (C_k: their rooms squared, A_k: the other
+    λ_i²); the root lies in the piece of the largest k whose start t_(k) is still inside the
+    ball. 0 when every coordinate stops inside it (the lowest corner is in the ball)."""
+    a = np.abs(lam)
+    room = np.abs(corner - x0)
+    t = np.where(a > 0, np.divide(a, room, out=np.full_like(a, np.inf), where=room > 0), 0.0)
+    order = np.argsort(-t, axis=1)
+    ts = np.take_along_axis(t, order, axis=1)
+    rooms = np.take_along_axis(np.where(a > 0, room, 0.0) ** 2, order, axis=1)
+    squares = np.take_along_axis(a**2, order, axis=1)
+    stopped = np.cumsum(rooms, axis=1)  # C_k, k = 1 … n
+    moving = np.sum(squares, axis=1, keepdims=True) - np.cumsum(squares, axis=1)  # A_k
+    moving = np.maximum(moving, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        at_start = stopped + np.where(np.isfinite(ts) & (ts > 0), moving / ts**2, 0.0)
+    k = np.sum(at_start <= eps**2, axis=1)  # pieces whose start is inside the ball (monotone in k)
+    rows = np.arange(len(lam))
+    c_k = np.where(k > 0, stopped[rows, np.maximum(k - 1, 0)], 0.0)
+    a_k = np.where(k > 0, moving[rows, np.maximum(k - 1, 0)], np.sum(squares, axis=1))
+    gap = eps**2 - c_k
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mu = np.sqrt(a_k / gap)
+    return np.where(a_k <= 0, 0.0, np.where(np.isfinite(mu) & (gap > 0), mu, np.sqrt(np.sum(squares, axis=1)) / eps))
+
+
+def _dual_value(lam: Any, x0: Any, lo: Any, hi: Any, corner: Any, mu: Any, eps: float) -> tuple[Any, Any, Any]:
+    """g(μ) per row (a lower bound for any μ ≥ 0), the minimiser x(μ), and g's rounding error."""
+    stop = mu <= 0
+    x = np.where(stop[:, None], corner, _minimiser(lam, x0, lo, hi, np.where(stop, 1.0, mu)))
     spread = np.sum((x - x0) ** 2, axis=1)
     value = np.sum(lam * x, axis=1) + mu / 2 * (spread - eps**2)
     return value, x, _dual_rounding(lam, x0, x, mu, spread, eps)
