@@ -98,8 +98,9 @@ EpsOpt = Annotated[Optional[List[float]], typer.Option("--eps", "-e", show_defau
 OneEps = Annotated[Optional[float], typer.Option("--eps", "-e", show_default=False,
                                                  help="L2 ball radius (default for .vnnlib: the box's L2 radius).")]
 NormOpt = Annotated[str, typer.Option("--norm", help="Norm of bounds and radii (only l2 for now).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|'.join(DEVICES)} "
-                                                         "(the engine runs on NumPy for now).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|'.join(DEVICES)}; auto: the GPU "
+                                                         "for large networks when CuPy sees one (per-layer method "
+                                                         "and global bound only).")]
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {_default_method()}).")]
@@ -191,11 +192,11 @@ def _norm(norm: str) -> None:
 
 def _device(device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
     """The array module --device selects (``backend.select``): CuPy only for ``gpu_work``, the
-    computations that run on a GPU (``methods.runs_on_device``); the rest note that they run on
-    the CPU."""
+    computations that run on a GPU (``methods.runs_on_device``); with an explicit ``gpu`` the
+    rest note that they run on the CPU."""
     xp = select(device)
     if xp is not np and not gpu_work:
-        if not quiet:
+        if not quiet and device == "gpu":
             err.print(f"note: --device {device}: this computation runs on the CPU (the GPU runs the global "
                       "bound and the per-layer method, --method paper)", markup=False)
         return np
@@ -212,6 +213,11 @@ def _method(method: str | None) -> str:
 def _common(norm: str, device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
     _norm(norm)
     return _device(device, quiet, gpu_work)
+
+
+def _sized(xp: ModuleType, device: str, net: Network) -> ModuleType:
+    """--device auto keeps small networks on the CPU, where they run faster (``methods.worth_gpu``)."""
+    return np if device == "auto" and not methods.worth_gpu(net) else xp
 
 
 def _notes(nominal: Nominal, quiet: bool) -> None:
@@ -318,11 +324,12 @@ def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", h
 
 @app.command("global")
 @handles_errors
-def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False,
+def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False,
             certified: CertifiedOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Global Lipschitz bound: the product of the layers' norms (holds for all pairs of inputs)."""
     xp = _common(norm, device, quiet, gpu_work=not certified)
     net = load_model(model)
+    xp = _sized(xp, device, net)
     with progress.bar(out, _bar(json_, quiet), "global bound"):
         result = methods.global_bound_on(net, certified, xp)
     if json_:
@@ -341,12 +348,13 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "cpu", js
 def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = None, method: MethodOpt = None,
           radius: Annotated[bool, typer.Option("--radius", help="Also compute the certified radius.")] = False,
           input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
-          device: DeviceOpt = "cpu", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
+          device: DeviceOpt = "auto", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Local Lipschitz bound L(x0, eps) on the L2 ball of radius eps around x0, per layer."""
     method = _method(method)
     xp = _common(norm, device, quiet, methods.runs_on_device(method, certified))
     net = load_model(model)
+    xp = _sized(xp, device, net)
     nominal = load_nominal(input, net, key)
     grid = _eps_list(eps, nominal)
     valid = _valid_inputs(input_range, mean, std)
@@ -387,11 +395,12 @@ def sweep(model: ModelArg, input: InputOpt,
           csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write eps, bound, lower bound as CSV.")] = None,
           lower: Annotated[bool, typer.Option("--lower", help="Add the empirical lower bound (random + gradient ascent).")] = False,
           key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
-          device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local bound over a log-spaced eps grid, with the global bound (and --lower): the paper's main figure."""
     method = _method(method)
     xp = _common(norm, device, quiet, methods.runs_on_device(method, certified))
     net = load_model(model)
+    xp = _sized(xp, device, net)
     nominal = load_nominal(input, net, key)
     _notes(nominal, quiet)
     hi = check_eps(eps_max if eps_max is not None else _eps_list(None, nominal)[0])
@@ -506,7 +515,7 @@ def certify(model: ModelArg, input: OptInput = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
             key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
-            mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "cpu",
+            mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "auto",
             json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
@@ -613,7 +622,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
           junit: Annotated[Optional[Path], typer.Option("--junit", show_default=False, help="Write a JUnit XML report (one testcase per condition).")] = None,
           config: Annotated[Optional[Path], typer.Option("--config", show_default=False, help=f"Read model, inputs and thresholds from this TOML file (default ./{CONFIG_NAME} when MODEL is not given).")] = None,
           key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
-          device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """CI gate: exit 0 when every condition holds, 1 when one fails, 2 on bad input."""
     start = time.perf_counter()
     if config is None and model is None:
@@ -681,7 +690,7 @@ def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = No
           jacobian_points: Annotated[Optional[int], typer.Option(
               "--jacobian-points", min=0, show_default=False,
               help="Points for the max ‖J(x)‖₂ (default 32; 4 above 1e8 multiply-adds; 0: skip it).")] = None,
-          norm: NormOpt = "l2", device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False,
+          norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Empirical lower bound of L(x0, eps): the best ratio |f(x)-f(x0)|/|x-x0| found in the ball."""
     _common(norm, device, quiet)
@@ -713,7 +722,7 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
            label: Annotated[Optional[int], typer.Option("--label", help="Class to attack (default: argmax at x0).")] = None,
            save: Annotated[Optional[Path], typer.Option("--save", help="Save the adversarial point (.npy, float32, shape [1, ...]).")] = None,
            input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
-           device: DeviceOpt = "cpu", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+           device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Smallest adversarial L2 perturbation found (an upper bound on any certified radius), checked with onnxruntime."""
     _common(norm, device, quiet)
     net = load_model(model)
