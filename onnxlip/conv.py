@@ -8,7 +8,8 @@ when each GEMM's inner dimension, the channels per group, is large), and im2col 
 GEMM over a patch buffer) when there are few channels per group or more output than
 input channels — a first layer with 3 channels and an 11×11 kernel would otherwise make
 121 GEMMs of inner size 3, each re-reading the whole output (AlexNet, one thread: first
-layer 20 → 7 ms, 64→192 channels 18 → 13 ms; VGG16 64→128 at 112²: 100 → 60 ms).
+layer 20 → 7 ms, 64→192 channels 18 → 13 ms; VGG16 64→128 at 112²: 100 → 60 ms). On a GPU,
+where each GEMM is a kernel launch, im2col is used whenever the buffer fits.
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def use_im2col(batch: int, w: Any, win: Window2d, groups: int) -> bool:
     taps = win.kernel[0] * win.kernel[1]
     cg, mg = w.shape[1], w.shape[0] // groups
     patch = batch * groups * cg * taps * win.out_hw[0] * win.out_hw[1]
+    if array_module(w).__name__ != "numpy":  # a GPU: kernel launches dominate, so one large GEMM wins
+        return taps > 1 and patch <= IM2COL_MAX_ELEMENTS
     return (cg < IM2COL_MAX_CHANNELS or cg < mg) and taps > 1 and patch <= IM2COL_MAX_ELEMENTS
 
 
