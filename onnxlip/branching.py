@@ -23,6 +23,13 @@ with ``crown.lower_bounds`` (rounded down) for the best iterate.
 
 Branching: the unstable, unsplit unit with the largest intercept score |Λ_i|·u_i·(−l_i)/(u_i − l_i)
 (the height of its relaxation triangle weighted by the row's coefficient on it; BaBSR's idea).
+Search: best first (lowest bound), ``BATCH`` parents split per round and their children bounded
+as one batch of rows, each row with its own domain's relaxations (every relaxation array
+carries the batch axis, so ``crown`` and ``slopes`` run unchanged).
+
+Only ReLU units are split; max-pool windows keep their relaxation (their inputs' ranges tighten
+under the splits). mnist_lenet at its nominal input, ball alone (``tools/bab_probe.py``):
+α-CROWN alone certifies 0.2272; this search certifies 0.24 in ~3 s and 0.25 in ~16 s (one thread).
 """
 from __future__ import annotations
 
@@ -273,3 +280,41 @@ def branch_and_bound(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], 
                 heapq.heappush(heap, (child.bound, next(tie), child))
     worst = heap[0][0] if heap else np.inf
     return SearchResult(not heap, count, float(worst), time.perf_counter() - start, max_depth)
+
+
+@dataclass(frozen=True)
+class MarginResult:
+    """Outcome of ``certify_margins`` at one radius."""
+
+    certified: bool
+    domains: int  # bounds computed over all rows
+    seconds: float
+    root_worst: float  # the lowest margin bound before any split
+    open_worst: float  # lowest open leaf of the failing row (inf when certified)
+
+
+def certify_margins(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+                    max_seconds: float = 60.0, max_domains: int = 100_000, use_beta: bool = True,
+                    record: list[tuple[int, Domain]] | None = None) -> MarginResult:
+    """Whether every row·f (the margins e_c − e_j) is positive on the ball, by a search per row
+    sharing one time budget; the rows whose root bound is lowest go first, and the first row
+    that cannot be proven stops the test. ``record``: (row, domain) for every domain bounded."""
+    start = time.perf_counter()
+    roots = [bound_domain(nodes, Domain({}, dict(base)), rows[r : r + 1], x0, eps, use_beta=use_beta)
+             for r in range(len(rows))]
+    count, root_worst = len(roots), min(d.bound for d in roots)
+    for r in np.argsort([d.bound for d in roots]):
+        if record is not None:
+            record.append((int(r), roots[r]))
+        if roots[r].bound > 0:
+            continue
+        found: list[Domain] = []
+        res = branch_and_bound(nodes, base, rows[r : r + 1], x0, eps, max_domains - count + 1,
+                               max_seconds - (time.perf_counter() - start), use_beta=use_beta, root=roots[r],
+                               record=found)
+        if record is not None:
+            record.extend((int(r), d) for d in found[1:])
+        count += res.domains - 1
+        if not res.certified:
+            return MarginResult(False, count, time.perf_counter() - start, root_worst, res.worst)
+    return MarginResult(True, count, time.perf_counter() - start, root_worst, np.inf)

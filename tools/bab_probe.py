@@ -1,10 +1,12 @@
 """Branch and bound on mnist_lenet's margins: the measurement table and the soundness checks.
 
     python tools/bab_probe.py table [--radii 0.23 0.24 ...] [--seconds 60] [--domains 2000]
+    python tools/bab_probe.py search --seconds 30
     python tools/bab_probe.py check --eps 0.24 [--model ...]
 
 ``table``: per radius, whether every margin row e_c − e_j is certified over the L2 ball (no
-input box), the domains bounded and the wall time (single thread). ``check``: every domain's
+input box), the domains bounded and the wall time (single thread). ``search``: the largest
+radius certified within a time budget per radius tested. ``check``: every domain's
 bound against the margin at points of that domain (onnxruntime), from ball samples, points
 toward the bound's worst case and PGD iterates on the margin, plus the pointwise check of each
 domain's affine minorant.
@@ -12,6 +14,7 @@ domain's affine minorant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -25,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from onnxlip import branching, crown, load_model  # noqa: E402
 from onnxlip.backend import single_blas_thread  # noqa: E402
 from onnxlip.network import Network  # noqa: E402
-from onnxlip.radius import _margin_rows  # noqa: E402
+from onnxlip.radius import _margin_rows, largest_certified  # noqa: E402
 from onnxlip.runtime import run_onnx  # noqa: E402
 from onnxlip.tight import build_secants  # noqa: E402
 
@@ -34,35 +37,29 @@ RADII = (0.23, 0.24, 0.25, 0.26, 0.27)
 
 
 def certify(net: Network, x0: Any, eps: float, max_seconds: float, max_domains: int,
-            record: list | None = None, use_beta: bool = True) -> dict[str, Any]:
-    """Branch and bound on every margin row at ``eps`` (worst root first; stops at the first
-    row that fails). ``record``: (row index, domain) for every domain bounded."""
+            record: list | None = None, use_beta: bool = True) -> branching.MarginResult:
+    """``branching.certify_margins`` for the label's margin rows at ``eps`` on the ball's ranges
+    (``tight.build_secants``, timed too)."""
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = acts[-1][0].reshape(-1)
-    label = int(np.argmax(y0))
-    rows = _margin_rows(y0, label, net.output_shape)
+    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
     base = build_secants(net, x0, eps, acts=acts).ranges
-    roots = [branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps,
-                                    use_beta=use_beta) for r in range(len(rows))]
-    domains, certified, worst = len(rows), True, np.inf
-    for r in np.argsort([d.bound for d in roots]):
-        if record is not None:
-            record.append((int(r), roots[r]))
-        if roots[r].bound > 0:
-            continue
-        left = max_seconds - (time.perf_counter() - start)
-        found: list = []
-        res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains, left,
-                                         use_beta=use_beta, root=roots[r], record=found)
-        if record is not None:
-            record.extend((int(r), d) for d in found[1:])
-        domains += res.domains - 1
-        if not res.certified:
-            certified, worst = False, res.worst
-            break
-    return dict(eps=eps, certified=certified, domains=domains, seconds=time.perf_counter() - start,
-                roots=min(d.bound for d in roots), worst=worst)
+    spent = time.perf_counter() - start
+    out = branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds - spent, max_domains, use_beta, record)
+    return dataclasses.replace(out, seconds=out.seconds + spent)
+
+
+def search(net: Network, x0: Any, seconds: float, max_domains: int, lo: float = 0.2272, hi: float = 0.28,
+           rel_tol: float = 0.005) -> float:
+    """Largest radius certified within ``seconds`` per radius tested (log-bisection, as
+    ``radius.largest_certified``; ``lo`` is the current method's radius)."""
+    def holds(eps: float) -> bool:
+        out = certify(net, x0, eps, seconds, max_domains)
+        print(f"  {eps:.4f}: {out.certified} ({out.domains} domains, {out.seconds:.1f} s)", flush=True)
+        return out.certified
+
+    return largest_certified(holds, lo, hi, rel_tol)
 
 
 def in_domain(net: Network, xs: Any, signs: dict[int, Any]) -> Any:
@@ -153,7 +150,7 @@ def _into_ball(x0: Any, eps: float, xs: Any) -> Any:
 @single_blas_thread
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("mode", choices=("table", "check"))
+    p.add_argument("mode", choices=("table", "search", "check"))
     p.add_argument("--model", type=Path, default=MODEL)
     p.add_argument("--x0", type=Path, default=X0)
     p.add_argument("--radii", type=float, nargs="*", default=RADII)
@@ -168,8 +165,11 @@ def main() -> None:
         print(f"{'radius':>7} {'certified':>9} {'domains':>8} {'seconds':>8} {'root worst':>10} {'open worst':>10}")
         for eps in args.radii:
             out = certify(net, x0, eps, args.seconds, args.domains, use_beta=not args.no_beta)
-            print(f"{eps:7.4f} {str(out['certified']):>9} {out['domains']:8d} {out['seconds']:8.1f} "
-                  f"{out['roots']:10.3f} {out['worst']:10.3f}", flush=True)
+            print(f"{eps:7.4f} {str(out.certified):>9} {out.domains:8d} {out.seconds:8.1f} "
+                  f"{out.root_worst:10.3f} {out.open_worst:10.3f}", flush=True)
+        return
+    if args.mode == "search":
+        print(f"budget {args.seconds:g} s per radius: largest certified {search(net, x0, args.seconds, args.domains):.4f}")
         return
     record: list = []
     out = certify(net, x0, args.eps, args.seconds, args.domains, record, use_beta=not args.no_beta)
