@@ -169,7 +169,8 @@ def _row_sums(a: Any) -> Any:
 
 
 def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
-                    chosen: dict[int, Any] | None = None, magnitudes: bool = True) -> tuple[Any, ...]:
+                    chosen: dict[int, Any] | None = None, magnitudes: bool = True,
+                    shifts: dict[int, Any] | None = None) -> tuple[Any, ...]:
     """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in the ranges its lines
     (``relaxed``, from ``relaxations``) were built for: returns (Λ_in, c, |Λ|_in, |c|), the last
     two the same pass with every coefficient and constant replaced by an absolute upper bound
@@ -178,9 +179,12 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
     defaults; ``chosen``: filled, per nonlinear node, with its Λ and the lines chosen per row as
     a function of its input (what ``slopes.relaxed_forward`` runs). ``lam`` may be one-hot
     ``Patches`` (without choices): it stays on patches through convolutions, ReLU and
-    max-pool while they are small, and Λ_in and |Λ|_in may come back as patches."""
-    choices = choices or {}
-    if isinstance(lam, Patches) and (choices or chosen is not None):
+    max-pool while they are small, and Λ_in and |Λ|_in may come back as patches. ``shifts``:
+    per nonlinear node k, a term (rows, *node k's input shape) added to Λ once it is a function
+    of node k's input — a linear function of that input the caller knows the sign of on its
+    set (``branching``'s split multipliers)."""
+    choices, shifts = choices or {}, shifts or {}
+    if isinstance(lam, Patches) and (choices or shifts or chosen is not None):
         lam = lam.dense()
     const, mag_const = np.zeros(len(lam)), np.zeros(len(lam))
     mag = (lam.like(np.abs(lam.data)) if isinstance(lam, Patches) else np.abs(lam)) if magnitudes else None
@@ -216,20 +220,24 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
         if magnitudes:
             mag_const += _row_sums(mag * lines.reach)
             mag = magnitude(mag)
+        if k in shifts:
+            lam = lam + shifts[k]
+            mag = mag + np.abs(shifts[k]) if magnitudes else None
         if chosen is not None:
             chosen[k] = (out, apply)
     return lam, const, mag, mag_const
 
 
 def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
-                 x0: Any, eps: float, choices: dict[int, Any] | None = None, box: InputBox | None = None) -> Any:
+                 x0: Any, eps: float, choices: dict[int, Any] | None = None, box: InputBox | None = None,
+                 shifts: dict[int, Any] | None = None) -> Any:
     """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·chain(x) (rows: (q, *output
     shape)), rounded down: every computed value is a sum of at most N products (N: fan-ins along
     the chain, a max-pool's taps and windows per element, a few operations per nonlinear node
     and for the concretization), so its error is at most γ_N times the same sum of absolute
     values; Λ_in's error moves the minimum over the set by at most its value at x0 plus ε times
     its norm, the set being inside the ball."""
-    lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices)
+    lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices, shifts=shifts)
     x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
     value, _, evaluation = concretize_rows(lam, x0, eps, box)
     mag_centre, mag_norm = _dot_and_norm(mag, np.abs(x0))

@@ -1,0 +1,77 @@
+"""Branch and bound on ReLU splits (``onnxlip.branching``): soundness on small random nets.
+
+The strong test: a search may never prove row·f > t for a t above a value row·f(x) reached at
+a point x of the ball (found by PGD); every domain's bound is also checked against the margin
+at sampled points of that domain (onnxruntime), and its affine minorant pointwise."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxlip import branching, load_model
+from onnxlip.radius import _margin_rows
+from onnxlip.tight import build_secants
+
+from .random_nets import ball_samples, random_conv_net, random_mlp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+import bab_probe  # noqa: E402
+
+CASES = [("mlp", 0, 0.8), ("mlp", 1, 1.2), ("mlp", 2, 0.6), ("conv", 3, 0.5), ("conv", 4, 0.8)]
+
+
+def _net(tmp_path: Path, kind: str, seed: int):
+    if kind == "mlp":
+        path = random_mlp(tmp_path / f"mlp{seed}.onnx", seed, (6, 12, 12, 3))
+    else:
+        path = random_conv_net(tmp_path / f"conv{seed}.onnx", seed, channels=1, size=6, hidden=10, classes=3)
+    net = load_model(str(path))
+    x0 = np.random.default_rng(seed + 100).standard_normal(net.input_shape)
+    return path, net, x0
+
+
+def _pgd_min(net, x0, eps, row, rng) -> float:
+    xs = np.concatenate([bab_probe.pgd_points(net, x0, eps, row, 32, 60, rng), ball_samples(x0, eps, 2000, rng)])
+    return float((net.forward(xs).reshape(len(xs), -1) @ row.reshape(-1)).min())
+
+
+@pytest.mark.parametrize("kind,seed,eps", CASES)
+def test_never_proves_above_a_reached_value(tmp_path: Path, kind: str, seed: int, eps: float) -> None:
+    path, net, x0 = _net(tmp_path, kind, seed)
+    y0 = net.forward(x0[None]).reshape(-1)
+    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    base = build_secants(net, x0, eps).ranges
+    rng = np.random.default_rng(seed)
+    record = []
+    for r in range(len(rows)):
+        reached = _pgd_min(net, x0, eps, rows[r], rng)
+        found: list = []
+        res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains=150,
+                                         max_seconds=20, record=found, threshold=reached + 1e-9)
+        assert not res.certified
+        record.extend((r, d) for d in found)
+        # the open leaves' bounds (the search's lower bound on the minimum) stay below it
+        assert min(d.bound for d in found) <= reached
+    slack = bab_probe.check(path, net, x0, eps, record, samples=2000, seed=seed)
+    assert slack["points"] > 0
+    assert slack["bound"] >= -1e-4 and slack["minorant"] >= -1e-4
+
+
+@pytest.mark.parametrize("kind,seed,eps", CASES[:3])
+def test_splitting_closes_the_gap_on_small_mlps(tmp_path: Path, kind: str, seed: int, eps: float) -> None:
+    """With every unstable unit splittable, a threshold a little under the reached minimum is proven."""
+    _, net, x0 = _net(tmp_path, kind, seed)
+    y0 = net.forward(x0[None]).reshape(-1)
+    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    base = build_secants(net, x0, eps).ranges
+    rng = np.random.default_rng(seed)
+    r = 0
+    reached = _pgd_min(net, x0, eps, rows[r], rng)
+    root = branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
+    below = reached - 0.05 * (reached - root.bound)
+    res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains=2000,
+                                     max_seconds=60, root=root, threshold=below)
+    assert res.certified
