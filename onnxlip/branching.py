@@ -1,4 +1,5 @@
-"""Branch and bound on ReLU splits (β-CROWN's scheme) for one margin row over the L2 ball.
+"""Branch and bound on ReLU splits (β-CROWN's scheme) for one margin row over the L2 ball
+(cut by a box of valid inputs when one is given: every minimum below is then over ball ∩ box).
 
 A *domain* is the ball cut by split constraints on unstable ReLU inputs: s_i·z_i(x) ≥ 0 with
 s_i = +1 (active) or −1 (inactive), ``Domain.signs`` per ReLU node. Splitting a unit replaces
@@ -42,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import crown, slopes
+from .domain import InputBox
 from .ir import AFFINE_TYPES, Node, Relu
 from .pooling import window_taps
 from .ranges import monotone_range
@@ -89,7 +91,7 @@ def clamp(lo: Any, hi: Any, signs: Any) -> tuple[Any, Any]:
 
 
 def domain_ranges(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], signs: dict[int, Any],
-                  x0: Any, eps: float, start: int = 0) -> dict[int, tuple[Any, Any]]:
+                  x0: Any, eps: float, start: int = 0, box: InputBox | None = None) -> dict[int, tuple[Any, Any]]:
     """Ranges valid on the domain ``signs``: the ball's (``base``) clamped by the splits, and
     those of nonlinear nodes after ``start`` recomputed on the clamped earlier ones."""
     ranges: dict[int, tuple[Any, Any]] = {}
@@ -98,7 +100,7 @@ def domain_ranges(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], sig
         if k > start:
             prev = nodes[k - 1]
             if isinstance(prev, AFFINE_TYPES):  # a new CROWN range on the clamped prefix
-                lo, hi = crown.tighten(nodes[:k], ranges, x0, eps, lo, hi)
+                lo, hi = crown.tighten(nodes[:k], ranges, x0, eps, lo, hi, box)
             elif k - 1 in ranges:  # a pool after a ReLU: the ReLU's clamped range passes through
                 p_lo, p_hi = monotone_range(prev, *ranges[k - 1])
                 lo, hi = np.maximum(lo, p_lo), np.minimum(hi, p_hi)
@@ -114,13 +116,13 @@ def _shifts(signs: dict[int, Any], betas: dict[int, Any]) -> dict[int, Any]:
 
 def _step(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
           lines: dict[int, Any], free: dict[int, Any], signs: dict[int, Any],
-          betas: dict[int, Any]) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
+          betas: dict[int, Any], box: InputBox | None) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
     """Per row (one per domain): the bound before rounding at (α, β), its gradients in α and β,
     and Λ at each nonlinear node's output."""
     chosen: dict[int, Any] = {}
     lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines, chosen, magnitudes=False,
                                              shifts=_shifts(signs, betas))
-    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, None)
+    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
     inputs = slopes.relaxed_forward(nodes, chosen, worst.reshape(len(rows), *x0.shape))
     grad_lines = {}
     for k, mask in free.items():
@@ -158,14 +160,15 @@ def _stack(domains: list[Domain], relaxed: dict[int, Any], use_beta: bool) -> tu
 
 
 def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: Any, eps: float,
-                  steps: int = STEPS, use_beta: bool = True, threshold: float = 0.0) -> list[Domain]:
+                  steps: int = STEPS, use_beta: bool = True, threshold: float = 0.0,
+                  box: InputBox | None = None) -> list[Domain]:
     """Optimise α (and β) for a batch of domains (one back-substitution row each, with its own
-    relaxations), then set each one's sound bound (``crown.lower_bounds`` with its best
-    iterate's lines and multipliers) and branching scores. Stops early once every row's
-    (unrounded) bound is above ``threshold``."""
+    relaxations; ``row``: one for all, or one per domain), then set each one's sound bound
+    (``crown.lower_bounds`` with its best iterate's lines and multipliers) and branching
+    scores. Stops early once every row's (unrounded) bound is above ``threshold``."""
     ranges = {k: (np.concatenate([d.ranges[k][0] for d in domains]), np.concatenate([d.ranges[k][1] for d in domains]))
               for k in domains[0].ranges}
-    rows = np.repeat(row, len(domains), axis=0)
+    rows = row if len(row) == len(domains) else np.repeat(row, len(domains), axis=0)
     relaxed = crown.relaxations(nodes, ranges)
     free = slopes.free_lines(relaxed)
     signs, lines, betas = _stack(domains, relaxed, use_beta)
@@ -176,7 +179,7 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
     best_outs: dict[int, Any] = {}
     moments: dict[Any, Any] = {}
     for step in range(1, steps + 1):
-        value, g_lines, g_betas, outs = _step(nodes, relaxed, rows, x0, eps, lines, free, signs, betas)
+        value, g_lines, g_betas, outs = _step(nodes, relaxed, rows, x0, eps, lines, free, signs, betas, box)
         better = value > best_value
         best_value = np.maximum(best_value, value)
         for store, now in ((best_lines, lines), (best_betas, betas), (best_outs, outs)):
@@ -193,7 +196,7 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
             lines[k] = slopes._project(nodes, k, lines[k], free[k])
         for k in betas:
             betas[k] = np.maximum(betas[k], 0.0)
-    bounds = crown.lower_bounds(nodes, ranges, rows, x0, eps, best_lines, shifts=_shifts(signs, best_betas))
+    bounds = crown.lower_bounds(nodes, ranges, rows, x0, eps, best_lines, box, _shifts(signs, best_betas))
     scores = intercept_scores(nodes, relaxed, best_outs, signs)
     for i, d in enumerate(domains):
         d.bound = float(bounds[i])
@@ -204,9 +207,9 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
 
 
 def bound_domain(nodes: tuple[Node, ...], domain: Domain, row: Any, x0: Any, eps: float,
-                 steps: int = STEPS, use_beta: bool = True) -> Domain:
+                 steps: int = STEPS, use_beta: bool = True, box: InputBox | None = None) -> Domain:
     """``bound_domains`` for one domain."""
-    return bound_domains(nodes, [domain], row, x0, eps, steps, use_beta, threshold=np.inf)[0]
+    return bound_domains(nodes, [domain], row, x0, eps, steps, use_beta, np.inf, box)[0]
 
 
 def intercept_scores(nodes: tuple[Node, ...], relaxed: dict[int, Any], outs: dict[int, Any],
@@ -231,7 +234,8 @@ def choose_unit(domain: Domain) -> tuple[int, int] | None:
     return k, int(np.argmax(domain.scores[k]))
 
 
-def split(nodes: tuple[Node, ...], domain: Domain, unit: tuple[int, int], x0: Any, eps: float) -> list[Domain]:
+def split(nodes: tuple[Node, ...], domain: Domain, unit: tuple[int, int], x0: Any, eps: float,
+          box: InputBox | None = None) -> list[Domain]:
     """The two children of ``domain`` on ``unit`` (active, inactive), with their ranges: the
     parent's (valid on a child, a subset) clamped, and those after the unit recomputed."""
     k, i = unit
@@ -239,7 +243,7 @@ def split(nodes: tuple[Node, ...], domain: Domain, unit: tuple[int, int], x0: An
     for sign in (1, -1):
         signs = {j: s.copy() for j, s in domain.signs.items()}
         signs.setdefault(k, np.zeros(domain.ranges[k][0].shape, dtype=np.int8)).reshape(-1)[i] = sign
-        ranges = domain_ranges(nodes, domain.ranges, signs, x0, eps, start=k)
+        ranges = domain_ranges(nodes, domain.ranges, signs, x0, eps, k, box)
         children.append(Domain(signs, ranges, lines=domain.lines, betas=domain.betas))
     return children
 
@@ -247,14 +251,15 @@ def split(nodes: tuple[Node, ...], domain: Domain, unit: tuple[int, int], x0: An
 def branch_and_bound(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], row: Any, x0: Any, eps: float,
                      max_domains: int = 200, max_seconds: float = 60.0, steps: int = STEPS,
                      use_beta: bool = True, root: Domain | None = None,
-                     record: list[Domain] | None = None, threshold: float = 0.0, batch: int = BATCH) -> SearchResult:
+                     record: list[Domain] | None = None, threshold: float = 0.0, batch: int = BATCH,
+                     box: InputBox | None = None) -> SearchResult:
     """Best-first search (lowest bound first) until every leaf's bound is above ``threshold``
     (certified: row·f > threshold on the ball), a leaf cannot be split further with a bound
     below it, or a budget runs out. ``batch``: parents split per round, their children bounded
     together. ``record``: filled with every domain bounded (for checks)."""
     start = time.perf_counter()
     if root is None:
-        root = bound_domain(nodes, Domain({}, dict(base)), row, x0, eps, steps, use_beta)
+        root = bound_domain(nodes, Domain({}, dict(base)), row, x0, eps, steps, use_beta, box)
     if record is not None:
         record.append(root)
     count, tie = 1, itertools.count()
@@ -269,8 +274,8 @@ def branch_and_bound(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], 
             for domain in parents:
                 heapq.heappush(heap, (domain.bound, next(tie), domain))
             break
-        children = [child for domain, unit in zip(parents, units) for child in split(nodes, domain, unit, x0, eps)]
-        bound_domains(nodes, children, row, x0, eps, steps, use_beta, threshold)
+        children = [child for domain, unit in zip(parents, units) for child in split(nodes, domain, unit, x0, eps, box)]
+        bound_domains(nodes, children, row, x0, eps, steps, use_beta, threshold, box)
         count += len(children)
         for child in children:
             max_depth = max(max_depth, child.depth)
@@ -295,13 +300,13 @@ class MarginResult:
 
 def certify_margins(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
                     max_seconds: float = 60.0, max_domains: int = 100_000, use_beta: bool = True,
-                    record: list[tuple[int, Domain]] | None = None) -> MarginResult:
+                    record: list[tuple[int, Domain]] | None = None, box: InputBox | None = None) -> MarginResult:
     """Whether every row·f (the margins e_c − e_j) is positive on the ball, by a search per row
     sharing one time budget; the rows whose root bound is lowest go first, and the first row
     that cannot be proven stops the test. ``record``: (row, domain) for every domain bounded."""
     start = time.perf_counter()
-    roots = [bound_domain(nodes, Domain({}, dict(base)), rows[r : r + 1], x0, eps, use_beta=use_beta)
-             for r in range(len(rows))]
+    roots = bound_domains(nodes, [Domain({}, dict(base)) for _ in rows], rows, x0, eps, use_beta=use_beta,
+                          threshold=np.inf, box=box)  # one batch: as costly as one optimised margin test
     count, root_worst = len(roots), min(d.bound for d in roots)
     for r in np.argsort([d.bound for d in roots]):
         if record is not None:
@@ -311,7 +316,7 @@ def certify_margins(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], r
         found: list[Domain] = []
         res = branch_and_bound(nodes, base, rows[r : r + 1], x0, eps, max_domains - count + 1,
                                max_seconds - (time.perf_counter() - start), use_beta=use_beta, root=roots[r],
-                               record=found)
+                               record=found, box=box)
         if record is not None:
             record.extend((int(r), d) for d in found[1:])
         count += res.domains - 1

@@ -114,6 +114,9 @@ MeanOpt = Annotated[Optional[str], typer.Option(
     "--mean", show_default=False, help="With --input-range: the model takes (x - mean)/std; one value or one per "
                                        "channel, comma-separated (e.g. 0.4914,0.4822,0.4465).")]
 StdOpt = Annotated[Optional[str], typer.Option("--std", show_default=False, help="With --input-range: see --mean.")]
+BranchOpt = Annotated[float, typer.Option(
+    "--branch-seconds", min=0.0, help="Branch and bound on ReLU splits where the tight test fails, up to this many "
+                                      "seconds per radius tested (0: off). mnist_lenet: 0.227 → 0.247 at 10 s.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final numbers, no notes or progress bar.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 
@@ -515,7 +518,8 @@ def certify(model: ModelArg, input: OptInput = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
             key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
-            mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2", device: DeviceOpt = "auto",
+            mean: MeanOpt = None, std: StdOpt = None, branch_seconds: BranchOpt = 0.0, norm: NormOpt = "l2",
+            device: DeviceOpt = "auto",
             json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Largest certified L2 radius around x0 (--input), or certified accuracy over many inputs (--inputs)."""
     _common(norm, device, quiet)
@@ -528,24 +532,24 @@ def certify(model: ModelArg, input: OptInput = None,
         given = [name for name, value in batch_only.items() if value is not None]
         if given:
             raise InputError(f"{', '.join(given)} work with --inputs (many inputs); --input certifies one")
-        _certify_one(model, input, key, label, method, certified, valid, json_, quiet)
+        _certify_one(model, input, key, label, method, certified, valid, branch_seconds, json_, quiet)
         return
     if label is not None:
         raise InputError("--label works with --input; give --labels or --labels-key with --inputs")
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
     _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, valid,
-                  json_, quiet)
+                  branch_seconds, json_, quiet)
 
 
 def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, certified: bool,
-                 valid: InputRange | None, json_: bool, quiet: bool) -> None:
+                 valid: InputRange | None, branch_seconds: float, json_: bool, quiet: bool) -> None:
     net = load_model(model)
     nominal = load_nominal(input, net, key)
     valid_box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
     with progress.bar(out, _bar(json_, quiet), "certified radius"):
-        result = radius_of(net, nominal.x0, label, method, certified, valid_box)
+        result = radius_of(net, nominal.x0, label, method, certified, valid_box, branch_seconds)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:
         data = {**report.radius_dict(result), "input_range": _range_dict(valid)}
@@ -565,7 +569,7 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
 
 def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | None, labels_key: str | None,
                   radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, certified: bool,
-                  valid: InputRange | None, json_: bool, quiet: bool) -> None:
+                  valid: InputRange | None, branch_seconds: float, json_: bool, quiet: bool) -> None:
     net = load_model(model)
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
@@ -574,7 +578,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
         for i, x in enumerate(xs):
             c = int(predicted[i]) if ys is None else int(ys[i])
-            r = radius_of(net, x, c, method, certified, _box(valid, x))
+            r = radius_of(net, x, c, method, certified, _box(valid, x), branch_seconds)
             rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
                          "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
                          "radius_tight": r.radius_tight,

@@ -65,11 +65,12 @@ class Outcome:
 
 
 def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None,
-              certified: bool = False, box: InputBox | None = None) -> Any:
+              certified: bool = False, box: InputBox | None = None, branch_seconds: float = 0.0) -> Any:
     """``certified_radius`` with ``method`` passed on when given (else the engine's default)."""
     if method is not None:
-        return certified_radius(net, x0, label, method=method, certified=certified, box=box)
-    return certified_radius(net, x0, label, certified=certified, box=box)
+        return certified_radius(net, x0, label, method=method, certified=certified, box=box,
+                                branch_seconds=branch_seconds)
+    return certified_radius(net, x0, label, certified=certified, box=box, branch_seconds=branch_seconds)
 
 
 def plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> int:

@@ -9,7 +9,8 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
   by interval bounds);
 - tight: ε·‖(e_c − e_j)ᵀ·M‖₂ < y0_c − y0_j for every j ≠ c, bounded over all secant
   matrices M of the ball (``tight``), or a positive linear-relaxation lower bound of every
-  margin (``crown``) on the same ranges.
+  margin (``crown``) on the same ranges; with a time budget, branch and bound on ReLU splits
+  (``branching``) where both fail.
 L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import crown, slopes
+from . import branching, crown, slopes
 from .backend import single_blas_thread
 from .domain import InputBox
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
@@ -32,6 +33,9 @@ from .network import Network
 from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
+# Branch and bound extends the tight radius by steps of this factor, then bisects to this
+# relative tolerance: about 6 radii tested, half of which spend the whole budget.
+BRANCH_STEP, BRANCH_REL_TOL = 1.25, 5e-3
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class RadiusResult:
     evaluations: int
     certified: bool = False  # every figure provable (certified layer norms), not an estimate
     in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
+    branch_seconds: float = 0.0  # budget of branch and bound per radius tested (0: none)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -104,29 +109,36 @@ def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.n
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
-                 paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None) -> bool:
+                 paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
+                 branch_seconds: float = 0.0) -> bool:
     """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii): the
     linear-relaxation margin test, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all
-    secants M (``certified``: provable segment norms); ``box``: only for the ball's inputs in it."""
+    secants M (``certified``: provable segment norms), or else branch and bound within
+    ``branch_seconds``; ``box``: only for the ball's inputs in it."""
     state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
     if _relaxation_holds(net, state, eps, acts, y0, label, box):
         return True
     others = np.delete(np.arange(y0.size), label)
     rows, gaps = _margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
-    for i in np.argsort(gaps):  # the closest runner-up first: fail fast
-        if eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) >= gaps[i]:
-            return False
-    return True
+    if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) < gaps[i]
+           for i in np.argsort(gaps)):  # the closest runner-up first: fail fast
+        return True
+    if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
+        return False
+    return branching.certify_margins(net.nodes, state.ranges, rows, acts[0][0], eps, branch_seconds, box=box).certified
 
 
 @single_blas_thread
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
-                     method: str = "best", certified: bool = False, box: InputBox | None = None) -> RadiusResult:
+                     method: str = "best", certified: bool = False, box: InputBox | None = None,
+                     branch_seconds: float = 0.0) -> RadiusResult:
     """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
     unless ``method`` is 'paper', the tight margin test. With ``certified`` every norm is
     provable (layers and tight-mode segments), so every radius is a proof, not an estimate.
     With ``box`` (valid inputs, see ``domain``) the label is certified for the ball's inputs
-    inside the box only; the tight test uses it, the others hold on the whole ball."""
+    inside the box only; the tight test uses it, the others hold on the whole ball.
+    ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
+    (each failing radius of the bisection spends all of it)."""
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
@@ -144,7 +156,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
 
     if margin <= 0:
         return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0,
-                            certified, box is not None)
+                            certified, box is not None, branch_seconds)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
     paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
                     margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
@@ -153,16 +165,24 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
         folded = _bisect(holds, paper, _grow_until_fails(holds, paper), rel_tol)
     best_so_far = max(paper, folded or 0.0)
-    tight = None
+    tight, tight_name = None, "tight"
     if method != "paper" and supports(net):
-        holds = functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
-            net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box))
+        def test(budget: float) -> Callable[[float], bool]:
+            return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
+                net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
+
+        holds = test(0.0)
         tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
-    radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, "tight"),
+        if branch_seconds > 0 and tight > 0:  # every radius it fails costs the whole budget: a coarser search
+            branched = _bisect(test(branch_seconds), tight, _grow_until_fails(test(branch_seconds), tight, BRANCH_STEP),
+                               max(rel_tol, BRANCH_REL_TOL))
+            if branched > tight:
+                tight, tight_name = branched, "tight+branching"
+    radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0], certified, box is not None)
+                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

@@ -77,3 +77,27 @@ def test_wrong_label_gives_zero_radius() -> None:
     label = int(np.argmin(net.forward(x0[None])[0]))
     r = certified_radius(net, x0, label=label)
     assert r.radius == 0 and r.margin < 0
+
+
+def test_branching_proves_a_radius_the_relaxation_cannot(mnist: tuple) -> None:
+    """mnist_lenet at 0.235 (ball only): the optimised relaxation and the secant test fail, branch
+    and bound on ReLU splits proves it, and PGD inside that ball finds nothing."""
+    from onnxlip.attacks import pgd_l2
+    from onnxlip.radius import _tight_holds
+
+    net, x0, r = mnist
+    acts = net.activations(x0)
+    y0 = np.asarray(acts[-1][0]).reshape(-1)
+    assert r.radius < 0.235
+    assert not _tight_holds(net, x0, 0.235, acts, y0, r.label)
+    assert _tight_holds(net, x0, 0.235, acts, y0, r.label, branch_seconds=60)
+    assert not pgd_l2(net, x0, 0.235, r.label, steps=40, restarts=8).found
+
+
+def test_branching_in_the_radius_search() -> None:
+    net = load_model(MODELS / "mlp.onnx")
+    x0 = np.load(MODELS / "mlp_x0.npy")[0].astype(np.float64)
+    plain, branched = certified_radius(net, x0), certified_radius(net, x0, branch_seconds=0.5)
+    assert branched.branch_seconds == 0.5 and branched.radius >= plain.radius
+    assert branched.method in ("tight", "tight+branching")
+    assert branched.radius < min_adversarial_distance(net, x0).distance
