@@ -163,7 +163,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     folded = None
     if isinstance(net.nodes[-1], Dense):
         holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
-        folded = _bisect(holds, paper, _grow_until_fails(holds, paper), rel_tol)
+        folded = _bisect(holds, *_grow_until_fails(holds, paper), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight, tight_name = None, "tight"
     if method != "paper" and supports(net):
@@ -172,11 +172,11 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
                 net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
 
         holds = test(0.0)
-        tight = (_bisect(holds, best_so_far, _grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
+        tight = (_bisect(holds, *_grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
         if branch_seconds > 0 and tight > 0:  # every radius it fails costs the whole budget: a coarser search
-            branched = _bisect(test(branch_seconds), tight, _grow_until_fails(test(branch_seconds), tight, BRANCH_STEP),
-                               max(rel_tol, BRANCH_REL_TOL))
+            split = test(branch_seconds)
+            branched = _bisect(split, *_grow_until_fails(split, tight, BRANCH_STEP), max(rel_tol, BRANCH_REL_TOL))
             if branched > tight:
                 tight, tight_name = branched, "tight+branching"
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
@@ -192,10 +192,11 @@ def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float
     return lo if hi <= lo else largest_certified(holds, lo, hi, rel_tol)
 
 
-def _grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0, limit: int = 60) -> float:
-    """An ε where ``holds`` fails, doubling from a certified one."""
+def _grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0,
+                      limit: int = 60) -> tuple[float, float]:
+    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε."""
     for _ in range(limit):
+        if not holds(eps * factor):
+            return eps, eps * factor
         eps *= factor
-        if not holds(eps):
-            return eps
-    return eps
+    return eps, eps
