@@ -166,11 +166,17 @@ def _minimiser(lam: Any, x0: Any, lo: Any, hi: Any, mu: Any) -> Any:
 
 def _dual_rounding(lam: Any, x0: Any, x: Any, mu: Any, spread: Any, eps: float) -> Any:
     """Error bound of g(μ) as computed: its sums (γ_{n+8} times their absolute values), and x's
-    own rounding δ_i ≤ 2u(|x0_i| + |λ_i|/μ), which moves the Lagrangian off its minimum by at
-    most |λ_i + μ(x_i − x0_i)|·δ_i + μδ_i²/2 per element."""
+    own rounding. The unclipped x0_i − λ_i/μ errs by δ_i ≤ 2u(|x0_i| + |λ_i|/μ); where it lies
+    beyond a face by more than that, x_i is the face exactly, as is the true minimiser. Elsewhere
+    x_i is within δ_i of it, and by convexity the per-element Lagrangian exceeds its minimum by at
+    most |λ_i + μ(x_i − x0_i)|·δ_i (that slope's own rounding added)."""
     n = lam.shape[1]
     sums = np.sum(np.abs(lam * x), axis=1) + mu / 2 * (spread + eps**2)
-    safe_mu = np.where(mu > 0, mu, 1.0)[:, None]
-    delta = np.where(mu[:, None] > 0, 2 * UNIT_ROUNDOFF * (np.abs(x0) + np.abs(lam) / safe_mu), 0.0)
-    drift = np.sum((np.abs(lam) + mu[:, None] * np.abs(x - x0)) * delta + mu[:, None] * delta**2, axis=1)
+    moving = mu > 0
+    safe_mu = np.where(moving, mu, 1.0)[:, None]
+    delta = np.where(moving[:, None], 2 * UNIT_ROUNDOFF * (np.abs(x0) + np.abs(lam) / safe_mu), 0.0)
+    settled = np.abs(x0 - lam / safe_mu - x) > 2 * delta  # clipped well inside the face's side
+    size = np.abs(lam) + mu[:, None] * np.abs(x - x0)
+    slope = np.abs(lam + mu[:, None] * (x - x0)) + 4 * UNIT_ROUNDOFF * size
+    drift = np.sum(np.where(settled, 0.0, slope * delta), axis=1)
     return (gamma(n + 8) * sums + drift) * (1 + 1e-6)
