@@ -344,16 +344,29 @@ def _closer(best: Attack, found: Attack, method: str) -> Attack:
     return replace(found, method=method) if found.found and found.distance < best.distance else best
 
 
+def _box_start(net: Network, x0: np.ndarray, c: int, scale: float, box: InputBox, steps: int, restarts: int,
+               seed: int, confidence: float, growths: int = 6) -> list[Attack]:
+    """An adversarial point inside ``box`` by PGD there at radii ``scale``·2^k (the starts
+    outside the box lost their label flip when clipped into it); [] when none is found."""
+    for k in range(growths):
+        found = pgd_l2(net, x0, scale * 2.0**k, c, steps, restarts, seed, confidence=confidence, box=box)
+        if found.found:
+            return [found]
+    return []
+
+
 def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, steps: int = 30, restarts: int = 4,
                              bisections: int = 8, ddn_steps: int = 300, seed: int = 0,
                              confidence: float = CONFIDENCE, box: InputBox | None = None) -> Attack:
     """Smallest adversarial L2 distance found: DeepFool/FGSM start, DDN, then bisection on ε with
-    PGD; with ``box``, among points inside it (the starts clipped into it)."""
+    PGD; with ``box``, among points inside it (the starts clipped into it, else PGD in the box
+    at growing radii from theirs)."""
     x0 = _sample(net, x0)
     c = _label(net, x0, label)
-    starts = [_boxed(net, x0, a, box, confidence)
-              for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence))]
-    starts = [a for a in starts if a.found]
+    free = [a for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence)) if a.found]
+    starts = [a for a in (_boxed(net, x0, a, box, confidence) for a in free) if a.found]
+    if not starts and free and box is not None:
+        starts = _box_start(net, x0, c, min(a.distance for a in free), box, steps, restarts, seed, confidence)
     if not starts:
         return _attack(net, x0, None, "none", c)
     best = min((_shrink(net, x0, a, confidence) for a in starts), key=lambda a: a.distance)

@@ -142,3 +142,14 @@ def test_input_range_normalises_per_channel() -> None:
         cifar.bounds((1, 28, 28))
     with pytest.raises(InputError, match="positive"):
         InputRange(0.0, 1.0, (0.0,), (0.0,)).bounds((4,))
+
+
+def test_box_attack_when_clipping_undoes_the_starts() -> None:
+    """convnet in [0, 1]: DeepFool's and FGSM's points lose their flip once clipped; PGD inside the
+    box still finds one, above the radius certified there."""
+    net = load_model(MODELS / "convnet.onnx")
+    x0 = np.load(MODELS / "convnet_x0.npy")[0].astype(np.float64)
+    box = InputRange(0.0, 1.0).box(x0)
+    found = min_adversarial_distance(net, x0, box=box, ddn_steps=50)
+    assert found.found and np.all(found.point >= 0.0) and np.all(found.point <= 1.0)
+    assert found.distance > certified_radius(net, x0, box=box).radius
