@@ -38,13 +38,17 @@ def _pgd_min(net, x0, eps, row, rng) -> float:
     return float((net.forward(xs).reshape(len(xs), -1) @ row.reshape(-1)).min())
 
 
+def _margins_and_ranges(net, x0, eps: float, seed: int):
+    """The margin rows at x0, the ball's ranges, and a generator for the searches' points."""
+    y0 = net.forward(x0[None]).reshape(-1)
+    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    return rows, build_secants(net, x0, eps).ranges, np.random.default_rng(seed)
+
+
 @pytest.mark.parametrize("kind,seed,eps", CASES)
 def test_never_proves_above_a_reached_value(tmp_path: Path, kind: str, seed: int, eps: float) -> None:
     path, net, x0 = _net(tmp_path, kind, seed)
-    y0 = net.forward(x0[None]).reshape(-1)
-    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
-    base = build_secants(net, x0, eps).ranges
-    rng = np.random.default_rng(seed)
+    rows, base, rng = _margins_and_ranges(net, x0, eps, seed)
     record = []
     for r in range(len(rows)):
         reached = _pgd_min(net, x0, eps, rows[r], rng)
@@ -64,10 +68,7 @@ def test_never_proves_above_a_reached_value(tmp_path: Path, kind: str, seed: int
 def test_splitting_closes_the_gap_on_small_mlps(tmp_path: Path, kind: str, seed: int, eps: float) -> None:
     """With every unstable unit splittable, a threshold a little under the reached minimum is proven."""
     _, net, x0 = _net(tmp_path, kind, seed)
-    y0 = net.forward(x0[None]).reshape(-1)
-    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
-    base = build_secants(net, x0, eps).ranges
-    rng = np.random.default_rng(seed)
+    rows, base, rng = _margins_and_ranges(net, x0, eps, seed)
     r = 0
     reached = _pgd_min(net, x0, eps, rows[r], rng)
     root = branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
