@@ -625,8 +625,11 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
           max_global_bound: Annotated[Optional[float], typer.Option("--max-global-bound", show_default=False, help="Fail when the global bound > this.")] = None,
           junit: Annotated[Optional[Path], typer.Option("--junit", show_default=False, help="Write a JUnit XML report (one testcase per condition).")] = None,
           config: Annotated[Optional[Path], typer.Option("--config", show_default=False, help=f"Read model, inputs and thresholds from this TOML file (default ./{CONFIG_NAME} when MODEL is not given).")] = None,
-          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
-          device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
+          mean: MeanOpt = None, std: StdOpt = None, branch_seconds: Annotated[Optional[float], typer.Option(
+              "--branch-seconds", min=0.0, show_default=False, help="As for certify (default: from the config, else 0)."
+          )] = None, norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False,
+          debug: DebugOpt = False) -> None:
     """CI gate: exit 0 when every condition holds, 1 when one fails, 2 on bad input."""
     start = time.perf_counter()
     if config is None and model is None:
@@ -647,6 +650,10 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
             check_eps(eps)
         thresholds = cfg.thresholds.merged(eps=eps, max_bound=max_bound, min_radius=min_radius,
                                            max_global_bound=max_global_bound)
+        valid = _valid_inputs(input_range, mean, std) if input_range is not None else cfg.input_range
+        if input_range is None and (mean is not None or std is not None):
+            raise InputError("--mean and --std describe --input-range: give the raw range too, e.g. --input-range 0 1")
+        branch = cfg.branch_seconds if branch_seconds is None else branch_seconds
         _common(norm, device, quiet)
         chosen = _method(method or cfg.method)
         net = load_model(model_path)
@@ -655,7 +662,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
             _notes(nominal, quiet)
         check_plan(thresholds, nominals)
         with progress.bar(out, _bar(json_, quiet), "checking", total=plan(thresholds, nominals)) as bar:
-            outcomes = evaluate(net, nominals, thresholds, chosen, bar.advance, certified)
+            outcomes = evaluate(net, nominals, thresholds, chosen, bar.advance, certified, valid, branch)
     except OnnxlipError as exc:
         if junit is not None:
             try:
@@ -669,7 +676,8 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
     passed = all(o.passed for o in outcomes)
     if json_:
         data = report.check_dict(outcomes, os.fspath(model_path), seconds)
-        data.update(method=chosen, certified=certified, junit=os.fspath(junit) if junit else None,
+        data.update(method=chosen, certified=certified, input_range=_range_dict(valid), branch_seconds=branch,
+                    junit=os.fspath(junit) if junit else None,
                     config=os.fspath(cfg.source) if cfg.source else None)
         emit_json(data)
     elif quiet:

@@ -7,6 +7,10 @@ Example::
     # key = "x"                                # array name inside .npz inputs
     # method = "paper"                         # local-bound method
     # junit = "onnxlip-report.xml"             # JUnit XML report
+    # input_range = [0, 1]                     # valid raw inputs (bounds and radii then cover only those)
+    # mean = [0.1307]                          # ... reaching the model as (x - mean) / std
+    # std = [0.3081]
+    # branch_seconds = 10                      # branch and bound per radius tested
 
     [thresholds]
     eps = 0.01                 # ball radius for max_bound (default for .vnnlib: the box's L2 radius)
@@ -25,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .domain import InputRange
 from .errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -33,7 +38,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 CONFIG_NAME = "onnxlip.toml"
-TOP_KEYS = ("model", "inputs", "key", "method", "junit", "thresholds")
+TOP_KEYS = ("model", "inputs", "key", "method", "junit", "input_range", "mean", "std", "branch_seconds", "thresholds")
 THRESHOLD_KEYS = ("eps", "max_bound", "min_radius", "max_global_bound")
 
 
@@ -64,6 +69,8 @@ class CheckConfig:
     key: str | None = None
     method: str | None = None
     junit: Path | None = None
+    input_range: InputRange | None = None
+    branch_seconds: float = 0.0
     thresholds: Thresholds = field(default_factory=Thresholds)
     source: Path | None = None
 
@@ -87,6 +94,26 @@ def _unknown(keys: Any, known: tuple[str, ...], where: str) -> None:
                          f"(known: {', '.join(known)})")
 
 
+def _numbers(value: Any, where: str) -> tuple[float, ...]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise InputError(f"{where} must be a number or a non-empty list of numbers, got {value!r}")
+    return tuple(_number(v, where) for v in values)
+
+
+def _input_range(data: dict[str, Any], where: str) -> InputRange | None:
+    """``input_range = [lo, hi]`` with optional ``mean``/``std`` (numbers or per-channel lists)."""
+    if "input_range" not in data:
+        if "mean" in data or "std" in data:
+            raise InputError(f"{where}: mean and std describe input_range: give input_range = [lo, hi] too")
+        return None
+    bounds = _numbers(data["input_range"], f"{where}: input_range")
+    if len(bounds) != 2:
+        raise InputError(f"{where}: input_range must be [lo, hi], got {data['input_range']!r}")
+    return InputRange(*bounds, _numbers(data.get("mean", 0.0), f"{where}: mean"),
+                      _numbers(data.get("std", 1.0), f"{where}: std"))
+
+
 def parse_config(data: dict[str, Any], base: Path, where: str) -> CheckConfig:
     """A ``CheckConfig`` from parsed TOML ``data``; relative paths are taken from ``base``."""
     _unknown(data, TOP_KEYS, where)
@@ -105,8 +132,11 @@ def parse_config(data: dict[str, Any], base: Path, where: str) -> CheckConfig:
     thresholds = Thresholds(**{k: _number(v, f"{where}: thresholds.{k}") for k, v in table.items()})
     if thresholds.eps is not None and thresholds.eps <= 0:
         raise InputError(f"{where}: thresholds.eps must be positive, got {thresholds.eps}")
+    branch_seconds = _number(data.get("branch_seconds", 0.0), f"{where}: branch_seconds")
+    if branch_seconds < 0:
+        raise InputError(f"{where}: branch_seconds must be at least 0, got {branch_seconds}")
     return CheckConfig(
-        model=model, inputs=paths,
+        model=model, inputs=paths, input_range=_input_range(data, where), branch_seconds=branch_seconds,
         key=_string(data["key"], f"{where}: key") if "key" in data else None,
         method=_string(data["method"], f"{where}: method") if "method" in data else None,
         junit=resolve(_string(data["junit"], f"{where}: junit")) if "junit" in data else None,

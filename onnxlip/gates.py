@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .domain import InputBox
+from .domain import InputBox, InputRange
 from .bounds import global_bound
 from .config import Thresholds
 from .errors import InputError
@@ -94,9 +94,11 @@ def check_plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> None:
 
 
 def evaluate(net: Network, inputs: Sequence[Nominal], thresholds: Thresholds, method: str = "paper",
-             tick: Callable[[], None] = lambda: None, certified: bool = False) -> list[Outcome]:
+             tick: Callable[[], None] = lambda: None, certified: bool = False, valid: InputRange | None = None,
+             branch_seconds: float = 0.0) -> list[Outcome]:
     """Every requested condition, in order: global, then per input bound and radius; with
-    ``certified``, every measured value is provable."""
+    ``certified``, every measured value is provable; ``valid``: the inputs bounds and radii
+    cover (see ``domain``); ``branch_seconds``: branch and bound in the radius search."""
     check_plan(thresholds, inputs)
     outcomes: list[Outcome] = []
     if thresholds.max_global_bound is not None:
@@ -105,16 +107,17 @@ def evaluate(net: Network, inputs: Sequence[Nominal], thresholds: Thresholds, me
                                 "global bound", estimate=g.is_estimate))
         tick()
     for nominal in inputs:
+        box = None if valid is None else valid.box(nominal.x0)
         if thresholds.max_bound is not None:
             eps = thresholds.eps if thresholds.eps is not None else nominal.eps
             assert eps is not None  # check_plan
-            r = local_bounds(net, nominal.x0, [float(eps)], method, certified)[0]
+            r = local_bounds(net, nominal.x0, [float(eps)], method, certified, box)[0]
             outcomes.append(Outcome("local_bound", nominal.source, r.bound, thresholds.max_bound, "<=", r.seconds,
                                     f"L(x0, eps={eps:g})", float(eps), r.is_estimate))
             tick()
         if thresholds.min_radius is not None:
             start = time.perf_counter()
-            c = radius_of(net, nominal.x0, None, method, certified)
+            c = radius_of(net, nominal.x0, None, method, certified, box, branch_seconds)
             outcomes.append(Outcome("certified_radius", nominal.source, c.radius, thresholds.min_radius, ">=",
                                     time.perf_counter() - start, f"certified radius (label {c.label})",
                                     estimate=not c.certified))

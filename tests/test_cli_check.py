@@ -130,6 +130,29 @@ def test_bad_config_exit_2(text: str, message: str, tmp_path: Path) -> None:
     assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
 
 
+def test_config_with_input_range_and_branching(tmp_path: Path) -> None:
+    """mlp: radius 0.417 without splitting, about 0.505 with it; the gate at 0.45 passes only with
+    branch_seconds, from the config or the command line."""
+    cfg = write_config(tmp_path, "min_radius = 0.45\n", extra="input_range = [-2, 2]\nbranch_seconds = 0.5")
+    code, stdout, stderr = run("check", "--config", str(cfg), "--json")
+    data = json.loads(stdout)
+    assert code == 0, stderr
+    assert data["branch_seconds"] == 0.5 and data["input_range"] == {"lo": -2.0, "hi": 2.0, "mean": [0.0], "std": [1.0]}
+    code, _, _ = run("check", "--config", str(cfg), "--branch-seconds", "0")
+    assert code == 1
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("mean = 0.5", "give input_range"),
+    ("input_range = [1]", "must be [lo, hi]"),
+    ("branch_seconds = -1", "at least 0"),
+])
+def test_bad_input_range_config_exit_2(extra: str, message: str, tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "min_radius = 0.1\n", extra=extra)
+    code, _, stderr = run("check", "--config", str(cfg))
+    assert code == 2 and message in stderr and len(stderr.strip().splitlines()) == 1
+
+
 def test_no_model_and_no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     code, _, stderr = run("check")
