@@ -235,7 +235,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     Ranges come from interval bounds and the per-layer product's ball radius; with
     ``refine`` the ball radius is also capped by the tight bound of each prefix (fewer
     unstable units at moderate ε, several times slower: measured 57.45 → 57.45 on
-    mnist_lenet and 46.4 → 32.6 on cifar10_net at ε = 1e-3). With ``certified`` the radii
+    mnist_lenet and 43.87 → 27.53 on cifar10_net at ε = 1e-3). With ``certified`` the radii
     come from the certified per-layer bound, segment norms are provable, and ranges are
     widened for their rounding (``range_rounding``). With ``box`` the ranges (and so every
     bound built on them) cover only the ball's inputs inside it.
