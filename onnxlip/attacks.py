@@ -290,6 +290,13 @@ def _into_box(box: InputBox | None, x0: np.ndarray, delta: np.ndarray) -> np.nda
     return np.clip(x0 + delta, box.lo.reshape(x0.shape), box.hi.reshape(x0.shape)) - x0
 
 
+def _shrink_in(net: Network, x0: np.ndarray, found: Attack, box: InputBox | None, confidence: float) -> Attack:
+    """``_shrink`` kept inside ``box``: the ray's point can land an ulp past a face; clipped back,
+    or ``found`` itself (inside already) if clipping undoes the flip."""
+    shrunk = _boxed(net, x0, _shrink(net, x0, found, confidence), box, confidence)
+    return shrunk if shrunk.found else found
+
+
 def _boxed(net: Network, x0: np.ndarray, found: Attack, box: InputBox | None, confidence: float) -> Attack:
     """``found`` with its point clipped into ``box``, or no point when that undoes the attack."""
     if box is None or not found.found:
@@ -369,17 +376,17 @@ def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, st
         starts = _box_start(net, x0, c, min(a.distance for a in free), box, steps, restarts, seed, confidence)
     if not starts:
         return _attack(net, x0, None, "none", c)
-    best = min((_shrink(net, x0, a, confidence) for a in starts), key=lambda a: a.distance)
+    best = min((_shrink_in(net, x0, a, box, confidence) for a in starts), key=lambda a: a.distance)
     if ddn_steps:
         found = ddn(net, x0, best, ddn_steps, confidence=confidence, box=box)
-        best = _closer(best, _shrink(net, x0, found, confidence), f"{best.method}+ddn")
+        best = _closer(best, _shrink_in(net, x0, found, box, confidence), f"{best.method}+ddn")
     lo, method = 0.0, f"{best.method}+pgd"
     for _ in range(bisections if best.distance > 0 else 0):  # a failed PGD proves nothing: lo is only a search bracket
         mid = 0.5 * (lo + best.distance)
         init = x0 + (best.point - x0) * (mid / best.distance)
         found = pgd_l2(net, x0, mid, c, steps, restarts, seed, init[None], confidence, box)
         if found.found:
-            best = _closer(best, _shrink(net, x0, found, confidence), method)
+            best = _closer(best, _shrink_in(net, x0, found, box, confidence), method)
         else:
             lo = mid
     return best

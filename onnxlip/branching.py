@@ -199,7 +199,7 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
     bounds = crown.lower_bounds(nodes, ranges, rows, x0, eps, best_lines, box, _shifts(signs, best_betas))
     scores = intercept_scores(nodes, relaxed, best_outs, signs)
     for i, d in enumerate(domains):
-        d.bound = float(bounds[i])
+        d.bound = float(bounds[i]) if np.isfinite(bounds[i]) else -np.inf  # fail closed: NaN proves nothing
         d.lines = {k: a[i : i + 1] for k, a in best_lines.items()}
         d.betas = {k: b[i : i + 1] for k, b in best_betas.items()}
         d.scores = {k: s[i : i + 1] for k, s in scores.items()}
@@ -263,7 +263,7 @@ def branch_and_bound(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], 
     if record is not None:
         record.append(root)
     count, tie = 1, itertools.count()
-    heap = [] if root.bound > threshold else [(root.bound, next(tie), root)]
+    heap = [] if root.bound > threshold else [(root.bound, next(tie), root)]  # (bounds are never NaN)
     max_depth = 0
     while heap:
         if count + 2 > max_domains or time.perf_counter() - start > max_seconds:

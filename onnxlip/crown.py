@@ -243,7 +243,8 @@ def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], ro
     mag_centre, mag_norm = _dot_and_norm(mag, np.abs(x0))
     terms = sum(fan_in(n) + 8 + _pool_terms(n) for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
-    return value + const - slack - evaluation
+    bound = value + const - slack - evaluation
+    return np.where(np.isnan(bound), -np.inf, bound)  # an overflow proves nothing: fail closed
 
 
 def concretize_rows(lam: Any, x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any, Any]:

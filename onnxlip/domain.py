@@ -62,7 +62,7 @@ def checked_box(x0: Any, lo: Any, hi: Any) -> InputBox:
 class InputRange:
     """Valid raw values [lo, hi] (e.g. pixels in [0, 1]) reaching the model as (x − mean)/std,
     per channel: one mean and std each, or one per channel on the first axis of the input
-    (channels first) or else its last (channels last)."""
+    (channels first) or else its last (channels last); when both fit, the first."""
 
     lo: float
     hi: float
@@ -97,6 +97,13 @@ class InputRange:
         return {"lo": self.lo, "hi": self.hi, "mean": list(self.mean), "std": list(self.std)}
 
 
+def box_reach(x0: Any, box: InputBox) -> float:
+    """The distance from x0 to the box's farthest corner: past it, the ball holds the whole box."""
+    x0 = np.asarray(x0).reshape(-1)
+    far = np.maximum(np.abs(box.lo.reshape(-1) - x0), np.abs(box.hi.reshape(-1) - x0))
+    return float(np.sqrt(np.sum(far**2))) * (1 + 1e-12)
+
+
 def ball_box(x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
     """The smallest box around the ball (cut by ``box``): the inputs' interval ranges."""
     if box is None:
@@ -107,19 +114,27 @@ def ball_box(x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
 def concretize(lam: Any, x0: Any, eps: float, lo: Any = None, hi: Any = None) -> tuple[Any, Any, Any]:
     """Per row of ``lam`` (q, n): a lower bound of min λ·x over the ball ∩ [lo, hi], its
     minimiser x (q, n), and the rounding error of the value's evaluation (add it as slack).
-    ``x0``, ``lo``, ``hi``: (n,) or (q, n); without a box, the ball's closed form."""
-    norm = np.sqrt(np.sum(lam**2, axis=1))
-    if lo is None:
-        value = np.sum(lam * x0, axis=1) - eps * norm
-        return value, x0 - eps * lam / np.maximum(norm, 1e-300)[:, None], np.zeros(len(lam))
-    x0, lo, hi = (np.broadcast_to(a, lam.shape) for a in (x0, lo, hi))
+    ``x0``, ``lo``, ``hi``: (n,) or (q, n); without a box, the ball's closed form. Rows whose
+    value or error overflow get −∞ (a bound, if a useless one)."""
+    eps = np.float64(eps)  # eps² of a Python float raises on overflow
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing rows end as −∞ (or NaN: lower_bounds)
+        norm = np.sqrt(np.sum(lam**2, axis=1))
+        if lo is None:
+            value = np.sum(lam * x0, axis=1) - eps * norm
+            return value, x0 - eps * lam / np.maximum(norm, 1e-300)[:, None], np.zeros(len(lam))
+        return _concretize_in_box(lam, norm, *(np.broadcast_to(a, lam.shape) for a in (x0, lo, hi)), eps)
+
+
+def _concretize_in_box(lam: Any, norm: Any, x0: Any, lo: Any, hi: Any, eps: Any) -> tuple[Any, Any, Any]:
+    """``concretize`` with a box, all arrays (q, n): the better of the exact and the ball's multiplier."""
     corner = np.where(lam > 0, lo, np.where(lam < 0, hi, x0))
     ball_mu = norm / max(eps, 1e-300)  # the ball's own multiplier: never worse than the ball
     candidates = [_best_multiplier(lam, x0, corner, eps), ball_mu]
     results = [_dual_value(lam, x0, lo, hi, corner, mu, eps) for mu in candidates]
     better = results[0][0] - results[0][2] >= results[1][0] - results[1][2]
     value, x, error = (np.where(better if a.ndim == 1 else better[:, None], a, b) for a, b in zip(*results))
-    return value, x, error
+    broken = ~(np.isfinite(value) & np.isfinite(error))
+    return np.where(broken, -np.inf, value), x, np.where(broken, 0.0, error)
 
 
 def _best_multiplier(lam: Any, x0: Any, corner: Any, eps: float) -> Any:

@@ -21,16 +21,17 @@ from .ir import Affine, Conv, Dense, Scale, with_weights
 
 
 class AnyBackend(LinearOperator):
-    """A LinearOperator whose vectors may be NumPy or CuPy arrays (``xp``): matvec and rmatvec
-    call the implementation directly, past SciPy's conversion to NumPy, which refuses CuPy."""
+    """A LinearOperator whose vectors may be NumPy or CuPy arrays (``xp``): on CuPy, matvec and
+    rmatvec call the implementation directly, past SciPy's conversion to NumPy (which refuses
+    CuPy) and its shape checks; on NumPy, SciPy's own."""
 
     xp: Any = np
 
     def matvec(self, x: Any) -> Any:
-        return self._matvec(x)
+        return super().matvec(x) if self.xp is np else self._matvec(x)
 
     def rmatvec(self, y: Any) -> Any:
-        return self._rmatvec(y)
+        return super().rmatvec(y) if self.xp is np else self._rmatvec(y)
 
 
 class FlatOperator(AnyBackend):

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import branching, crown, slopes
 from .backend import single_blas_thread
-from .domain import InputBox
+from .domain import InputBox, box_reach
 from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
@@ -136,7 +136,9 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     unless ``method`` is 'paper', the tight margin test. With ``certified`` every norm is
     provable (layers and tight-mode segments), so every radius is a proof, not an estimate.
     With ``box`` (valid inputs, see ``domain``) the label is certified for the ball's inputs
-    inside the box only; the tight test uses it, the others hold on the whole ball.
+    inside the box only: the tight and margin-folding tests use it (folding through its interval
+    caps), the paper-style and global radii hold on the whole ball; no radius is reported past
+    the box's farthest corner (``domain.box_reach``), where the ball holds the whole box.
     ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
     (each failing radius of the bisection spends all of it)."""
     start = time.perf_counter()
@@ -145,6 +147,8 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     label = int(np.argmax(y0)) if label is None else int(label)
     if not 0 <= label < y0.size:
         raise InputError(f"label {label} is outside the model's {y0.size} outputs")
+    if not (math.isfinite(branch_seconds) and branch_seconds >= 0):
+        raise InputError(f"the branch-and-bound budget must be a finite number of seconds ≥ 0, got {branch_seconds}")
     margin = margin_of(y0, label)
     g = global_bound(net, certified=certified).bound
     warm, calls = WarmStart(), [0]
@@ -158,12 +162,13 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0,
                             certified, box is not None, branch_seconds)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
+    reach = np.inf if box is None else box_reach(x0, box)  # past it, a ball ∩ box is the whole box
     paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
                     margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
     folded = None
     if isinstance(net.nodes[-1], Dense):
         holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
-        folded = _bisect(holds, *_grow_until_fails(holds, paper), rel_tol)
+        folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight, tight_name = None, "tight"
     if method != "paper" and supports(net):
@@ -172,11 +177,13 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
                 net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
 
         holds = test(0.0)
-        tight = (_bisect(holds, *_grow_until_fails(holds, best_so_far), rel_tol) if holds(best_so_far)
+        tight = (_bisect(holds, *_grow_until_fails(holds, best_so_far, reach=reach), rel_tol) if holds(best_so_far)
                  else _bisect(holds, r_global, best_so_far, rel_tol))
-        if branch_seconds > 0 and tight > 0:  # every radius it fails costs the whole budget: a coarser search
+        start_from = max(tight, best_so_far)  # what the other tests prove needs no splitting
+        if branch_seconds > 0 and start_from < reach:  # every radius it fails costs the budget: a coarser search
             split = test(branch_seconds)
-            branched = _bisect(split, *_grow_until_fails(split, tight, BRANCH_STEP), max(rel_tol, BRANCH_REL_TOL))
+            branched = _bisect(split, *_grow_until_fails(split, start_from, BRANCH_STEP, reach),
+                               max(rel_tol, BRANCH_REL_TOL))
             if branched > tight:
                 tight, tight_name = branched, "tight+branching"
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
@@ -193,10 +200,14 @@ def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float
 
 
 def _grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0,
-                      limit: int = 60) -> tuple[float, float]:
-    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε."""
+                      reach: float = np.inf, limit: int = 60) -> tuple[float, float]:
+    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε;
+    (reach, reach) when even ``reach`` holds (a ball past the box's farthest corner)."""
     for _ in range(limit):
-        if not holds(eps * factor):
-            return eps, eps * factor
-        eps *= factor
+        bigger = min(eps * factor, reach)
+        if not holds(bigger):
+            return eps, bigger
+        if bigger >= reach:
+            return reach, reach
+        eps = bigger
     return eps, eps

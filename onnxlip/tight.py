@@ -315,7 +315,7 @@ def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     paper's. Networks tight mode does not support get the (interval-tightened) paper bound.
     ``refine``: tighter ranges from prefix bounds (see ``build_secants``). ``certified``: every
     norm provable (``certified_segments``) and the paper bound certified too. ``box``: the
-    bound covers only the ball's inputs inside it (the paper bound covers the whole ball)."""
+    bound covers only the ball's inputs inside it (the paper bound's interval caps use it too)."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts, certified=certified, interval=True, box=box)

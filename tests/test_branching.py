@@ -76,3 +76,21 @@ def test_splitting_closes_the_gap_on_small_mlps(tmp_path: Path, kind: str, seed:
     res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains=2000,
                                      max_seconds=60, root=root, threshold=below)
     assert res.certified
+
+
+def test_a_nan_bound_proves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail closed: if the relaxation ever returned NaN for the children, the search must not
+    count them as proven (a NaN compares False both ways)."""
+    _, net, x0 = _net(tmp_path, "mlp", 1)
+    eps = 5.0
+    rows, base, _ = _margins_and_ranges(net, x0, eps, 1)
+    assert not branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds=3).certified
+    real, calls = branching.crown.lower_bounds, [0]
+
+    def nan_after_the_roots(*args, **kwargs):
+        calls[0] += 1
+        out = real(*args, **kwargs)
+        return out if calls[0] == 1 else np.full_like(out, np.nan)
+
+    monkeypatch.setattr(branching.crown, "lower_bounds", nan_after_the_roots)
+    assert not branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds=3).certified

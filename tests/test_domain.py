@@ -153,3 +153,21 @@ def test_box_attack_when_clipping_undoes_the_starts() -> None:
     found = min_adversarial_distance(net, x0, box=box, ddn_steps=50)
     assert found.found and np.all(found.point >= 0.0) and np.all(found.point <= 1.0)
     assert found.distance > certified_radius(net, x0, box=box).radius
+
+
+def test_overflow_gives_minus_infinity_not_nan() -> None:
+    x0, lo, hi = np.zeros(2), -np.ones(2), np.ones(2)
+    value, _, error = concretize(np.array([[1e200, 1e-150], [1.0, 2.0]]), x0, 0.5, lo, hi)
+    assert value[0] == -np.inf and error[0] == 0 and np.isfinite(value[1])
+    assert concretize(np.array([[1.0, 2.0]]), x0, 1e300, lo, hi)[0][0] <= -3.0  # eps² overflows: no exception
+
+
+def test_radius_stops_at_the_box() -> None:
+    """A box small enough to be certified whole: the tight radius is the distance to its farthest
+    corner, not the end of an endless doubling (the paper-style one holds on the whole ball)."""
+    net = load_model(MODELS / "mlp.onnx")
+    x0 = np.load(MODELS / "mlp_x0.npy")[0].astype(np.float64)
+    box = checked_box(x0, x0 - 0.01, x0 + 0.01)
+    r = certified_radius(net, x0, box=box, branch_seconds=0.5)
+    assert r.radius_tight == pytest.approx(0.01 * np.sqrt(x0.size), rel=1e-9)
+    assert r.radius_folded <= r.radius_tight * (1 + 1e-9) and r.radius == max(r.radius_paper, r.radius_tight)

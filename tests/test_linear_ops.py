@@ -370,3 +370,17 @@ def test_network_jacobian_rows_match_vjp(name, networks, rng):
     jac_t = dense_matrix(lambda u: net.vjp(acts, u), net.output_shape)
     assert_rel_close(jac, jac_t.T, 1e-12, "J vs (J^T)^T")
     assert np.count_nonzero(jac) > 0
+
+
+def test_flat_operators_keep_scipys_contract_on_numpy() -> None:
+    """``linop.AnyBackend`` skips SciPy's wrapper only for CuPy: on NumPy, (n, 1) inputs, lists
+    and matrix products behave as SciPy's LinearOperator."""
+    import numpy as np
+
+    from onnxlip.linop import FlatOperator, SinglePrecision
+
+    m = np.arange(6.0).reshape(2, 3)
+    op = FlatOperator(lambda v: v @ m.T, lambda u: u @ m, (3,), (2,), np.float64)
+    assert op.matvec(np.ones((3, 1))).shape == (2, 1) and np.allclose(op.matvec([1, 2, 3]), m @ [1, 2, 3])
+    assert np.allclose(SinglePrecision(op) @ np.ones((3, 2)), m @ np.ones((3, 2)))
+    assert np.allclose(op.rmatvec(np.ones(2)), m.T @ np.ones(2))
