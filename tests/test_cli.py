@@ -128,6 +128,7 @@ def test_multi_unsupported_names_every_node() -> None:
     ["certify", "{m}", "--input", "{x0}", "--mean", "0.5"],  # normalisation without a range
     ["certify", "{m}", "--input", "{x0}", "--input-range", "0", "1", "--mean", "0.1,0.2,0.3"],  # not 3 channels
     ["attack", "{m}", "--input", "{x0}", "--input-range", "0", "1", "--std", "a"],  # not a number
+    ["certify", "{m}", "--input", "{x0}", "--branch-seconds", "inf"],  # an endless budget
 ])
 def test_bad_inputs_give_one_line_and_exit_2(args: list[str], tmp_path: Path) -> None:
     path, x0 = model("mnist_lenet")
