@@ -94,3 +94,20 @@ def test_a_nan_bound_proves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(branching.crown, "lower_bounds", nan_after_the_roots)
     assert not branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds=3).certified
+
+
+def test_best_split_children_cover_the_parent(tmp_path: Path) -> None:
+    """The chosen children are the two sign cases of one unsplit unit, with the ranges ``split``
+    recomputes (the clamp-only ranges serve only the estimate)."""
+    _, net, x0 = _net(tmp_path, "conv", 3)
+    rows, base, _ = _margins_and_ranges(net, x0, 0.5, 3)
+    root = branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[:1], x0, 0.5)
+    (active, inactive), = branching.best_split(net.nodes, [root], rows[:1], x0, 0.5)
+    k = next(k for k, s in active.signs.items() if np.any(s))
+    (i,) = np.flatnonzero(active.signs[k].reshape(-1))
+    assert active.signs[k].reshape(-1)[i] == 1 and inactive.signs[k].reshape(-1)[i] == -1
+    assert (k, int(i)) in branching.candidate_units(root)
+    expected = branching.split(net.nodes, root, (k, int(i)), x0, 0.5)
+    for got, want in zip((active, inactive), expected):
+        for j in want.ranges:
+            assert all(np.array_equal(a, b) for a, b in zip(got.ranges[j], want.ranges[j]))
