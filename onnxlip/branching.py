@@ -51,14 +51,11 @@ import numpy as np
 from . import crown, slopes
 from .domain import InputBox
 from .ir import AFFINE_TYPES, Node, Relu
-from .pooling import window_taps
 from .ranges import monotone_range
 
 STEPS = 20
 # Domains split per round; their children's bounds are computed as one batch of rows.
 BATCH = 16
-LEARNING_RATE = 0.25
-BETAS = (0.9, 0.999)
 # Branching candidates per parent (``candidate_units``): the best by intercept score, plus each
 # dense ReLU layer's best.
 CANDIDATES = 3
@@ -128,31 +125,16 @@ def _step(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, 
           betas: dict[int, Any], box: InputBox | None) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
     """Per row (one per domain): the bound before rounding at (α, β), its gradients in α and β,
     and Λ at each nonlinear node's output."""
-    chosen: dict[int, Any] = {}
-    lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines, chosen, magnitudes=False,
-                                             shifts=_shifts(signs, betas))
-    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
-    inputs = slopes.relaxed_forward(nodes, chosen, worst.reshape(len(rows), *x0.shape))
-    grad_lines = {}
-    for k, mask in free.items():
-        out, z = chosen[k][0], inputs[k]
-        if not isinstance(nodes[k], Relu):  # max-pool weights: the lower line is used where Λ ≥ 0
-            out, z = out[..., None], np.stack(window_taps(z, nodes[k].window), axis=-1)
-        grad_lines[k] = np.where((out >= 0) & mask, out * z, 0.0)
+    value, grad_lines, chosen, inputs = slopes.relaxed_pass(nodes, relaxed, rows, x0, eps, lines, free, box,
+                                                            _shifts(signs, betas))
     grad_betas = {k: np.where(signs[k] != 0, -signs[k] * inputs[k], 0.0) for k in betas}
-    return value + const, grad_lines, grad_betas, {k: chosen[k][0] for k in chosen}
+    return value, grad_lines, grad_betas, {k: chosen[k][0] for k in chosen}
 
 
-def _adam(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any, Any], step: int) -> None:
-    """One ascent step of Adam in place (no projection)."""
-    for key, a in params.items():
-        m, v = moments.setdefault(key, (np.zeros_like(a), np.zeros_like(a)))
-        m *= BETAS[0]
-        m += (1 - BETAS[0]) * grads[key]
-        v *= BETAS[1]
-        v += (1 - BETAS[1]) * grads[key] ** 2
-        m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
-        a += LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12)
+def _stacked_ranges(domains: list[Domain]) -> dict[int, tuple[Any, Any]]:
+    """The domains' ranges as one batch, a row per domain."""
+    return {k: (np.concatenate([d.ranges[k][0] for d in domains]), np.concatenate([d.ranges[k][1] for d in domains]))
+            for k in domains[0].ranges}
 
 
 def _stack(domains: list[Domain], relaxed: dict[int, Any], use_beta: bool) -> tuple[dict, dict, dict]:
@@ -175,8 +157,7 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
     relaxations; ``row``: one for all, or one per domain), then set each one's sound bound
     (``crown.lower_bounds`` with its best iterate's lines and multipliers) and branching
     scores. Stops early once every row's (unrounded) bound is above ``threshold``."""
-    ranges = {k: (np.concatenate([d.ranges[k][0] for d in domains]), np.concatenate([d.ranges[k][1] for d in domains]))
-              for k in domains[0].ranges}
+    ranges = _stacked_ranges(domains)
     rows = row if len(row) == len(domains) else np.repeat(row, len(domains), axis=0)
     relaxed = crown.relaxations(nodes, ranges)
     free = slopes.free_lines(relaxed)
@@ -200,7 +181,7 @@ def bound_domains(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: 
             break
         params = {("a", k): a for k, a in lines.items()} | {("b", k): b for k, b in betas.items()}
         grads = {("a", k): g for k, g in g_lines.items()} | {("b", k): g for k, g in g_betas.items()}
-        _adam(params, grads, moments, step)
+        slopes.adam_ascent(params, grads, moments, step)
         for k in lines:
             lines[k] = slopes._project(nodes, k, lines[k], free[k])
         for k in betas:
@@ -234,13 +215,9 @@ def intercept_scores(nodes: tuple[Node, ...], relaxed: dict[int, Any], outs: dic
     return scores
 
 
-def choose_unit(domain: Domain) -> tuple[int, int] | None:
-    """(node, flat unit) with the largest score, or None when no unstable unit is left."""
-    best = max(((float(s.max()), k) for k, s in domain.scores.items() if s.size), default=(0.0, -1))
-    if best[0] <= 0:
-        return None
-    k = best[1]
-    return k, int(np.argmax(domain.scores[k]))
+def splittable(domain: Domain) -> bool:
+    """Whether an unstable unsplit unit is left (one with a positive score)."""
+    return any(s.size and s.max() > 0 for s in domain.scores.values())
 
 
 def candidate_units(domain: Domain, top: int = CANDIDATES) -> list[tuple[int, int]]:
@@ -260,9 +237,7 @@ def estimate(nodes: tuple[Node, ...], domains: list[Domain], row: Any, x0: Any, 
              box: InputBox | None = None) -> Any:
     """Each domain's bound with its warm-start lines and multipliers, unrounded and not
     optimised: a score to choose a split by, never a certificate."""
-    ranges = {k: (np.concatenate([d.ranges[k][0] for d in domains]), np.concatenate([d.ranges[k][1] for d in domains]))
-              for k in domains[0].ranges}
-    relaxed = crown.relaxations(nodes, ranges)
+    relaxed = crown.relaxations(nodes, _stacked_ranges(domains))
     signs, lines, betas = _stack(domains, relaxed, True)
     rows = np.repeat(row, len(domains), axis=0)
     lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines, magnitudes=False,
@@ -324,7 +299,7 @@ def branch_and_bound(nodes: tuple[Node, ...], base: dict[int, tuple[Any, Any]], 
         if count + 2 > max_domains or time.perf_counter() - start > max_seconds:
             break
         parents = [heapq.heappop(heap)[2] for _ in range(min(batch, len(heap), (max_domains - count) // 2))]
-        if any(choose_unit(domain) is None for domain in parents):  # fully split and still not above: cannot be proven
+        if not all(splittable(domain) for domain in parents):  # fully split and still not above: cannot be proven
             for domain in parents:
                 heapq.heappush(heap, (domain.bound, next(tie), domain))
             break

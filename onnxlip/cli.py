@@ -650,9 +650,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
             check_eps(eps)
         thresholds = cfg.thresholds.merged(eps=eps, max_bound=max_bound, min_radius=min_radius,
                                            max_global_bound=max_global_bound)
-        valid = _valid_inputs(input_range, mean, std) if input_range is not None else cfg.input_range
-        if input_range is None and (mean is not None or std is not None):
-            raise InputError("--mean and --std describe --input-range: give the raw range too, e.g. --input-range 0 1")
+        valid = _valid_inputs(input_range, mean, std) or cfg.input_range  # the command line's range first
         branch = cfg.branch_seconds if branch_seconds is None else branch_seconds
         _common(norm, device, quiet)
         chosen = _method(method or cfg.method)

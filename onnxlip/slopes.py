@@ -62,22 +62,43 @@ def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> d
     return {k: np.repeat(relaxed[k].default, rows, axis=0) for k in free}
 
 
+def relaxed_pass(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+                 lines_in: dict[int, Any], free: dict[int, Any], box: InputBox | None = None,
+                 shifts: dict[int, Any] | None = None) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
+    """Each row's bound (without the rounding slack), its gradient in the lower lines, the lines
+    chosen per nonlinear node (``crown.back_substitute``'s ``chosen``: Λ there first) and each
+    nonlinear node's input at the minimiser x* (``relaxed_forward``); ``shifts`` as in
+    ``crown.back_substitute`` (``branching``'s split multipliers)."""
+    chosen: dict[int, Any] = {}
+    lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, chosen, magnitudes=False, shifts=shifts)
+    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
+    inputs = relaxed_forward(nodes, chosen, worst.reshape(len(lam), *x0.shape))
+    grads = {}
+    for k, mask in free.items():
+        out, z = chosen[k][0], inputs[k]
+        if isinstance(nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
+            out, z = out[..., None], np.stack(window_taps(z, nodes[k].window), axis=-1)
+        grads[k] = np.where((out >= 0) & mask, out * z, 0.0)
+    return value + const, grads, chosen, inputs
+
+
 def _value_and_gradient(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
                         lines_in: dict[int, Any], free: dict[int, Any],
                         box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
     """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
-    lines: dict[int, Any] = {}
-    lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, lines, magnitudes=False)
-    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
-    value = value + const
-    inputs = relaxed_forward(nodes, lines, worst.reshape(len(lam), *x0.shape))
-    grads = {}
-    for k, mask in free.items():
-        out, z = lines[k][0], inputs[k]
-        if isinstance(nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
-            out, z = out[..., None], np.stack(window_taps(z, nodes[k].window), axis=-1)
-        grads[k] = np.where((out >= 0) & mask, out * z, 0.0)
-    return value, grads
+    return relaxed_pass(nodes, relaxed, rows, x0, eps, lines_in, free, box)[:2]
+
+
+def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any, Any], step: int) -> None:
+    """One ascent step of Adam on every array of ``params``, in place (no projection)."""
+    for key, a in params.items():
+        m, v = moments.setdefault(key, (np.zeros_like(a), np.zeros_like(a)))
+        m *= BETAS[0]
+        m += (1 - BETAS[0]) * grads[key]
+        v *= BETAS[1]
+        v += (1 - BETAS[1]) * grads[key] ** 2
+        m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
+        a += LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12)
 
 
 def _project_simplex(w: Any, allowed: Any) -> Any:
@@ -114,7 +135,7 @@ def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: 
         return lines
     best = {k: a.copy() for k, a in lines.items()}
     best_value = np.full(len(rows), -np.inf)
-    moments = {k: (np.zeros_like(a), np.zeros_like(a)) for k, a in lines.items()}
+    moments: dict[Any, Any] = {}
     worst: list[float] = []
     for step in range(1, steps + 1):
         value, grads = _value_and_gradient(nodes, relaxed, rows, x0, eps, lines, free, box)
@@ -125,12 +146,7 @@ def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: 
         worst.append(float(best_value.min()))
         if step == steps or (stop_above is not None and _done(worst, stop_above)):
             break
-        for k, a in lines.items():
-            m, v = moments[k]
-            m *= BETAS[0]
-            m += (1 - BETAS[0]) * grads[k]
-            v *= BETAS[1]
-            v += (1 - BETAS[1]) * grads[k] ** 2
-            m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
-            lines[k] = _project(nodes, k, a + LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12), free[k])
+        adam_ascent(lines, grads, moments, step)
+        for k in lines:
+            lines[k] = _project(nodes, k, lines[k], free[k])
     return best
