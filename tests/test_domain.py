@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from onnxlip import certified_radius, load_model
@@ -79,10 +79,14 @@ def test_checked_box_takes_in_rounding_and_refuses_the_rest() -> None:
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 2**16), kind=st.sampled_from(["conv", "mlp"]), optimised=st.booleans())
+@example(seed=12900, kind="mlp", optimised=False)
 def test_relaxation_on_the_box_holds_on_onnxruntime(tmp_path_factory: pytest.TempPathFactory, seed: int, kind: str,
                                                     optimised: bool) -> None:
     """Ranges and margin-style bounds built for ball ∩ box: every onnxruntime output there is
-    above the bound, the bound is never below the ball's, and the ranges contain the IR's values."""
+    above the bound, the box never lowers the bound on the same ranges, and the ranges contain
+    the IR's values. (Across different ranges there is no order: CROWN's default lower slopes
+    depend on the ranges, and seed 12900 gives −9.920 with the box's ranges, −9.716 with the
+    ball's.)"""
     path = tmp_path_factory.mktemp("net") / "net.onnx"
     (random_conv_net if kind == "conv" else random_mlp)(path, seed)
     net = load_model(path)
@@ -94,7 +98,10 @@ def test_relaxation_on_the_box_holds_on_onnxruntime(tmp_path_factory: pytest.Tem
     rows = rng.normal(size=(3, *net.output_shape))
     lines = optimise(net.nodes, boxed.ranges, rows, x0, eps, box=box) if optimised else None
     bound = lower_bounds(net.nodes, boxed.ranges, rows, x0, eps, lines, box)
-    assert np.all(bound >= lower_bounds(net.nodes, plain.ranges, rows, x0, eps) - 1e-9 * (1 + np.abs(bound)))
+    on_ball = lower_bounds(net.nodes, boxed.ranges, rows, x0, eps, lines)
+    assert np.all(bound >= on_ball - 1e-9 * (1 + np.abs(on_ball)))
+    on_ball = lower_bounds(net.nodes, plain.ranges, rows, x0, eps)
+    assert np.all(lower_bounds(net.nodes, plain.ranges, rows, x0, eps, box=box) >= on_ball - 1e-9 * (1 + np.abs(on_ball)))
     points = _into(box, ball_samples(x0, eps, 300, rng))
     outputs = run_ort(path, points).reshape(len(points), -1).astype(np.float64) @ rows.reshape(3, -1).T
     assert np.all(outputs >= bound - 1e-4 * (1 + np.abs(bound)))  # onnxruntime runs in float32
