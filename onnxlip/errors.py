@@ -16,6 +16,10 @@ class ModelLoadError(OnnxlipError):
     """The file is missing, unreadable, or not a valid ONNX model."""
 
 
+class ModelMismatchError(OnnxlipError):
+    """The imported network does not compute what onnxruntime computes on the file."""
+
+
 class InputError(OnnxlipError):
     """A nominal input (or option value) does not fit the model."""
 

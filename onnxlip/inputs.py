@@ -39,7 +39,7 @@ def check_input(x: Any, net: Network, where: str = "input") -> np.ndarray:
         x = x[0]
     if x.shape != net.input_shape:
         raise InputError(f"{where}: shape {list(x.shape)} does not match the model input "
-                         f"'{net.input_name}' of shape {[1, *net.input_shape]}")
+                         f"'{net.input_name}' of shape {list(net.onnx_input_shape)}")
     if not np.all(np.isfinite(x)):
         raise InputError(f"{where}: contains NaN or Inf")
     return x.astype(np.float64)

@@ -22,6 +22,12 @@ class Network:
     output_name: str = "output"
     source: str = ""
     warnings: tuple[str, ...] = field(default=())
+    batched: bool = True  # False: the ONNX input has no batch axis (its shape is input_shape)
+
+    @property
+    def onnx_input_shape(self) -> Shape:
+        """The ONNX input's shape, batch axis (1) included where it has one."""
+        return (1, *self.input_shape) if self.batched else self.input_shape
 
     @property
     def output_shape(self) -> Shape:

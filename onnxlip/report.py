@@ -35,7 +35,7 @@ def network_dict(net: Network) -> dict[str, Any]:
     nodes = [{"index": i, "op": n.op, "detail": describe(n), "in_shape": list(n.in_shape),
               "out_shape": list(n.out_shape), "params": parameter_count(n), "names": list(n.names)}
              for i, n in enumerate(net.nodes)]
-    return {"model": net.source, "input": net.input_name, "input_shape": [1, *net.input_shape],
+    return {"model": net.source, "input": net.input_name, "input_shape": list(net.onnx_input_shape),
             "output": net.output_name, "output_shape": [1, *net.output_shape], "nodes": nodes,
             "warnings": list(net.warnings)}
 
@@ -119,7 +119,7 @@ def check_dict(outcomes: list[Any], model: str, seconds: float) -> dict[str, Any
 # ---------------------------------------------------------------- rich views
 
 def network_table(net: Network) -> Table:
-    table = Table(title=f"{net.source}: input '{net.input_name}' {[1, *net.input_shape]}", box=box.SIMPLE_HEAD)
+    table = Table(title=f"{net.source}: input '{net.input_name}' {list(net.onnx_input_shape)}", box=box.SIMPLE_HEAD)
     for col in ("#", "op", "in", "out", "params", "onnx nodes"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left")
     for i, n in enumerate(net.nodes):

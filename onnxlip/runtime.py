@@ -22,11 +22,17 @@ def _session(path: str, output: str) -> Any:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
+_INPUT_DTYPES = {"tensor(double)": np.float64}
+
+
 def run_onnx(path: str | os.PathLike, x: np.ndarray, output: str) -> np.ndarray:
-    """Tensor ``output`` of the ONNX file for a batch x (N, *sample), per sample if the batch is fixed."""
+    """Tensor ``output`` of the ONNX file for a batch x (N, *sample), per sample if the batch is fixed
+    or the input has no batch axis."""
     session = _session(os.path.abspath(os.fspath(path)), output)
     inp = session.get_inputs()[0]
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x, dtype=_INPUT_DTYPES.get(inp.type, np.float32))
+    if len(inp.shape) == x.ndim - 1:  # no batch axis: one sample per run
+        return np.stack([session.run([output], {inp.name: sample})[0] for sample in x])
     if len(inp.shape) != x.ndim:
         x = x.reshape(len(x), *[d for d in inp.shape[1:]])
     if isinstance(inp.shape[0], int) and inp.shape[0] == 1:

@@ -57,10 +57,11 @@ def _scale_before_conv(s: Scale, a: Conv) -> Optional[Node]:
     group_channels = a.weight.shape[1]
     per_out = scale.reshape(a.groups, 1, group_channels).repeat(a.weight.shape[0] // a.groups, axis=1)
     weight = a.weight * per_out.reshape(a.weight.shape[0], group_channels, 1, 1)
-    # The shift is convolved exactly, zero padding included: the bias may vary per pixel.
+    # The shift is convolved exactly, zero padding included: the bias may vary per pixel, and
+    # is kept per channel only where it is exactly constant.
     shift_image = _full(s.shift, s.in_shape)[None]
     bias = a.bias + conv2d(shift_image, a.weight, a.window, a.groups)[0]
-    if np.allclose(bias, bias[:, :1, :1]):
+    if np.array_equal(bias, np.broadcast_to(bias[:, :1, :1], bias.shape)):
         bias = bias[:, :1, :1].copy()
     return dataclasses.replace(a, weight=weight, bias=bias, in_shape=s.in_shape, names=_names(s, a))
 

@@ -1,6 +1,11 @@
-"""ONNX file → IR Network: read, check, fix the batch axis, fold constants,
-convert node by node through the registry, arrange the data path as a chain
-of nodes and residual blocks, then simplify the IR.
+"""ONNX file → IR Network: read, check, fix the batch axis, keep the nodes that the
+declared graph output needs, fold constants, convert node by node through the
+registry, arrange the data path as a chain of nodes and residual blocks, then
+simplify the IR.
+
+The analysed tensor is the graph's first declared output (or the logits under an
+output head such as Softmax); nodes that do not feed it are ignored, whatever
+they read, and a declared output the data path cannot reach is refused.
 
 Residual blocks: a data tensor read by two nodes whose paths meet again at an
 Add of two data tensors (PyTorch's ResNet export) becomes one ``Residual`` node;
@@ -21,7 +26,8 @@ from ..ir import Node, Shape, all_nodes
 from ..network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .fold import fold
-from .registry import CONVERTERS, HEAD_OPS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError, NodeContext
+from .registry import (CONVERTERS, FLOAT_TYPES, HEAD_OPS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError,
+                       NodeContext, type_name, unread_attributes)
 from .topology import Step, TopologyError, assemble, plan_path
 
 
@@ -53,11 +59,26 @@ def _data_input(model: onnx.ModelProto) -> onnx.ValueInfoProto:
     return inputs[0]
 
 
-def _fix_batch(value: onnx.ValueInfoProto) -> Shape:
-    """Set a dynamic batch axis to 1 in place; return the per-sample shape."""
+def _input_problem(value: onnx.ValueInfoProto, reason: str) -> UnsupportedModelError:
+    return UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' {reason}")])
+
+
+def _fix_batch(value: onnx.ValueInfoProto) -> tuple[Shape, bool]:
+    """Set a dynamic batch axis to 1 in place; return the per-sample shape and whether the
+    graph has a batch axis. A 1-D input has none (nnet-format exports): the whole tensor is
+    the sample."""
+    elem = value.type.tensor_type.elem_type
+    if elem not in FLOAT_TYPES:
+        raise _input_problem(value, f"is {type_name(elem)}; onnxlip analyses float32/float64 inputs")
+    if not value.type.tensor_type.HasField("shape"):
+        raise _input_problem(value, "has no declared shape")
     dims = value.type.tensor_type.shape.dim
-    if len(dims) < 2:
-        raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' needs a batch axis and at least one more")])
+    if len(dims) == 1:
+        if dims[0].dim_param or dims[0].dim_value <= 0:
+            raise _input_problem(value, "is 1-D with a dynamic size; give it a fixed size")
+        return (dims[0].dim_value,), False
+    if len(dims) < 1:
+        raise _input_problem(value, "is a scalar; onnxlip needs at least one input axis")
     for axis, dim in enumerate(dims):
         if axis == 0 and (dim.dim_param or dim.dim_value in (0, 1)):
             dim.Clear()
@@ -65,8 +86,36 @@ def _fix_batch(value: onnx.ValueInfoProto) -> Shape:
         elif dim.dim_param or dim.dim_value <= 0:
             raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' has a dynamic axis {axis}; only the batch axis may be dynamic")])
     if dims[0].dim_value != 1:
-        raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' has a fixed batch size {dims[0].dim_value}; onnxlip analyses one sample")])
-    return tuple(d.dim_value for d in dims[1:])
+        raise _input_problem(value, f"has a fixed batch size {dims[0].dim_value}; onnxlip analyses one sample")
+    return tuple(d.dim_value for d in dims[1:]), True
+
+
+def _analysed_output(model: onnx.ModelProto) -> str:
+    """The declared graph output to analyse: the first."""
+    if not model.graph.output:
+        raise UnsupportedModelError([UnsupportedNode("<graph>", "outputs", "the graph declares no output")])
+    return model.graph.output[0].name
+
+
+def _other_outputs(model: onnx.ModelProto, kept: list[onnx.NodeProto]) -> tuple[str, ...]:
+    """A warning naming the declared outputs that compute more than the analysed one (those
+    that only post-process the same logits, such as sklearn's probabilities, are not named)."""
+    core = {id(n) for n in kept}
+    others = [o.name for o in model.graph.output[1:]
+              if any(id(n) not in core and n.op_type not in POSTPROCESS_OPS for n in _needed_nodes(model.graph, o.name))]
+    if not others:
+        return ()
+    return (f"analyses graph output '{model.graph.output[0].name}' only, not {', '.join(others)}",)
+
+
+def _needed_nodes(graph: onnx.GraphProto, output: str) -> list[onnx.NodeProto]:
+    """The nodes that ``output`` depends on, in graph (topological) order."""
+    needed, kept = {output}, []
+    for node in reversed(graph.node):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(i for i in node.input if i)
+    return kept[::-1]
 
 
 def _inferred_shapes(model: onnx.ModelProto) -> dict[str, Shape]:
@@ -92,6 +141,7 @@ class _Walk:
     last: str  # the data tensor produced last
     opset: int
     inferred: dict[str, Shape]
+    batched: bool = True
     users: dict[str, list[Step]] = field(default_factory=dict)  # data tensor -> steps that read it
     problems: list[UnsupportedNode] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -115,8 +165,12 @@ def _fold_constant(node: onnx.NodeProto, walk: _Walk) -> None:
         walk.consts[name] = np.asarray(value)
 
 
+def _full_shape(shape: Shape, walk: _Walk) -> Shape:
+    return (1, *shape) if walk.batched else shape
+
+
 def _shape_of_data(node: onnx.NodeProto, shape: Shape, walk: _Walk) -> None:
-    full = np.array((1, *shape), dtype=np.int64)
+    full = np.array(_full_shape(shape, walk), dtype=np.int64)
     attrs = {a.name: a.i for a in node.attribute}
     walk.consts[node.output[0]] = full[attrs.get("start", 0) : attrs.get("end", len(full))]
 
@@ -127,10 +181,15 @@ def _is_join(node: onnx.NodeProto, data_inputs: list[str]) -> bool:
 
 
 def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
+    if node.domain not in ("", "ai.onnx"):
+        return f"operator of domain '{node.domain}' is not supported (only the default ONNX domain)"
     if node.op_type in NON_RELU_ACTIVATIONS:
         return "non-ReLU activation; onnxlip bounds ReLU networks only"
     if node.op_type not in CONVERTERS:
         return "operator not supported"
+    unread = unread_attributes(node)
+    if unread:
+        return f"attribute{'s' if len(unread) > 1 else ''} {', '.join(unread)} not supported"
     if len(data_inputs) > 1 and not _is_join(node, data_inputs):
         if len(set(data_inputs)) == 1:
             return f"combines data tensor '{data_inputs[0]}' with itself (two data tensors; not supported)"
@@ -145,7 +204,7 @@ def _convert_node(step: Step, walk: _Walk) -> None:
     if in_shape is None:  # an earlier node failed: only op types are still checked
         walk.shapes[out] = None
         return
-    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(step.inputs[0]), walk.opset)
+    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(step.inputs[0]), walk.opset, walk.batched)
     try:
         step.ir = CONVERTERS[node.op_type](ctx)
     except ConversionError as exc:
@@ -156,8 +215,9 @@ def _convert_node(step: Step, walk: _Walk) -> None:
     expected = walk.inferred.get(out)
     # ONNX shape inference keeps a ceil_mode window that starts in the padding; onnxruntime
     # and PyTorch drop it, and so do we, so the check does not apply there.
-    if expected is not None and expected != (1, *shape) and not ctx.attr("ceil_mode", 0):
-        walk.problems.append(UnsupportedNode(node.name, node.op_type, f"converted shape {(1, *shape)} != inferred {expected}"))
+    full = _full_shape(shape, walk)
+    if expected is not None and expected != full and not ctx.attr("ceil_mode", 0):
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, f"converted shape {full} != inferred {expected}"))
     walk.shapes[out] = shape
 
 
@@ -213,11 +273,28 @@ def _check_finite(nodes: list[Node]) -> None:
                 raise ModelLoadError(f"node '{'+'.join(node.names)}': {name} contains NaN or Inf")
 
 
+def _output_problem(output: str, walk: _Walk, last: str) -> UnsupportedNode | None:
+    """Why the data path does not end at the declared output ``output`` (None when it does)."""
+    if output in walk.dropped_tensors:
+        expected = walk.logits
+    elif output in walk.shapes:
+        expected = output
+    else:
+        return UnsupportedNode("<graph>", "outputs", f"graph output '{output}' does not depend on the input")
+    if last == expected:
+        return None
+    return UnsupportedNode("<graph>", "outputs", f"the data path ends at '{last}', not at the graph output "
+                                                 f"'{expected}'")
+
+
 def load_model(path: str | os.PathLike) -> Network:
     """Import an ONNX file as an IR Network (raises OnnxlipError subclasses)."""
     model = read_model(path)
     data = _data_input(model)
-    sample_shape = _fix_batch(data)
+    sample_shape, batched = _fix_batch(data)
+    output = _analysed_output(model)
+    kept = _needed_nodes(model.graph, output)
+    notes = _other_outputs(model, kept)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     walk = _Walk(
         consts={t.name: numpy_helper.to_array(t) for t in model.graph.initializer},
@@ -225,16 +302,22 @@ def load_model(path: str | os.PathLike) -> Network:
         last=data.name,
         opset=opset,
         inferred=_inferred_shapes(model),
+        batched=batched,
     )
-    for node in model.graph.node:
+    for node in kept:
         _visit(node, walk)
+    last = data.name
     try:
         plan, last = plan_path(data.name, walk.users)
     except TopologyError as exc:
         walk.problems.append(exc.problem)
+    problem = None if walk.problems else _output_problem(output, walk, last)
+    if problem is not None:
+        walk.problems.append(problem)
     if walk.problems:
         raise UnsupportedModelError(walk.problems)
     nodes = fold(assemble(plan, walk.shapes))
     _check_finite(nodes)
-    warnings = (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",) if walk.dropped else ()
-    return Network(tuple(nodes), sample_shape, data.name, walk.logits or last, os.fspath(path), warnings)
+    if walk.dropped:
+        notes += (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",)
+    return Network(tuple(nodes), sample_shape, data.name, walk.logits or last, os.fspath(path), notes, batched)

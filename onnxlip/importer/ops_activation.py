@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..ir import Node, Relu
-from .registry import ConversionError, NodeContext, converter
+from .registry import FLOAT_TYPES, ConversionError, NodeContext, converter, type_name
 
 
 @converter("Relu")
@@ -15,7 +15,7 @@ def convert_identity(ctx: NodeContext) -> list[Node]:
     return []
 
 
-@converter("Dropout")
+@converter("Dropout", attrs=("ratio", "seed"))
 def convert_dropout(ctx: NodeContext) -> list[Node]:
     """Inference-mode Dropout is the identity."""
     ctx.refuse_extra_outputs()
@@ -25,9 +25,12 @@ def convert_dropout(ctx: NodeContext) -> list[Node]:
     return []
 
 
-@converter("Cast")
+@converter("Cast", attrs=("to", "saturate", "round_mode"))
 def convert_cast(ctx: NodeContext) -> list[Node]:
-    """A cast between float types leaves values as they are for the analysis."""
-    if ctx.attr("to") not in (1, 10, 11, 16):  # float, float16, double, bfloat16
-        raise ConversionError("cast of data to a non-float type")
+    """A cast to float32 or float64 leaves values as they are for the analysis (saturate and
+    round_mode concern 8-bit floats only). Any other target rounds or truncates: the network
+    is then a staircase, whose Lipschitz ratio over nearby points is unbounded."""
+    to = ctx.attr("to")
+    if to not in FLOAT_TYPES:
+        raise ConversionError(f"casts data to {type_name(to)}, which rounds it (only float32/float64 are analysed)")
     return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Conv, Dense, Node, Scale
+from ..ir import Conv, Dense, Node, Reshape, Scale
 from .geometry import window_from_attrs
 from .registry import ConversionError, NodeContext, converter
 
@@ -13,6 +13,15 @@ def _flat_input(ctx: NodeContext) -> int:
     if len(ctx.in_shape) != 1:
         raise ConversionError(f"needs a (batch, features) input, got per-sample shape {ctx.in_shape}")
     return ctx.in_shape[0]
+
+
+def _matrix(ctx: NodeContext, index: int, features: int, transposed: bool = False) -> np.ndarray:
+    """The constant 2-D operand ``index`` of a product, checked to take ``features`` inputs
+    along its rows (its columns when it multiplies from the left)."""
+    b = ctx.const(index, "weight")
+    if b.ndim != 2 or b.shape[1 if transposed else 0] != features:
+        raise ConversionError(f"weight of shape {b.shape} does not fit {features} input features")
+    return b
 
 
 def _bias_vector(c: np.ndarray | None, size: int) -> np.ndarray:
@@ -24,17 +33,15 @@ def _bias_vector(c: np.ndarray | None, size: int) -> np.ndarray:
         raise ConversionError(f"bias of shape {c.shape} does not broadcast to ({size},)") from None
 
 
-@converter("Gemm")
+@converter("Gemm", attrs=("alpha", "beta", "transA", "transB"))
 def convert_gemm(ctx: NodeContext) -> list[Node]:
     """Y = alpha·A·B' + beta·C with A the data input."""
     if ctx.data_index != 0:
         raise ConversionError("the data input must be A (first input)")
+    ctx.require_batch()
     ctx.refuse_attr("transA", 0)
-    features = _flat_input(ctx)
-    b = ctx.const(1, "weight")
+    b = _matrix(ctx, 1, _flat_input(ctx), transposed=bool(ctx.attr("transB", 0)))
     b = b.T if ctx.attr("transB", 0) else b
-    if b.ndim != 2 or b.shape[0] != features:
-        raise ConversionError(f"weight of shape {b.shape} does not fit input features {features}")
     weight = ctx.attr("alpha", 1.0) * b.T.astype(np.float64)
     bias = ctx.attr("beta", 1.0) * _bias_vector(ctx.const(2, "bias"), b.shape[1])
     return [Dense(weight, bias, ctx.in_shape, (b.shape[1],), ctx.label)]
@@ -42,30 +49,46 @@ def convert_gemm(ctx: NodeContext) -> list[Node]:
 
 @converter("MatMul")
 def convert_matmul(ctx: NodeContext) -> list[Node]:
-    """X·B with X the data input and B a constant matrix."""
-    if ctx.data_index != 0:
-        raise ConversionError("constant on the left of MatMul is not supported")
-    features = _flat_input(ctx)
-    b = ctx.const(1, "weight")
-    if b.ndim != 2 or b.shape[0] != features:
-        raise ConversionError(f"weight of shape {b.shape} does not fit input features {features}")
+    """X·B (X the data, B a constant matrix) or A·x (A constant, x a column of data, as
+    nnet-format converters emit)."""
+    if ctx.data_index == 1:
+        return _left_product(ctx)
+    b = _matrix(ctx, 1, _flat_input(ctx))
     return [Dense(b.T.astype(np.float64), np.zeros(b.shape[1]), ctx.in_shape, (b.shape[1],), ctx.label)]
 
 
-def _per_sample(c: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """A constant that broadcasts against (1, *shape) without changing it, per sample."""
-    full = (1, *shape)
-    if c.ndim > len(full) or np.broadcast_shapes(c.shape, full) != full:
-        raise ConversionError(f"constant of shape {c.shape} would change the data shape {full}")
+def _left_product(ctx: NodeContext) -> list[Node]:
+    """A·x for a data vector x of shape (k,) (no batch axis) or a column (k, 1) per sample."""
+    shape = ctx.in_shape
+    column = len(shape) == 2 and shape[1] == 1
+    if not column and (len(shape) != 1 or ctx.batched):
+        raise ConversionError(f"a constant on the left of MatMul needs a data vector (k,) or column (k, 1), "
+                              f"got {list(ctx.full_shape)}")
+    a = _matrix(ctx, 0, shape[0], transposed=True).astype(np.float64)
+    dense = Dense(a, np.zeros(a.shape[0]), (shape[0],), (a.shape[0],), ctx.label)
+    if not column:
+        return [dense]
+    return [Reshape(shape, (shape[0],), ctx.label), dense, Reshape((a.shape[0],), (a.shape[0], 1), ctx.label)]
+
+
+def _per_sample(ctx: NodeContext, c: np.ndarray) -> np.ndarray:
+    """A constant that broadcasts against the data without changing its shape, per sample."""
+    full = ctx.full_shape
+    try:
+        fits = c.ndim <= len(full) and np.broadcast_shapes(c.shape, full) == full
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ConversionError(f"constant of shape {list(c.shape)} would change the data shape {list(full)}")
     c = c.astype(np.float64).reshape((1,) * (len(full) - c.ndim) + c.shape)
-    return c[0]
+    return c[0] if ctx.batched else c
 
 
 @converter("Add", "Sub", "Mul", "Div")
 def convert_arithmetic(ctx: NodeContext) -> list[Node]:
     """Elementwise op with a constant: an affine Scale node."""
     op = ctx.node.op_type
-    c = _per_sample(ctx.const(1 - ctx.data_index, "operand"), ctx.in_shape)
+    c = _per_sample(ctx, ctx.const(1 - ctx.data_index, "operand"))
     one, zero = np.ones_like(c), np.zeros_like(c)
     data_first = ctx.data_index == 0
     if op == "Add":
@@ -83,9 +106,11 @@ def convert_arithmetic(ctx: NodeContext) -> list[Node]:
     return [Scale(scale, shift, ctx.in_shape, ctx.in_shape, ctx.label)]
 
 
-@converter("BatchNormalization")
+@converter("BatchNormalization", attrs=("epsilon", "momentum", "training_mode"))
 def convert_batchnorm(ctx: NodeContext) -> list[Node]:
-    """Inference-mode BatchNorm: a per-channel Scale (folded into Conv/Gemm later)."""
+    """Inference-mode BatchNorm: a per-channel Scale (folded into Conv/Gemm later); momentum
+    only matters in training."""
+    ctx.require_batch()
     ctx.refuse_attr("training_mode", 0)
     ctx.refuse_extra_outputs()
     gamma, beta, mean, var = (ctx.const(i, name) for i, name in enumerate(("scale", "bias", "mean", "var"), 1))
@@ -96,14 +121,18 @@ def convert_batchnorm(ctx: NodeContext) -> list[Node]:
     return [Scale(scale, shift, ctx.in_shape, ctx.in_shape, ctx.label)]
 
 
-@converter("Conv")
+@converter("Conv", attrs=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
 def convert_conv(ctx: NodeContext) -> list[Node]:
     """2-D convolution with constant weights."""
     if ctx.data_index != 0:
         raise ConversionError("the data input must be X (first input)")
+    ctx.require_batch()
     w = ctx.const(1, "weight")
     if w.ndim != 4 or len(ctx.in_shape) != 3:
         raise ConversionError("only 2-D convolutions (NCHW) are supported")
+    kernel = ctx.attr("kernel_shape")
+    if kernel is not None and tuple(kernel) != w.shape[2:]:
+        raise ConversionError(f"kernel_shape {list(kernel)} does not match the weight's {list(w.shape[2:])}")
     groups = int(ctx.attr("group", 1))
     channels = ctx.in_shape[0]
     if w.shape[1] * groups != channels or w.shape[0] % groups:

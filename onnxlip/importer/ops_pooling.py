@@ -10,12 +10,13 @@ from .registry import ConversionError, NodeContext, converter
 
 
 def _image_shape(ctx: NodeContext) -> tuple[int, int, int]:
+    ctx.require_batch()
     if len(ctx.in_shape) != 3:
         raise ConversionError(f"only 2-D pooling (NCHW) is supported, got per-sample shape {ctx.in_shape}")
     return ctx.in_shape  # type: ignore[return-value]
 
 
-@converter("MaxPool")
+@converter("MaxPool", attrs=("auto_pad", "ceil_mode", "dilations", "kernel_shape", "pads", "storage_order", "strides"))
 def convert_maxpool(ctx: NodeContext) -> list[Node]:
     ctx.refuse_attr("storage_order", 0)
     ctx.refuse_extra_outputs()
@@ -32,7 +33,7 @@ def _average_conv(ctx: NodeContext, win: Window2d, channels: int) -> Conv:
     return Conv(weight, bias, win, channels, ctx.in_shape, (channels, *win.out_hw), ctx.label)
 
 
-@converter("AveragePool")
+@converter("AveragePool", attrs=("auto_pad", "ceil_mode", "count_include_pad", "dilations", "kernel_shape", "pads", "strides"))
 def convert_averagepool(ctx: NodeContext) -> list[Node]:
     c, h, w = _image_shape(ctx)
     win = window_from_attrs(ctx, tuple(ctx.attr("kernel_shape")), (h, w))  # type: ignore[arg-type]

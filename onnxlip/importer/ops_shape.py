@@ -1,17 +1,18 @@
 """Converters for shape operators: Flatten, Reshape, Squeeze, Unsqueeze,
-Transpose, Pad. The batch axis is fixed to 1 and must stay the first axis."""
+Transpose, Pad. Where the graph has a batch axis it is fixed to 1 and must stay
+the first axis."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Node, Pad, Reshape, Transpose
+from ..ir import Node, Pad, Reshape, Scale, Transpose
 from .registry import ConversionError, NodeContext, converter
 
 
 def _reshape_node(ctx: NodeContext, full_out: tuple[int, ...]) -> list[Node]:
-    if not full_out or full_out[0] != 1 or int(np.prod(full_out)) != int(np.prod(ctx.in_shape)):
-        raise ConversionError(f"reshape to {list(full_out)} would move the batch axis")
-    out = tuple(int(d) for d in full_out[1:])
+    if int(np.prod(full_out)) != int(np.prod(ctx.in_shape)):
+        raise ConversionError(f"reshape to {list(full_out)} changes the number of elements")
+    out = ctx.sample_shape(full_out, "reshape")
     return [] if out == ctx.in_shape else [Reshape(ctx.in_shape, out, ctx.label)]
 
 
@@ -20,17 +21,17 @@ def _axes(ctx: NodeContext) -> list[int]:
     return [] if axes is None else [int(a) for a in np.ravel(axes)]
 
 
-@converter("Flatten")
+@converter("Flatten", attrs=("axis",))
 def convert_flatten(ctx: NodeContext) -> list[Node]:
-    full = (1, *ctx.in_shape)
+    full = ctx.full_shape
     axis = ctx.attr("axis", 1) % (len(full) or 1)
     return _reshape_node(ctx, (int(np.prod(full[:axis])), int(np.prod(full[axis:]))))
 
 
-@converter("Reshape")
+@converter("Reshape", attrs=("allowzero",))
 def convert_reshape(ctx: NodeContext) -> list[Node]:
     target = [int(d) for d in ctx.const(1, "shape")]
-    full = (1, *ctx.in_shape)
+    full = ctx.full_shape
     if not ctx.attr("allowzero", 0):
         target = [full[i] if d == 0 else d for i, d in enumerate(target)]
     try:
@@ -40,53 +41,76 @@ def convert_reshape(ctx: NodeContext) -> list[Node]:
     return _reshape_node(ctx, out)
 
 
-@converter("Squeeze")
+@converter("Squeeze", attrs=("axes",))
 def convert_squeeze(ctx: NodeContext) -> list[Node]:
-    full = (1, *ctx.in_shape)
+    full = ctx.full_shape
     axes = [a % len(full) for a in _axes(ctx)] or [i for i, d in enumerate(full) if d == 1]
-    if 0 in axes:
+    if ctx.batched and 0 in axes:
         raise ConversionError("squeezing the batch axis is not supported")
     return _reshape_node(ctx, tuple(d for i, d in enumerate(full) if i not in axes))
 
 
-@converter("Unsqueeze")
+@converter("Unsqueeze", attrs=("axes",))
 def convert_unsqueeze(ctx: NodeContext) -> list[Node]:
-    out = list((1, *ctx.in_shape))
+    out = list(ctx.full_shape)
     rank = len(out) + len(_axes(ctx))
     for a in sorted(a % rank for a in _axes(ctx)):
         out.insert(a, 1)
     return _reshape_node(ctx, tuple(out))
 
 
-@converter("Transpose")
+@converter("Transpose", attrs=("perm",))
 def convert_transpose(ctx: NodeContext) -> list[Node]:
-    rank = len(ctx.in_shape) + 1
+    rank = len(ctx.full_shape)
     perm = [int(p) for p in ctx.attr("perm", list(range(rank))[::-1])]
-    if perm[0] != 0:
-        raise ConversionError(f"perm {perm} moves the batch axis")
-    sample_perm = tuple(p - 1 for p in perm[1:])
-    if sample_perm == tuple(range(rank - 1)):
+    if ctx.batched:
+        if perm[0] != 0:
+            raise ConversionError(f"perm {perm} moves the batch axis")
+        perm = [p - 1 for p in perm[1:]]
+    sample_perm = tuple(perm)
+    if sample_perm == tuple(range(len(sample_perm))):
         return []
     out = tuple(ctx.in_shape[p] for p in sample_perm)
     return [Transpose(sample_perm, ctx.in_shape, out, ctx.label)]
 
 
-@converter("Pad")
-def convert_pad(ctx: NodeContext) -> list[Node]:
-    """Zero constant padding only (reflect/edge padding is not linear-norm 1)."""
-    ctx.refuse_attr("mode", "constant")
+def _pad_value(ctx: NodeContext) -> float:
+    """The constant padding value: an attribute before opset 11, the third input after."""
+    if ctx.opset < 11:
+        return float(ctx.attr("value", 0.0))
     value = ctx.const(2, "constant_value")
-    if value is not None and np.any(value != 0):
-        raise ConversionError("only zero constant padding is supported")
-    rank = len(ctx.in_shape) + 1
-    pads = [int(p) for p in (ctx.const(1, "pads") if ctx.opset >= 11 else ctx.attr("pads"))]
+    return 0.0 if value is None else float(np.ravel(value)[0])
+
+
+@converter("Pad", attrs=("mode", "pads", "value"))
+def convert_pad(ctx: NodeContext) -> list[Node]:
+    """Constant padding: zero padding, plus a constant shift where the value is not zero
+    (reflect/edge/wrap padding is not one affine map of norm 1)."""
+    ctx.refuse_attr("mode", "constant")
+    full = ctx.full_shape
+    rank = len(full)
+    pads = ctx.const(1, "pads") if ctx.opset >= 11 else ctx.attr("pads")
+    if pads is None:
+        raise ConversionError("no pads")
+    pads = [int(p) for p in np.ravel(pads)]
     axes = ctx.const(3, "axes")
-    axes_list = list(range(rank)) if axes is None else [int(a) % rank for a in axes]
+    axes_list = list(range(rank)) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    if len(pads) != 2 * len(axes_list):
+        raise ConversionError(f"{len(pads)} pads for {len(axes_list)} axes")
     begin, end = [0] * rank, [0] * rank
     for k, a in enumerate(axes_list):
         begin[a], end[a] = pads[k], pads[k + len(axes_list)]
-    if begin[0] or end[0] or min(begin + end) < 0:
+    if min(begin + end) < 0 or (ctx.batched and (begin[0] or end[0])):
         raise ConversionError(f"pads {pads} pad the batch axis or crop")
-    widths = tuple(zip(begin[1:], end[1:]))
+    first = 1 if ctx.batched else 0
+    widths = tuple(zip(begin[first:], end[first:]))
     out = tuple(n + b + e for n, (b, e) in zip(ctx.in_shape, widths))
-    return [Pad(widths, ctx.in_shape, out, ctx.label)]
+    pad = Pad(widths, ctx.in_shape, out, ctx.label)
+    value = _pad_value(ctx)
+    if not np.isfinite(value):
+        raise ConversionError(f"padding value {value} is not finite")
+    if value == 0.0:
+        return [pad]
+    # Padding with c = zero padding + c on the border: an affine map with the same matrix.
+    border = 1.0 - pad.forward(np.ones((1, *ctx.in_shape)))[0]
+    return [pad, Scale(np.ones(out), value * border, out, out, ctx.label)]

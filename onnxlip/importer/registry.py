@@ -2,7 +2,10 @@
 
 A converter receives a ``NodeContext`` and returns the IR nodes for that ONNX
 node (possibly none). It raises ``ConversionError`` with a reason for anything
-it does not handle: attributes it does not implement are refused, not ignored.
+it does not handle. Each registration names the attributes its converter reads;
+the loader refuses a node that carries any other (legacy attributes such as
+Add-1's ``broadcast``/``axis`` or BatchNormalization-7's ``spatial`` change the
+values), so nothing is silently ignored.
 """
 from __future__ import annotations
 
@@ -29,7 +32,25 @@ class NodeContext:
     in_shape: Shape  # per-sample shape of the node's one data input
     data_index: int  # position of the data input among node.input
     opset: int
+    batched: bool = True  # False: the graph's tensors have no batch axis (nnet-style exports)
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def full_shape(self) -> Shape:
+        """The data input's ONNX shape (with the batch axis of 1 when the graph has one)."""
+        return (1, *self.in_shape) if self.batched else self.in_shape
+
+    def sample_shape(self, full: tuple[int, ...], what: str = "the result") -> Shape:
+        """Per-sample shape of an ONNX shape; refuses one that moves or resizes the batch axis."""
+        if not self.batched:
+            return tuple(int(d) for d in full)
+        if not full or full[0] != 1:
+            raise ConversionError(f"{what} of shape {list(full)} would move the batch axis")
+        return tuple(int(d) for d in full[1:])
+
+    def require_batch(self) -> None:
+        if not self.batched:
+            raise ConversionError("needs an (N, C, ...) input; this graph's input has no batch axis")
 
     @property
     def label(self) -> tuple[str, ...]:
@@ -67,24 +88,47 @@ class NodeContext:
 
 Converter = Callable[[NodeContext], list[Node]]
 CONVERTERS: dict[str, Converter] = {}
+ATTRIBUTES: dict[str, frozenset[str]] = {}  # op -> the attributes its converter reads
+# A memory hint of opset-1 ops (Relu-1, Add-1, …) with no effect on values.
+HARMLESS_ATTRIBUTES = frozenset({"consumed_inputs"})
 
 
-def converter(*op_types: str) -> Callable[[Converter], Converter]:
-    """Register ``fn`` as the converter of ``op_types`` (each at most once)."""
+def converter(*op_types: str, attrs: tuple[str, ...] = ()) -> Callable[[Converter], Converter]:
+    """Register ``fn`` as the converter of ``op_types`` (each at most once), reading ``attrs``."""
 
     def register(fn: Converter) -> Converter:
         for op in op_types:
             if op in CONVERTERS:
                 raise RuntimeError(f"converter for {op} registered twice")
             CONVERTERS[op] = fn
+            ATTRIBUTES[op] = frozenset(attrs)
         return fn
 
     return register
 
 
+def unread_attributes(node: onnx.NodeProto) -> list[str]:
+    """Attributes of ``node`` that its converter does not read (the node must be refused)."""
+    known = ATTRIBUTES.get(node.op_type, frozenset()) | HARMLESS_ATTRIBUTES
+    return [a.name for a in node.attribute if a.name not in known]
+
+
 # Ops that map class scores to probabilities or labels: bounds are on the logits,
 # so these may end a graph and are dropped with a warning.
 HEAD_OPS = frozenset({"Softmax", "LogSoftmax", "ArgMax"})
+# Element types a data tensor may have: lower precisions round (the network is then a
+# staircase, not piecewise linear) and integers truncate.
+FLOAT_TYPES = frozenset({onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE})
+
+
+def type_name(code: int) -> str:
+    """'float16' for TensorProto.FLOAT16, the number for an unknown code."""
+    try:
+        return onnx.TensorProto.DataType.Name(code).lower()
+    except ValueError:
+        return f"type {code}"
+
+
 # What may follow a head (labels, probabilities, their reshaping): dropped with it.
 POSTPROCESS_OPS = HEAD_OPS | frozenset({
     "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "ZipMap", "ArrayFeatureExtractor",
