@@ -189,10 +189,6 @@ def lower_bound(net: Network, x0: Any, eps: float, n_random: int = 256, steps: i
     return LowerBound(best.value, best.method, best.point, jac)
 
 
-def _label(net: Network, x0: np.ndarray, label: int | None) -> int:
-    return int(np.argmax(net.forward(x0[None]).reshape(-1))) if label is None else int(label)
-
-
 def _margins(y: np.ndarray, c: int) -> tuple[np.ndarray, np.ndarray]:
     """max_{j≠c} y_j − y_c per sample, and the j reaching it."""
     other = y.reshape(len(y), -1).copy()
@@ -251,7 +247,7 @@ def _shrink(net: Network, x0: np.ndarray, found: Attack, confidence: float) -> A
 def fgsm(net: Network, x0: Any, label: int | None = None, confidence: float = CONFIDENCE) -> Attack:
     """L2 fast gradient method: smallest step along the margin gradient that flips the label."""
     x0 = _sample(net, x0)
-    c = _label(net, x0, label)
+    c = net.label_at(x0, label)
     d = _unit(_margin_grad(net, x0[None], c)[1])[0]
     ts = max(float(np.linalg.norm(x0)), 1.0) * np.geomspace(1e-5, 10.0, 64)
     t = _ray_search(net, x0, d, ts, c, confidence)
@@ -262,7 +258,7 @@ def deepfool(net: Network, x0: Any, label: int | None = None, max_iter: int = 50
              overshoot: float = 0.02, candidates: int = 10, confidence: float = CONFIDENCE) -> Attack:
     """DeepFool: step to the nearest linearized boundary among the top-scoring classes."""
     x0 = _sample(net, x0)
-    c = _label(net, x0, label)
+    c = net.label_at(x0, label)
     total, x = np.zeros_like(x0), x0
     for _ in range(max_iter):
         acts = net.activations(x[None])
@@ -312,7 +308,7 @@ def pgd_l2(net: Network, x0: Any, eps: float, label: int | None = None, steps: i
            box: InputBox | None = None) -> Attack:
     """L2 PGD on the margin max_{j≠c} y_j − y_c within radius ε (and ``box``); stops at the first success."""
     x0 = _sample(net, x0, eps)
-    c = _label(net, x0, label)
+    c = net.label_at(x0, label)
     rng = np.random.default_rng(seed)
     starts = np.zeros((0, *x0.shape)) if init is None else np.asarray(init, float).reshape(-1, *x0.shape) - x0
     extra = max(restarts - len(starts), 0)
@@ -369,7 +365,7 @@ def min_adversarial_distance(net: Network, x0: Any, label: int | None = None, st
     PGD; with ``box``, among points inside it (the starts clipped into it, else PGD in the box
     at growing radii from theirs)."""
     x0 = _sample(net, x0)
-    c = _label(net, x0, label)
+    c = net.label_at(x0, label)
     free = [a for a in (deepfool(net, x0, c, confidence=confidence), fgsm(net, x0, c, confidence)) if a.found]
     starts = [a for a in (_boxed(net, x0, a, box, confidence) for a in free) if a.found]
     if not starts and free and box is not None:

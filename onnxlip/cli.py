@@ -575,6 +575,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
                   radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, certified: bool,
                   valid: InputRange | None, branch_seconds: float, json_: bool, quiet: bool) -> None:
     net = load_model(model)
+    net.classes()
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     ensure_matches(net, xs[:2])
     predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
@@ -746,9 +747,7 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
     nominal = load_nominal(input, net, key)
     ensure_matches(net, [nominal.x0], nominal.eps)
     _notes(nominal, quiet)
-    classes = int(np.prod(net.output_shape))
-    if label is not None and not 0 <= label < classes:
-        raise InputError(f"label {label} is outside the model's {classes} outputs")
+    net.label_at(nominal.x0, label)
     start = time.perf_counter()
     with progress.bar(out, _bar(json_, quiet), "attacking"):
         box = _box(_valid_inputs(input_range, mean, std), nominal.x0)

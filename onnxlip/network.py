@@ -8,6 +8,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .errors import InputError
 from .ir import (AFFINE_TYPES, Node, Shape, all_nodes, chain_activations, chain_forward, chain_jvp,
                  chain_vjp, map_arrays)
 
@@ -52,6 +53,25 @@ class Network:
     def vjp(self, acts: list[Any], u: Any) -> Any:
         """J(x0)ᵀ·u for a batch of output cotangents u."""
         return chain_vjp(self.nodes, acts, u)
+
+    def classes(self) -> int:
+        """The number of outputs, refused below 2: a single-output model (regressor, one-logit
+        classifier) has no class to keep, so no radius or attack applies."""
+        classes = int(np.prod(self.output_shape))
+        if classes < 2:
+            raise InputError(f"{self.source or 'the model'}: a class label needs at least 2 outputs and this model "
+                             f"has {classes} (a regressor or one-logit classifier); `onnxlip local` and `global` "
+                             "bound how much its output moves")
+        return classes
+
+    def label_at(self, x0: Any, label: int | None = None) -> int:
+        """The class to certify or attack at x0: ``label``, else the argmax of the outputs."""
+        classes = self.classes()
+        if label is None:
+            return int(np.argmax(np.asarray(self.forward(self.batch(x0))).reshape(-1)))
+        if not 0 <= int(label) < classes:
+            raise InputError(f"label {label} is outside the model's {classes} outputs")
+        return int(label)
 
     def map_arrays(self, fn: Callable[[Any], Any]) -> "Network":
         """A copy with ``fn`` applied to every parameter array (dtype/device moves)."""

@@ -142,11 +142,9 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
     (each failing radius of the bisection spends all of it)."""
     start = time.perf_counter()
+    label = net.label_at(x0, label)
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
-    label = int(np.argmax(y0)) if label is None else int(label)
-    if not 0 <= label < y0.size:
-        raise InputError(f"label {label} is outside the model's {y0.size} outputs")
     if not (math.isfinite(branch_seconds) and branch_seconds >= 0):
         raise InputError(f"the branch-and-bound budget must be a finite number of seconds ≥ 0, got {branch_seconds}")
     margin = margin_of(y0, label)
@@ -158,13 +156,16 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         calls[0] += 1
         return local_bound(net, x0, eps, acts, warm, certified, interval, box)
 
-    if margin <= 0:
-        return RadiusResult(label, margin, 0.0, 0.0, 0.0, 0.0, None, g, "misclassified", time.perf_counter() - start, 0,
-                            certified, box is not None, branch_seconds)
+    if margin <= 0 or g == 0:  # misclassified, or a constant network: no input changes the output
+        r = 0.0 if margin <= 0 else math.inf
+        return RadiusResult(label, margin, r, r, r, None, None, g, "misclassified" if margin <= 0 else "constant",
+                            time.perf_counter() - start, 0, certified, box is not None, branch_seconds)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
     reach = np.inf if box is None else box_reach(x0, box)  # past it, a ball ∩ box is the whole box
-    paper = _bisect(lambda e: e * bound_at(e).bound < margin / SQRT2, r_global,
-                    margin / SQRT2 / bound_at(r_global).bound * (1 + 1e-9), rel_tol)
+    paper_holds = lambda e: e * bound_at(e).bound < margin / SQRT2  # noqa: E731
+    at_global = bound_at(r_global).bound
+    paper = _bisect(paper_holds, *(_grow_until_fails(paper_holds, r_global) if at_global == 0 else
+                                   (r_global, margin / SQRT2 / at_global * (1 + 1e-9))), rel_tol)
     folded = None
     if isinstance(net.nodes[-1], Dense):
         holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731

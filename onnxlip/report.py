@@ -170,6 +170,8 @@ def print_bounds(console: Console, results: list[BoundResult], global_value: flo
 def print_radius(console: Console, r: RadiusResult) -> None:
     console.print(f"label {r.label}, margin {r.margin:.6g}")
     console.print(f"certified L2 radius = [bold]{r.radius:.6g}[/bold]  (method: {r.method}, {r.seconds:.2f} s)")
+    if r.method == "constant":
+        console.print("  the global bound is 0: the output does not depend on the input, so no perturbation changes it")
     folded = "n/a" if r.radius_folded is None else f"{r.radius_folded:.6g}"
     parts = [f"paper-style {r.radius_paper:.6g}", f"margin folding {folded}"]
     parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
@@ -189,7 +191,8 @@ def sweep_table(data: dict[str, Any]) -> Table:
     for col in ["eps", "L(x0, eps)", "L / global"] + (["lower", "gap ×"] if lower else []):
         table.add_column(col, justify="right")
     for p in data["points"]:
-        row = [f"{p['eps']:.4g}", f"{p['bound']:.6g}", f"{p['bound'] / data['global_bound']:.3g}"]
+        ratio = f"{p['bound'] / data['global_bound']:.3g}" if data["global_bound"] > 0 else "n/a"
+        row = [f"{p['eps']:.4g}", f"{p['bound']:.6g}", ratio]
         if lower:
             row += [f"{p['lower']:.6g}", f"{p['bound'] / p['lower']:.3g}" if p["lower"] > 0 else "inf"]
         table.add_row(*row)

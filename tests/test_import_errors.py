@@ -234,7 +234,7 @@ BAD_MODELS = {
         lambda: chain(one("Cast", ["input"], to=TensorProto.INT64), output_type=TensorProto.INT64),
         [("Cast_output", "Cast")], ["int64", "rounds"]),
     "fixed_batch_2": Bad(lambda: chain(gemm(4, 2, "input", "output", "1"), batch_dim=2),
-                         [("<graph>", "input")], ["batch size 2"]),
+                         [("Gemm_output", "Gemm")], ["batch axis of 1"]),
     "dynamic_feature_axis": Bad(
         lambda: chain(one("Relu", ["input"]), in_shape=("features",)),
         [("<graph>", "input")], ["dynamic axis 1"]),

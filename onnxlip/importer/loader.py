@@ -65,8 +65,8 @@ def _input_problem(value: onnx.ValueInfoProto, reason: str) -> UnsupportedModelE
 
 def _fix_batch(value: onnx.ValueInfoProto) -> tuple[Shape, bool]:
     """Set a dynamic batch axis to 1 in place; return the per-sample shape and whether the
-    graph has a batch axis. A 1-D input has none (nnet-format exports): the whole tensor is
-    the sample."""
+    graph has a batch axis. A 1-D input, or one whose first axis is fixed above 1, has none
+    (nnet-format exports): the whole tensor is then the sample."""
     elem = value.type.tensor_type.elem_type
     if elem not in FLOAT_TYPES:
         raise _input_problem(value, f"is {type_name(elem)}; onnxlip analyses float32/float64 inputs")
@@ -85,8 +85,8 @@ def _fix_batch(value: onnx.ValueInfoProto) -> tuple[Shape, bool]:
             dim.dim_value = 1
         elif dim.dim_param or dim.dim_value <= 0:
             raise UnsupportedModelError([UnsupportedNode("<graph>", "input", f"input '{value.name}' has a dynamic axis {axis}; only the batch axis may be dynamic")])
-    if dims[0].dim_value != 1:
-        raise _input_problem(value, f"has a fixed batch size {dims[0].dim_value}; onnxlip analyses one sample")
+    if dims[0].dim_value != 1:  # a fixed first axis > 1 is not a batch onnxlip can split: one sample
+        return tuple(d.dim_value for d in dims), False
     return tuple(d.dim_value for d in dims[1:]), True
 
 

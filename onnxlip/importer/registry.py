@@ -50,7 +50,8 @@ class NodeContext:
 
     def require_batch(self) -> None:
         if not self.batched:
-            raise ConversionError("needs an (N, C, ...) input; this graph's input has no batch axis")
+            raise ConversionError(f"needs a batch axis of 1, got {list(self.in_shape)} from a graph input without one "
+                                  "(onnxlip takes such an input as one sample)")
 
     @property
     def label(self) -> tuple[str, ...]:
