@@ -148,7 +148,7 @@ def _on_patches(lines: Any, p: Patches) -> tuple[Any, Any]:
     return PoolLines(win, **arrays), origin
 
 
-def _patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any]:
+def patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any]:
     """``back_substitute``'s step for one node on patches: (Λ, constant per row, the magnitude
     pass for |Λ| on the same patches, the magnitude its constant can reach per entry)."""
     if isinstance(node, Conv):
@@ -192,7 +192,7 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
         node, out = nodes[k], lam
         if isinstance(lam, Patches):
             if patch_supports(node) and lam.covers_little():
-                lam, c, magnitude, reach = _patch_step(node, relaxed.get(k), lam)
+                lam, c, magnitude, reach = patch_step(node, relaxed.get(k), lam)
                 const += c
                 if magnitudes:
                     mag_const += _row_sums(mag.data * reach)
@@ -240,7 +240,7 @@ def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], ro
     lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices, shifts=shifts)
     x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
     value, _, evaluation = concretize_rows(lam, x0, eps, box)
-    mag_centre, mag_norm = _dot_and_norm(mag, np.abs(x0))
+    mag_centre, mag_norm = dot_and_norm(mag, np.abs(x0))
     terms = sum(fan_in(n) + 8 + _pool_terms(n) for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
     bound = value + const - slack - evaluation
@@ -268,7 +268,7 @@ def _pool_terms(node: Node) -> int:
     return node.window.kernel[0] * node.window.kernel[1] + 2 * node.window.max_windows_per_element()
 
 
-def _dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:
+def dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:
     """Per row of a dense or patch batch: (row·x, ‖row‖₂), x batch-1."""
     if isinstance(lam, Patches):
         return _row_sums(lam.data * lam.gather(x)), np.sqrt(_row_sums(lam.data**2))
@@ -292,13 +292,13 @@ def output_range(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0
     lo, hi = np.empty(len(units)), np.empty(len(units))
     for start in range(0, len(units), CHUNK_ROWS):
         idx = units[start : start + CHUNK_ROWS]
-        rows = _plus_minus_rows(idx, shape)
+        rows = plus_minus_rows(idx, shape)
         bounds = lower_bounds(nodes, ranges, rows, x0, eps, box=box)
         lo[start : start + len(idx)], hi[start : start + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
     return lo, hi
 
 
-def _plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
+def plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
     """Rows e_i for i in ``idx`` then −e_i: patches on a feature map, else dense."""
     if len(shape) == 3 and len(idx):
         plus = unit_patches(idx, shape)

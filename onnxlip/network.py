@@ -59,9 +59,9 @@ class Network:
         classifier) has no class to keep, so no radius or attack applies."""
         classes = int(np.prod(self.output_shape))
         if classes < 2:
-            raise InputError(f"{self.source or 'the model'}: a class label needs at least 2 outputs and this model "
-                             f"has {classes} (a regressor or one-logit classifier); `onnxlip local` and `global` "
-                             "bound how much its output moves")
+            raise InputError(f"{self.source or 'the model'}: certified radii and attacks need a class label, from "
+                             f"at least 2 outputs, and this model has {classes} (a regressor or one-logit classifier); "
+                             "its Lipschitz bounds come from `local` (without --radius) and `global`")
         return classes
 
     def label_at(self, x0: Any, label: int | None = None) -> int:

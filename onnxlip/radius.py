@@ -30,12 +30,16 @@ from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
 from .network import Network
+from .graph.dag import from_network
+from .graph.margins import margin_rows, margins_hold
 from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
 # Branch and bound extends the tight radius by steps of this factor, then bisects to this
 # relative tolerance: about 6 radii tested, half of which spend the whole budget.
 BRANCH_STEP, BRANCH_REL_TOL = 1.25, 5e-3
+# Each margin test on a DAG computes linear-relaxation ranges for every ReLU: a coarser search.
+DAG_REL_TOL = 1e-2
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,6 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
-def _margin_rows(y0: np.ndarray, label: int, shape: tuple[int, ...]) -> np.ndarray:
-    """Rows e_c − e_j for every j ≠ c, shaped as outputs."""
-    others = np.delete(np.arange(y0.size), label)
-    rows = np.zeros((others.size, y0.size))
-    rows[:, label], rows[np.arange(others.size), others] = 1.0, -1.0
-    return rows.reshape(-1, *shape)
-
-
 def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
                       box: InputBox | None) -> bool:
     """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
@@ -103,7 +99,7 @@ def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.n
     margin rows is not affordable)."""
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
         return False
-    rows = _margin_rows(y0, label, net.output_shape)
+    rows = margin_rows(y0, label, net.output_shape)
     lines = slopes.optimise(net.nodes, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
     return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
 
@@ -119,7 +115,7 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
     if _relaxation_holds(net, state, eps, acts, y0, label, box):
         return True
     others = np.delete(np.arange(y0.size), label)
-    rows, gaps = _margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
+    rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
     if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) < gaps[i]
            for i in np.argsort(gaps)):  # the closest runner-up first: fail fast
         return True
@@ -172,14 +168,16 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight, tight_name = None, "tight"
-    if method != "paper" and supports(net):
+    if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
+        graph = from_network(net)
+        holds = functools.lru_cache(maxsize=None)(lambda e: margins_hold(graph, x0, e, y0, label, box))
+        tight, tight_name = _search(holds, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+    elif method != "paper":
         def test(budget: float) -> Callable[[float], bool]:
             return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
                 net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
 
-        holds = test(0.0)
-        tight = (_bisect(holds, *_grow_until_fails(holds, best_so_far, reach=reach), rel_tol) if holds(best_so_far)
-                 else _bisect(holds, r_global, best_so_far, rel_tol))
+        tight = _search(test(0.0), best_so_far, r_global, reach, rel_tol)
         start_from = max(tight, best_so_far)  # what the other tests prove needs no splitting
         if branch_seconds > 0 and start_from < reach:  # every radius it fails costs the budget: a coarser search
             split = test(branch_seconds)
@@ -191,6 +189,14 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
                         time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
+
+
+def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """Largest ε that ``holds`` within ``rel_tol``: growing from ``start`` (a radius other tests
+    proved) when it holds there, else bisecting down towards ``floor``."""
+    if holds(start):
+        return _bisect(holds, *_grow_until_fails(holds, start, reach=reach), rel_tol)
+    return _bisect(holds, floor, start, rel_tol)
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

@@ -18,7 +18,7 @@ def _session(path: str, output: str) -> Any:
     if output not in {o.name for o in model.graph.output}:
         model.graph.output.append(onnx.helper.make_empty_tensor_value_info(output))
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # fatal only: errors are raised, not logged
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
@@ -26,15 +26,11 @@ _INPUT_DTYPES = {"tensor(double)": np.float64}
 
 
 def run_onnx(path: str | os.PathLike, x: np.ndarray, output: str) -> np.ndarray:
-    """Tensor ``output`` of the ONNX file for a batch x (N, *sample), per sample if the batch is fixed
-    or the input has no batch axis."""
+    """Tensor ``output`` of the ONNX file for a batch x (N, *sample), one sample per run: a graph
+    may fix its batch to 1 inside (a Reshape to [1, -1]), or have no batch axis at all."""
     session = _session(os.path.abspath(os.fspath(path)), output)
     inp = session.get_inputs()[0]
     x = np.asarray(x, dtype=_INPUT_DTYPES.get(inp.type, np.float32))
-    if len(inp.shape) == x.ndim - 1:  # no batch axis: one sample per run
-        return np.stack([session.run([output], {inp.name: sample})[0] for sample in x])
-    if len(inp.shape) != x.ndim:
-        x = x.reshape(len(x), *[d for d in inp.shape[1:]])
-    if isinstance(inp.shape[0], int) and inp.shape[0] == 1:
-        return np.concatenate([session.run([output], {inp.name: x[i : i + 1]})[0] for i in range(len(x))])
-    return session.run([output], {inp.name: x})[0]
+    batched = len(inp.shape) == x.ndim
+    return np.stack([session.run([output], {inp.name: sample[None] if batched else sample})[0].reshape(-1)
+                     for sample in x])

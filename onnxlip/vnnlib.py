@@ -143,10 +143,7 @@ class _Box:
                 self.constraint(a, a.line if isinstance(a, Expr) else line)
             return
         if head == "or":
-            if len(args) != 1:
-                raise InputError(f"{self.where}:{line}: a disjunction of {len(args)} input boxes is not "
-                                 "supported (split the property into one file per box)")
-            self.constraint(args[0], line)
+            self._disjunction(args, line)
             return
         if head in ("<=", ">=", "<", ">", "=") and len(args) == 2:
             a, b = args
@@ -168,6 +165,24 @@ class _Box:
                     self.bound(index, value, None)
                 return
         raise InputError(f"{self.where}:{line}: only constant bounds on single inputs are supported, got {expr}")
+
+
+    def _disjunction(self, args: list[Node], line: int) -> None:
+        """Disjuncts that bound the inputs alike (differing in output constraints only, as in
+        VNN-COMP's nn4sys properties) are one input box; different boxes are refused."""
+        parts = []
+        for arg in args:
+            part = _Box(self.where)
+            part.constraint(arg, arg.line if isinstance(arg, Expr) else line)
+            parts.append(part)
+        if any((p.lower, p.upper) != (parts[0].lower, parts[0].upper) for p in parts[1:]):
+            raise InputError(f"{self.where}:{line}: a disjunction of {len(args)} different input boxes is not "
+                             "supported (split the property into one file per box)")
+        for index, lo in parts[0].lower.items():
+            self.bound(index, lo, None)
+        for index, hi in parts[0].upper.items():
+            self.bound(index, None, hi)
+        self.ignored += sum(p.ignored for p in parts)
 
 
 def parse_vnnlib(text: str, where: str = "vnnlib") -> VnnlibBox:

@@ -46,11 +46,19 @@ def test_parse_variants() -> None:
     assert box.ignored == 1
 
 
+def test_disjuncts_with_one_input_box_are_one_box():
+    """nn4sys-style: the same input box in every disjunct, different output constraints."""
+    one = "(and (>= X_0 0.25) (<= X_0 0.5) ({} Y_0 1))"
+    box = parse_vnnlib(f"(declare-const X_0 Real)\n(declare-const Y_0 Real)\n"
+                       f"(assert (or {one.format('>=')} {one.format('<=')}))\n")
+    assert np.allclose(box.lower, [0.25]) and np.allclose(box.upper, [0.5]) and box.ignored == 2
+
+
 @pytest.mark.parametrize("text, message", [
     ("(declare-const X_0 Real)\n(assert (<= X_0 1))\n", "lack a lower or upper bound"),
     ("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(assert (<= X_0 X_1))\n", ":3: only constant bounds"),
     ("(declare-const X_0 Real)\n(assert (or (and (<= X_0 1) (>= X_0 0)) (and (<= X_0 3) (>= X_0 2))))\n",
-     "disjunction of 2 input boxes"),
+     "disjunction of 2 different input boxes"),
     ("(declare-const X_0 Real)\n(assert (<= X_0 1)\n", "never closed"),
     ("(declare-const X_0 Real))\n", "unbalanced"),
     ("(declare-const X_1 Real)\n", "not all declared"),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip import load_model
-from onnxlip.crown import _plus_minus_rows, lower_bounds, output_range, pool_lines, relu_lines
+from onnxlip.crown import plus_minus_rows, lower_bounds, output_range, pool_lines, relu_lines
 from onnxlip.patch_passes import Patches
 from onnxlip.ir import MaxPool
 from onnxlip.tight import build_secants
@@ -113,7 +113,7 @@ def test_unit_rows_on_patches_give_the_dense_bounds(tmp_path: Path, seed: int) -
         if len(shape) != 3:
             continue
         units = np.random.default_rng(abs(seed)).permutation(int(np.prod(shape)))[:40]  # any order
-        rows = _plus_minus_rows(units, shape)
+        rows = plus_minus_rows(units, shape)
         assert isinstance(rows, Patches)
         patched = lower_bounds(net.nodes[:k], state.ranges, rows, x0, 0.3)
         dense = lower_bounds(net.nodes[:k], state.ranges, rows.dense(), x0, 0.3)

@@ -296,3 +296,53 @@ def test_a_misread_network_stops_every_command(tmp_path, monkeypatch, rng):
                     ["sweep", "--input", x, "--eps-max", "0.1", "--n", "2"], ["attack", "--input", x],
                     ["lower", "--input", x, "--eps", "0.1"], ["check", "--input", x, "--min-radius", "0.1"]):
         assert_refused([command[0], path, *command[1:]], "disagrees with onnxruntime")
+
+
+# found by a red-team pass after the first fixes ------------------------------------------------
+
+def test_float64_data_cast_to_float32_is_refused(tmp_path, rng):
+    layer, inits = gemm("c2", "output", 4, 3, "1", rng)
+    inits = [onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(t).astype(np.float64), t.name) for t in inits]
+    nodes = [node("Cast", ["input"], "c1", to=TensorProto.FLOAT), node("Cast", ["c1"], "c2", to=TensorProto.DOUBLE)]
+    nodes += layer
+    path = save(build(nodes, ["N", 4], inits, input_type=TensorProto.DOUBLE), tmp_path)
+    assert_refused(["global", path], "float64 data to float32")
+
+
+@pytest.mark.parametrize("op", ["RandomNormal", "DequantizeLinear"])
+def test_random_and_quantized_constants_are_refused(op, tmp_path, rng):
+    if op == "RandomNormal":
+        source = [node(op, [], "w", shape=[3, 4], scale=1e-5)]
+        inits = []
+    else:
+        source = [node(op, ["q", "s", "z"], "w")]
+        inits = [const("q", rng.integers(-100, 100, (3, 4)), np.int8), const("s", 0.01), const("z", 0, np.int8)]
+    nodes = source + [node("Gemm", ["input", "w"], "output", transB=1)]
+    path = save(build(nodes, ["N", 4], inits, opset=13), tmp_path)
+    assert_refused(["global", path], f"({op})")
+
+
+def test_network_that_imports_to_nothing_is_the_identity(tmp_path, rng):
+    path = save(build([node("Identity", ["input"], "i"), node("Flatten", ["i"], "output")], [1, 3]), tmp_path)
+    x = _npy(tmp_path, rng.standard_normal(3))
+    code, out, err = run("local", path, "--input", x, "--eps", "0.5", "--json")
+    import json
+    assert code == 0 and abs(json.loads(out)["bounds"][0]["bound"] - 1.0) < 1e-9, err
+    assert run("certify", path, "--input", x)[0] == 0
+
+
+def test_graph_that_fixes_its_batch_inside(tmp_path, rng):
+    """A dynamic batch axis and a Reshape to [1, -1] (PyTorch's x.view(1, -1)): onnxruntime runs
+    one sample at a time, and so does every check."""
+    layer, inits = gemm("flat", "output", 8, 3, "1", rng)
+    nodes = [node("Reshape", ["input", "shape"], "flat")] + layer
+    inits.append(const("shape", [1, -1], np.int64))
+    path = save(build(nodes, ["N", 2, 4], inits), tmp_path)
+    assert run("certify", path, "--input", _npy(tmp_path, rng.standard_normal((2, 4))))[0] == 0
+
+
+def test_gemm_on_a_row_without_batch_axis(tmp_path, rng):
+    layer, inits = gemm("row", "output", 5, 3, "1", rng)
+    nodes = [node("Reshape", ["input", "shape"], "row")] + layer
+    inits.append(const("shape", [1, 5], np.int64))
+    assert_agrees(save(build(nodes, [5], inits), tmp_path), rng.standard_normal(5))

@@ -22,12 +22,12 @@ from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
-from ..ir import Node, Shape, all_nodes
+from ..ir import Node, Reshape, Shape, all_nodes
 from ..network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .fold import fold
 from .registry import (CONVERTERS, FLOAT_TYPES, HEAD_OPS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError,
-                       NodeContext, type_name, unread_attributes)
+                       NodeContext, type_name, unfoldable, unread_attributes)
 from .topology import Step, TopologyError, assemble, plan_path
 
 
@@ -142,6 +142,8 @@ class _Walk:
     opset: int
     inferred: dict[str, Shape]
     batched: bool = True
+    input_type: int = onnx.TensorProto.FLOAT
+    types: dict[str, int] = field(default_factory=dict)  # element type of data tensors after a Cast
     users: dict[str, list[Step]] = field(default_factory=dict)  # data tensor -> steps that read it
     problems: list[UnsupportedNode] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
@@ -155,6 +157,10 @@ class _Walk:
 
 
 def _fold_constant(node: onnx.NodeProto, walk: _Walk) -> None:
+    reason = unfoldable(node.op_type)
+    if reason is not None:
+        walk.problems.append(UnsupportedNode(node.name, node.op_type, reason))
+        return
     feeds = {name: walk.consts[name] for name in node.input if name}
     try:
         outputs = ReferenceEvaluator(node, opsets={"": walk.opset}).run(None, feeds)
@@ -181,6 +187,9 @@ def _is_join(node: onnx.NodeProto, data_inputs: list[str]) -> bool:
 
 
 def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
+    reason = unfoldable(node.op_type)
+    if reason is not None:
+        return reason
     if node.domain not in ("", "ai.onnx"):
         return f"operator of domain '{node.domain}' is not supported (only the default ONNX domain)"
     if node.op_type in NON_RELU_ACTIVATIONS:
@@ -204,7 +213,10 @@ def _convert_node(step: Step, walk: _Walk) -> None:
     if in_shape is None:  # an earlier node failed: only op types are still checked
         walk.shapes[out] = None
         return
-    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(step.inputs[0]), walk.opset, walk.batched)
+    in_type = walk.types.get(step.inputs[0], walk.input_type)
+    ctx = NodeContext(node, walk.consts, in_shape, list(node.input).index(step.inputs[0]), walk.opset, walk.batched,
+                      in_type)
+    walk.types[out] = ctx.attr("to", in_type) if node.op_type == "Cast" else in_type
     try:
         step.ir = CONVERTERS[node.op_type](ctx)
     except ConversionError as exc:
@@ -303,6 +315,7 @@ def load_model(path: str | os.PathLike) -> Network:
         opset=opset,
         inferred=_inferred_shapes(model),
         batched=batched,
+        input_type=data.type.tensor_type.elem_type,
     )
     for node in kept:
         _visit(node, walk)
@@ -316,7 +329,8 @@ def load_model(path: str | os.PathLike) -> Network:
         walk.problems.append(problem)
     if walk.problems:
         raise UnsupportedModelError(walk.problems)
-    nodes = fold(assemble(plan, walk.shapes))
+    # A network that imports to no operation is the identity, as one explicit node.
+    nodes = fold(assemble(plan, walk.shapes)) or [Reshape(sample_shape, sample_shape, (output,))]
     _check_finite(nodes)
     if walk.dropped:
         notes += (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",)

@@ -1,6 +1,8 @@
 """Converters for Relu and for the no-ops of an inference graph."""
 from __future__ import annotations
 
+import onnx
+
 from ..ir import Node, Relu
 from .registry import FLOAT_TYPES, ConversionError, NodeContext, converter, type_name
 
@@ -33,4 +35,6 @@ def convert_cast(ctx: NodeContext) -> list[Node]:
     to = ctx.attr("to")
     if to not in FLOAT_TYPES:
         raise ConversionError(f"casts data to {type_name(to)}, which rounds it (only float32/float64 are analysed)")
+    if to == onnx.TensorProto.FLOAT and ctx.in_type == onnx.TensorProto.DOUBLE:
+        raise ConversionError("casts float64 data to float32, which rounds it")
     return []

@@ -38,13 +38,19 @@ def convert_gemm(ctx: NodeContext) -> list[Node]:
     """Y = alpha·A·B' + beta·C with A the data input."""
     if ctx.data_index != 0:
         raise ConversionError("the data input must be A (first input)")
-    ctx.require_batch()
     ctx.refuse_attr("transA", 0)
-    b = _matrix(ctx, 1, _flat_input(ctx), transposed=bool(ctx.attr("transB", 0)))
+    row = not ctx.batched and len(ctx.in_shape) == 2 and ctx.in_shape[0] == 1  # (1, k) without batch axis
+    if not row:
+        ctx.require_batch()
+    features = ctx.in_shape[-1] if row else _flat_input(ctx)
+    b = _matrix(ctx, 1, features, transposed=bool(ctx.attr("transB", 0)))
     b = b.T if ctx.attr("transB", 0) else b
     weight = ctx.attr("alpha", 1.0) * b.T.astype(np.float64)
     bias = ctx.attr("beta", 1.0) * _bias_vector(ctx.const(2, "bias"), b.shape[1])
-    return [Dense(weight, bias, ctx.in_shape, (b.shape[1],), ctx.label)]
+    dense = Dense(weight, bias, (features,), (b.shape[1],), ctx.label)
+    if not row:
+        return [dense]
+    return [Reshape(ctx.in_shape, (features,), ctx.label), dense, Reshape((b.shape[1],), (1, b.shape[1]), ctx.label)]
 
 
 @converter("MatMul")

@@ -33,6 +33,7 @@ class NodeContext:
     data_index: int  # position of the data input among node.input
     opset: int
     batched: bool = True  # False: the graph's tensors have no batch axis (nnet-style exports)
+    in_type: int = onnx.TensorProto.FLOAT  # element type of the data input
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -135,6 +136,24 @@ POSTPROCESS_OPS = HEAD_OPS | frozenset({
     "Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "ZipMap", "ArrayFeatureExtractor",
     "Normalizer", "LabelEncoder", "TopK", "ReduceMax",
 })
+# Ops onnxruntime does not run as fixed float maps, refused wherever the output needs them,
+# constant subgraphs included: random draws (new values every run) and quantization
+# (onnxruntime may fuse DequantizeLinear into an 8-bit kernel that rounds the data).
+RANDOM_OPS = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli",
+                        "Multinomial"})
+QUANTIZATION_OPS = frozenset({"DequantizeLinear", "QuantizeLinear", "DynamicQuantizeLinear", "QLinearConv",
+                              "QLinearMatMul", "MatMulInteger", "ConvInteger"})
+
+
+def unfoldable(op_type: str) -> str | None:
+    """Why an op cannot be part of the analysed network even on constants (None: it can)."""
+    if op_type in RANDOM_OPS:
+        return "draws new random values on every run: not a fixed network"
+    if op_type in QUANTIZATION_OPS:
+        return "quantized weights: onnxruntime may run the layer in 8-bit arithmetic, which rounds the data"
+    return None
+
+
 # Ops that make a network non-ReLU: named explicitly in the error.
 NON_RELU_ACTIVATIONS = frozenset({
     "Sigmoid", "Tanh", "LeakyRelu", "PRelu", "Elu", "Selu", "Celu", "Gelu", "HardSigmoid",

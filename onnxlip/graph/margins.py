@@ -1,0 +1,31 @@
+"""The linear-relaxation margin test of the radius search on a DAG: at radius ε, every
+margin y_c − y_j (j ≠ c) has a positive lower bound over the ball (∩ box), on ranges from
+``graph_ranges``."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..domain import InputBox
+from .dag import Graph
+from .ranges import graph_ranges
+from .relax import lower_bounds
+
+
+def margin_rows(y0: Any, label: int, shape: tuple[int, ...]) -> Any:
+    """Rows e_c − e_j for every j ≠ c, shaped as outputs."""
+    others = np.delete(np.arange(y0.size), label)
+    rows = np.zeros((others.size, y0.size))
+    rows[:, label], rows[np.arange(others.size), others] = 1.0, -1.0
+    return rows.reshape(-1, *shape)
+
+
+def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None) -> Any:
+    """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``)."""
+    ranges = graph_ranges(g, x0, eps, box)
+    return lower_bounds(g, ranges, margin_rows(y0, label, g.shape(g.output)), x0, eps, box=box)
+
+
+def margins_hold(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None) -> bool:
+    return bool(margin_bounds(g, x0, eps, y0, label, box).min() > 0)

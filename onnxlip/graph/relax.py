@@ -1,0 +1,204 @@
+"""Linear-relaxation (CROWN-style) bounds on a DAG: back-substitution over the graph.
+
+The chain engine (``onnxlip.crown``) walks a list of nodes; here the rows' coefficients
+live on tensors. Nodes are visited in reverse topological order: a node takes the
+coefficients Λ of its output tensor (the sum over all of that tensor's readers, e.g. both
+sides of a residual block) and passes Λ·(its relaxation) to its inputs — an ``Add`` passes
+Λ to both. Each node kind has one backward step (``STEPS``); the ReLU and max-pool lines
+are ``crown``'s, so every relaxation and its α-parameters mean the same as on a chain.
+
+Bounds are sound for every input whose nonlinear nodes' inputs lie in their ranges, and
+rounded down like ``crown.lower_bounds`` (γ_N times the same pass in absolute values, N
+counting every node's sums and every merge).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from ..crown import PoolLines, ReluLines, concretize_rows, dot_and_norm, patch_step, relaxations
+from ..patch_passes import Patches
+from ..patch_passes import supports as patch_supports
+from ..domain import InputBox
+from ..conv import conv2d_adjoint
+from ..ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Relu, fan_in, node_offset, with_weights
+from ..rounding import gamma
+from .dag import Add, Graph
+
+Step = tuple[list[Any], Any, list[Any], Any]  # (Λ per input, constant, |Λ| per input, |constant|)
+MANY_ROWS = 32
+
+
+def _row_sums(a: Any) -> Any:
+    return a.reshape(len(a), -1).sum(axis=1)
+
+
+def _adjoint(node: Any, lam: Any) -> Any:
+    """Aᵀ·Λ; many rows through a convolution go faster as one GEMM per kernel tap than through
+    its sparse matrix."""
+    if isinstance(node, Conv) and len(lam) > MANY_ROWS:
+        return conv2d_adjoint(lam, node.weight, node.window, node.groups)
+    return node.adjoint(lam)
+
+
+def _linear_step(node: Any, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    bias = node_offset(node)
+    mag_in = mag_const = None
+    if mag is not None:
+        mag_const = _row_sums(mag * np.abs(bias))
+        mag_in = _adjoint(with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node, mag)
+    return ([_adjoint(node, lam)], _row_sums(lam * bias), [mag_in], mag_const), None
+
+
+def _relu_step(node: Relu, lines: ReluLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    new, const, slope, (line, offset) = lines.back(lam, choice)
+    mag_in = None if mag is None else mag * slope
+    mag_const = None if mag is None else _row_sums(mag * lines.reach)
+    return ([new], const, [mag_in], mag_const), lambda z: line * z + offset
+
+
+def _pool_step(node: MaxPool, lines: PoolLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    new, const, magnitude, apply = lines.back(lam, choice)
+    mag_in = None if mag is None else magnitude(mag)
+    mag_const = None if mag is None else _row_sums(mag * lines.reach)
+    return ([new], const, [mag_in], mag_const), apply
+
+
+def _add_step(node: Add, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    zero = np.zeros(len(lam))
+    return ([lam, lam], zero, [mag, mag], None if mag is None else zero), None
+
+
+# One backward step per node kind: (node, its lines, Λ, |Λ| or None, chosen lower lines)
+# → ((Λ per input, constant, |Λ| per input, |constant|), the chosen lines as a function).
+STEPS: dict[type, Callable[..., tuple[Step, Any]]] = {
+    **{t: _linear_step for t in AFFINE_TYPES + SHAPE_TYPES}, Relu: _relu_step, MaxPool: _pool_step, Add: _add_step,
+}
+
+
+def _merged(a: Patches, b: Patches) -> Patches:
+    """a + b on one patch per row that holds both."""
+    origin = np.minimum(a.origin, b.origin)
+    size = np.maximum(a.origin + np.array(a.size), b.origin + np.array(b.size)) - origin
+    out = np.zeros((len(a), size[:, 0].max(), size[:, 1].max(), a.data.shape[1]))
+    rows = np.arange(len(a))[:, None, None]
+    for p in (a, b):
+        ys = (p.origin[:, :1] - origin[:, :1]) + np.arange(p.size[0])
+        xs = (p.origin[:, 1:] - origin[:, 1:]) + np.arange(p.size[1])
+        out[rows, ys[:, :, None], xs[:, None, :]] += p.data.transpose(0, 2, 3, 1)
+    return Patches(out.transpose(0, 3, 1, 2), origin, a.hw)
+
+
+def _accumulate(store: dict[int, Any], tensor: int, value: Any) -> None:
+    """Add a reader's coefficients to those of ``tensor`` (patches stay patches)."""
+    if tensor not in store:
+        store[tensor] = value
+    elif isinstance(value, Patches) and isinstance(store[tensor], Patches):
+        store[tensor] = _merged(store[tensor], value)
+    else:
+        dense = [v.dense() if isinstance(v, Patches) else v for v in (store[tensor], value)]
+        store[tensor] = dense[0] + dense[1]
+
+
+def _on_patches(node: Any, lines: Any, lam: Patches) -> tuple[Step, Any]:
+    """A step for coefficients kept on patches (no magnitudes: ``lower_bounds`` shares them)."""
+    if isinstance(node, Add):
+        return ([lam, lam], np.zeros(len(lam)), [None, None], None), None
+    new, const, _, _ = patch_step(node, lines, lam)
+    return ([new], const, [None], None), None
+
+
+def _keeps_patches(node: Any, lam: Any) -> bool:
+    return isinstance(lam, Patches) and (isinstance(node, Add) or (patch_supports(node) and lam.covers_little()))
+
+
+def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
+                    chosen: dict[int, Any] | None = None, magnitudes: bool = True,
+                    start: int | None = None) -> tuple[Any, Any, Any, Any]:
+    """Λ·(tensor ``start``, default the output) ≥ Λ_in·x + c for inputs whose nonlinear nodes'
+    inputs lie in the ranges ``relaxed`` was built for: (Λ_in, c, |Λ|_in, |c|) as in
+    ``crown.back_substitute``; ``choices``/``chosen`` likewise (per nonlinear node index).
+    ``lam`` may be one-hot ``Patches`` (without choices or magnitudes): they stay on patches
+    through convolutions, ReLU, max-pool and merges while they are small; Λ_in may be patches."""
+    choices = choices or {}
+    if isinstance(lam, Patches) and (choices or chosen is not None or magnitudes):
+        lam = lam.dense()
+    start = g.output if start is None else start
+    lams, mags = {start: lam}, {start: np.abs(lam)} if magnitudes else {}
+    const, mag_const = np.zeros(len(lam)), np.zeros(len(lam))
+    for k in range(start - 1, -1, -1):
+        if k + 1 not in lams:
+            continue
+        out, mag = lams.pop(k + 1), mags.pop(k + 1, None)
+        node = g.nodes[k]
+        if _keeps_patches(node, out):
+            (ins, c, mag_ins, mag_c), apply = _on_patches(node, relaxed.get(k), out)
+        else:
+            out = out.dense() if isinstance(out, Patches) else out
+            (ins, c, mag_ins, mag_c), apply = STEPS[type(node)](node, relaxed.get(k), out, mag, choices.get(k))
+        const += c
+        if magnitudes:
+            mag_const += mag_c
+        for i, tensor in enumerate(g.inputs[k]):
+            _accumulate(lams, tensor, ins[i])
+            if magnitudes:
+                _accumulate(mags, tensor, mag_ins[i])
+        if chosen is not None and apply is not None:
+            chosen[k] = (out, apply)
+    zero = np.zeros((len(lam), *g.input_shape))
+    return lams.get(0, zero), const, mags.get(0, zero) if magnitudes else None, mag_const
+
+
+def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any, upto: int | None = None) -> dict[int, Any]:
+    """Inputs of each nonlinear node when x (one point per row) runs through the graph with
+    every nonlinear node replaced by that row's chosen lines (``back_substitute``'s ``chosen``)."""
+    values, inputs = [x], {}
+    for k, node in enumerate(g.nodes[:upto]):
+        args = [values[i] for i in g.inputs[k]]
+        if k in lines:
+            inputs[k] = args[0]
+            values.append(lines[k][1](args[0]))
+        elif isinstance(node, Add):
+            values.append(args[0] + args[1])
+        else:
+            values.append(node.linear(args[0]) + node_offset(node))
+    return inputs
+
+
+def _abs_total(rows: Any) -> Any:
+    """Σ over rows of |row|, batch-1 (rows dense or patches)."""
+    if not isinstance(rows, Patches):
+        return np.abs(rows).sum(axis=0, keepdims=True)
+    (h, w), (ph, pw) = rows.hw, rows.size
+    total = np.zeros((rows.data.shape[1], h + 2 * ph, w + 2 * pw))
+    ys = rows.origin[:, :1] + ph + np.arange(ph)  # shifted by a patch: origins may be negative
+    xs = rows.origin[:, 1:] + pw + np.arange(pw)
+    np.add.at(total.transpose(1, 2, 0), (ys[:, :, None], xs[:, None, :]), np.abs(rows.data).transpose(0, 2, 3, 1))
+    return total[None, :, ph : ph + h, pw : pw + w]
+
+
+def _terms(g: Graph, start: int, size: int) -> int:
+    """N of the rounding bound: every sum along the nodes up to tensor ``start``."""
+    pool = sum(n.window.kernel[0] * n.window.kernel[1] + 2 * n.window.max_windows_per_element()
+               for n in g.nodes[:start] if isinstance(n, MaxPool))
+    return sum(fan_in(n) + 8 for n in g.nodes[:start]) + pool + 2 * size + 8
+
+
+def lower_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+                 choices: dict[int, Any] | None = None, box: InputBox | None = None,
+                 start: int | None = None) -> Any:
+    """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·(tensor ``start``), rounded down
+    (see ``crown.lower_bounds``); ``ranges``: input range of each nonlinear node before it."""
+    start = g.output if start is None else start
+    relaxed = relaxations(g.nodes, ranges)
+    shared = choices is None and len(rows) > 1
+    lam, const, mag, mag_const = back_substitute(g, relaxed, rows, choices, magnitudes=not shared, start=start)
+    if shared:  # the lines are the rows' own: |Λ| of Σ|rows| bounds every row's (a non-negative linear pass)
+        _, _, mag, mag_const = back_substitute(g, relaxed, _abs_total(rows), start=start)
+    x0 = np.asarray(x0).reshape(1, *g.input_shape)
+    value, _, evaluation = concretize_rows(lam, x0, eps, box)
+    mag_centre, mag_norm = dot_and_norm(mag, np.abs(x0))
+    slack = gamma(_terms(g, start, x0.size)) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
+    bound = value + const - slack - evaluation
+    return np.where(np.isnan(bound), -np.inf, bound)  # an overflow proves nothing: fail closed
