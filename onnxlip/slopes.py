@@ -14,12 +14,14 @@ Every iterate gives a valid bound: the best one per row is kept.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 import numpy as np
 
 from . import crown
 from .domain import InputBox
+from .graph import relax as graph_relax
+from .graph.dag import Graph
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_offset
 from .pooling import window_taps
 
@@ -31,6 +33,7 @@ LEARNING_RATE = 0.25
 # the flat steps were a third of cifar10_net's radius search.
 PATIENCE, MIN_GAIN = 3, 0.02
 BETAS = (0.9, 0.999)
+Net = Union[tuple[Node, ...], Graph]  # a chain of nodes, or a DAG
 
 
 def relaxed_forward(nodes: tuple[Node, ...], lines: dict[int, Any], x: Any) -> dict[int, Any]:
@@ -62,17 +65,25 @@ def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> d
     return {k: np.repeat(relaxed[k].default, rows, axis=0) for k in free}
 
 
-def relaxed_pass(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+def relaxed_pass(net: Net, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
                  lines_in: dict[int, Any], free: dict[int, Any], box: InputBox | None = None,
                  shifts: dict[int, Any] | None = None) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
     """Each row's bound (without the rounding slack), its gradient in the lower lines, the lines
     chosen per nonlinear node (``crown.back_substitute``'s ``chosen``: Λ there first) and each
     nonlinear node's input at the minimiser x* (``relaxed_forward``); ``shifts`` as in
-    ``crown.back_substitute`` (``branching``'s split multipliers)."""
+    ``crown.back_substitute`` (``branching``'s split multipliers; chains only). ``net``: a chain
+    of nodes, or a DAG (``graph.Graph``), whose back-substitution and forward pass walk it."""
     chosen: dict[int, Any] = {}
-    lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, chosen, magnitudes=False, shifts=shifts)
-    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *nodes[0].in_shape), eps, box)
-    inputs = relaxed_forward(nodes, chosen, worst.reshape(len(lam), *x0.shape))
+    if isinstance(net, Graph):
+        nodes, shape = net.nodes, net.input_shape
+        lam, const, _, _ = graph_relax.back_substitute(net, relaxed, rows, lines_in, chosen, magnitudes=False)
+    else:
+        nodes, shape = net, net[0].in_shape
+        lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, chosen, magnitudes=False,
+                                                 shifts=shifts)
+    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *shape), eps, box)
+    forward = graph_relax.relaxed_forward if isinstance(net, Graph) else relaxed_forward
+    inputs = forward(net, chosen, worst.reshape(len(lam), *x0.shape))
     grads = {}
     for k, mask in free.items():
         out, z = chosen[k][0], inputs[k]
@@ -82,7 +93,7 @@ def relaxed_pass(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0
     return value + const, grads, chosen, inputs
 
 
-def _value_and_gradient(nodes: tuple[Node, ...], relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+def _value_and_gradient(nodes: Net, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
                         lines_in: dict[int, Any], free: dict[int, Any],
                         box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
     """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
@@ -112,7 +123,8 @@ def _project_simplex(w: Any, allowed: Any) -> Any:
     return np.where(allowed, np.maximum(v - shift, 0.0), 0.0)
 
 
-def _project(nodes: tuple[Node, ...], k: int, line: Any, free: Any) -> Any:
+def _project(net: Net, k: int, line: Any, free: Any) -> Any:
+    nodes = net.nodes if isinstance(net, Graph) else net
     return np.clip(line, 0.0, 1.0) if isinstance(nodes[k], Relu) else _project_simplex(line, free)
 
 
@@ -123,12 +135,12 @@ def _done(worst: list[float], target: float) -> bool:
     return len(worst) > PATIENCE and worst[-1] - worst[-1 - PATIENCE] < MIN_GAIN * (target - worst[-1])
 
 
-def optimise(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+def optimise(nodes: Net, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
              steps: int = STEPS, stop_above: float | None = None, box: InputBox | None = None) -> dict[int, Any]:
     """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
     stops early when every row's bound exceeds ``stop_above``, or when the worst row stops
     getting closer to it (``PATIENCE``). Returns the best lines met per row."""
-    relaxed = crown.relaxations(nodes, ranges)
+    relaxed = crown.relaxations(nodes.nodes if isinstance(nodes, Graph) else nodes, ranges)
     free = free_lines(relaxed)
     lines = initial_lines(relaxed, free, len(rows))
     if not lines:

@@ -102,6 +102,19 @@ def run_ort(model: os.PathLike | str | onnx.ModelProto, x: np.ndarray, output: s
     return session.run(names, {data.name: x})[0]
 
 
+def exposing(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
+    """A copy of the model with ``tensor`` (e.g. the logits under a Softmax head) as a graph output too."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if tensor not in {o.name for o in model.graph.output}:
+        model.graph.output.append(helper.make_empty_tensor_value_info(tensor))
+    return model
+
+
+def run_ort_each(model: os.PathLike | str, xs: np.ndarray, output: str | None = None) -> np.ndarray:
+    """``run_ort`` one sample at a time, flat outputs (N, -1): a graph may fix its batch to 1 inside."""
+    return np.concatenate([run_ort(model, x[None], output).reshape(1, -1) for x in xs])
+
+
 def assert_rel_close(actual: Any, expected: Any, rtol: float, what: str = "") -> None:
     """max |actual − expected| ≤ rtol · max(|expected|, tiny); shapes must agree."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)

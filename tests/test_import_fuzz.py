@@ -1,269 +1,32 @@
 """Fuzz the importer: random ONNX graphs over the supported operators, their opset
-variants and attribute forms (pads as attribute or input, axes as attribute or input,
-auto_pad, ceil_mode, dilations, groups, transB/alpha/beta, normalisation constants to
-fold, residual adds, output heads, dangling nodes, extra outputs). On each: the IR agrees
-with onnxruntime on the original file, the local bound is above every ratio onnxruntime
-shows in the ball, and the certified radius is below the smallest attack found."""
+variants and attribute forms (``random_graphs``: pads as attribute or input, axes as
+attribute or input, auto_pad, ceil_mode, dilations, groups, transB/alpha/beta,
+normalisation constants to fold, residual adds, output heads, dangling nodes, extra
+outputs). On each: the IR agrees with onnxruntime on the original file, the local bound is
+above every ratio onnxruntime shows in the ball, and the certified radius is below the
+smallest attack found."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
-from helpers import run_ort
+from helpers import exposing, run_ort, run_ort_each
 from onnxlip import load_model
 from onnxlip.attacks import min_adversarial_distance
 from onnxlip.methods import local_bounds
 from onnxlip.radius import certified_radius
+from random_graphs import random_model
 
-OPSETS = (10, 11, 13, 17, 19)
 SEEDS = range(24)
-
-
-@dataclass
-class Graph:
-    """A graph under construction: the data tensor so far and its full shape (batch 1 first)."""
-
-    rng: np.random.Generator
-    opset: int
-    tensor: str = "input"
-    shape: tuple[int, ...] = ()
-    nodes: list = field(default_factory=list)
-    inits: list = field(default_factory=list)
-    count: int = 0
-
-    def name(self, stem: str) -> str:
-        self.count += 1
-        return f"{stem}{self.count}"
-
-    def const(self, array: np.ndarray, dtype=np.float32) -> str:
-        name = self.name("c")
-        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
-        return name
-
-    def op(self, op: str, inputs: list[str], shape: tuple[int, ...], **attrs) -> str:
-        out = self.name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        self.tensor, self.shape = out, shape
-        return out
-
-    def axes(self, op: str, axes: list[int], shape: tuple[int, ...]) -> str:
-        """Squeeze/Unsqueeze with axes as an attribute (before opset 13) or an input."""
-        if self.opset < 13:
-            return self.op(op, [self.tensor], shape, axes=axes)
-        return self.op(op, [self.tensor, self.const(axes, np.int64)], shape)
-
-
-def _window_out(size: int, k: int, s: int, d: int, pad: int, ceil: bool = False) -> int:
-    span = size + pad - (d * (k - 1) + 1)
-    return (-(-span // s) if ceil else span // s) + 1
-
-
-def conv(g: Graph, out_channels: int | None = None, same: bool = False) -> None:
-    r, (_, c, h, w) = g.rng, g.shape
-    m = out_channels or int(r.integers(2, 4))
-    groups = c if (not same and c == m and r.random() < 0.3) else 1
-    k = 3 if same else int(r.integers(1, 4))
-    stride = 1 if same else int(r.integers(1, 3))
-    dil = 1 if same or k == 1 else int(r.integers(1, 3))
-    weight = r.standard_normal((m, c // groups, k, k)) / np.sqrt(k * k * c / groups)
-    inputs = [g.tensor, g.const(weight)] + ([g.const(0.3 * r.standard_normal(m))] if r.random() < 0.7 else [])
-    attrs: dict = {"kernel_shape": [k, k]} if r.random() < 0.5 else {}
-    form = "same" if same else r.choice(["pads", "SAME_UPPER", "SAME_LOWER", "VALID", "none"])
-    if form.startswith("SAME"):
-        dil = 1  # onnxruntime runs no dilated convolution with auto_pad SAME
-    if form == "same":
-        attrs["pads"] = [1, 1, 1, 1]
-        out_hw = (h, w)
-    elif form in ("SAME_UPPER", "SAME_LOWER"):
-        attrs["auto_pad"] = form
-        out_hw = (-(-h // stride), -(-w // stride))
-    else:
-        pads = [int(p) for p in r.integers(0, 2, 4)] if form == "pads" else [0, 0, 0, 0]
-        if form == "pads":
-            attrs["pads"] = pads
-        elif form == "VALID":
-            attrs["auto_pad"] = "VALID"
-        out_hw = (_window_out(h, k, stride, dil, pads[0] + pads[2]), _window_out(w, k, stride, dil, pads[1] + pads[3]))
-    if min(out_hw) < 1:
-        return
-    if stride > 1 or r.random() < 0.3:
-        attrs["strides"] = [stride, stride]
-    if dil > 1:
-        attrs["dilations"] = [dil, dil]
-    if groups > 1:
-        attrs["group"] = groups
-    g.op("Conv", inputs, (1, m, *out_hw), **attrs)
-
-
-def maxpool(g: Graph) -> None:
-    r, (_, c, h, w) = g.rng, g.shape
-    k, s = int(r.integers(2, 4)), int(r.integers(1, 3))
-    pad = int(r.integers(0, 2)) if k > 2 else 0
-    ceil = g.opset >= 10 and r.random() < 0.4
-    dil = 2 if g.opset >= 10 and r.random() < 0.2 else 1
-    hw = [_window_out(n, k, s, dil, 2 * pad, ceil) for n in (h, w)]
-    hw = [o - 1 if ceil and (o - 1) * s >= n + pad else o for o, n in zip(hw, (h, w))]
-    if min(hw) < 1:
-        return
-    attrs = {"kernel_shape": [k, k], "strides": [s, s], "pads": [pad] * 4}
-    if ceil:
-        attrs["ceil_mode"] = 1
-    if dil > 1:
-        attrs["dilations"] = [dil, dil]
-    g.op("MaxPool", [g.tensor], (1, c, *hw), **attrs)
-
-
-def avgpool(g: Graph) -> None:
-    r, (_, c, h, w) = g.rng, g.shape
-    k = int(r.integers(2, 4))
-    if min(h, w) < k:
-        return
-    pad = int(r.integers(0, 2))
-    attrs = {"kernel_shape": [k, k], "strides": [1, 1]}
-    if pad:
-        attrs.update(pads=[pad] * 4, count_include_pad=1)
-    g.op("AveragePool", [g.tensor], (1, c, h + 2 * pad - k + 1, w + 2 * pad - k + 1), **attrs)
-
-
-def pad(g: Graph) -> None:
-    r, (_, c, h, w) = g.rng, g.shape
-    pads = [0, 0, *[int(p) for p in r.integers(0, 2, 2)], 0, 0, *[int(p) for p in r.integers(0, 2, 2)]]
-    value = float(r.choice([0.0, 0.5, -1.0]))
-    shape = (1, c, h + pads[2] + pads[6], w + pads[3] + pads[7])
-    if g.opset < 11:
-        g.op("Pad", [g.tensor], shape, pads=pads, value=value, mode="constant")
-    else:
-        g.op("Pad", [g.tensor, g.const(pads, np.int64), g.const(value)], shape)
-
-
-def normalise(g: Graph) -> None:
-    """Per-channel or per-pixel Sub/Div/Mul/Add with a constant, or BatchNormalization."""
-    r, c = g.rng, g.shape[1]
-    kind = r.choice(["Sub", "Div", "Mul", "Add", "BatchNormalization"])
-    if kind == "BatchNormalization":
-        params = [r.uniform(0.5, 1.5, c), r.standard_normal(c), r.standard_normal(c), r.uniform(0.5, 2, c)]
-        g.op(kind, [g.tensor, *(g.const(p) for p in params)], g.shape, epsilon=1e-3)
-        return
-    per_pixel = len(g.shape) == 4 and r.random() < 0.3
-    shape = g.shape[1:] if per_pixel else ((c, 1, 1) if len(g.shape) == 4 else (c,))
-    value = r.uniform(0.5, 2.0, shape) if kind in ("Div", "Mul") else r.standard_normal(shape)
-    operands = [g.tensor, g.const(value)] if kind == "Div" or r.random() < 0.7 else [g.const(value), g.tensor]
-    g.op(kind, operands, g.shape)
-
-
-def passthrough(g: Graph) -> None:
-    r = g.rng
-    kind = r.choice(["Identity", "Dropout", "Cast"])
-    if kind == "Cast":
-        g.op("Cast", [g.tensor], g.shape, to=TensorProto.FLOAT)
-    elif kind == "Dropout" and g.opset >= 12:
-        g.op("Dropout", [g.tensor, g.const(0.5)], g.shape)
-    else:
-        g.op(kind, [g.tensor], g.shape)
-
-
-def residual(g: Graph) -> None:
-    """x + Conv(Relu(Conv(x))) with 'same' convolutions, sometimes a Conv on the skip path too."""
-    fork, shape = g.tensor, g.shape
-    conv(g, shape[1], same=True)
-    g.op("Relu", [g.tensor], g.shape)
-    conv(g, shape[1], same=True)
-    main = g.tensor
-    g.tensor, g.shape = fork, shape
-    if g.rng.random() < 0.3:
-        conv(g, shape[1], same=True)
-    g.op("Add", [main, g.tensor] if g.rng.random() < 0.5 else [g.tensor, main], shape)
-
-
-def flatten(g: Graph) -> None:
-    r, size = g.rng, int(np.prod(g.shape[1:]))
-    kind = r.choice(["Flatten", "Reshape0", "Reshape1", "GlobalAveragePool"])
-    if kind == "Flatten":
-        g.op("Flatten", [g.tensor], (1, size), **({"axis": 1} if r.random() < 0.5 else {}))
-    elif kind == "GlobalAveragePool":
-        g.op("GlobalAveragePool", [g.tensor], (1, g.shape[1], 1, 1))
-        negative = g.opset >= 11 and r.random() < 0.5  # negative axes from opset 11
-        g.axes("Squeeze", [-1, -2] if negative else [2, 3], (1, g.shape[1]))
-    else:
-        target = [0, -1] if kind == "Reshape0" else [1, -1]
-        g.op("Reshape", [g.tensor, g.const(target, np.int64)], (1, size))
-
-
-def dense(g: Graph, out: int, relu: bool) -> None:
-    r, k = g.rng, g.shape[1]
-    weight = r.standard_normal((out, k)) / np.sqrt(k)
-    if r.random() < 0.5:
-        trans = bool(r.random() < 0.7)
-        alpha, beta = (float(r.uniform(0.5, 2)), float(r.uniform(0.5, 2))) if r.random() < 0.3 else (1.0, 1.0)
-        bias = r.standard_normal((1, out) if r.random() < 0.3 else out)
-        g.op("Gemm", [g.tensor, g.const(weight if trans else weight.T), g.const(bias)], (1, out),
-             transB=int(trans), alpha=alpha, beta=beta)
-    else:
-        g.op("MatMul", [g.tensor, g.const(weight.T)], (1, out))
-        g.op("Add", [g.tensor, g.const(r.standard_normal(out))], (1, out))
-    if relu:
-        g.op("Relu", [g.tensor], g.shape)
-
-
-IMAGE_BLOCKS = (conv, maxpool, avgpool, pad, normalise, passthrough, residual)
-
-
-def random_model(seed: int) -> onnx.ModelProto:
-    rng = np.random.default_rng(seed)
-    g = Graph(rng, int(rng.choice(OPSETS)))
-    image = seed % 3 != 0
-    g.shape = (1, 2, 7, 7) if image else (1, 6)
-    input_shape = ["N" if rng.random() < 0.5 else 1, *g.shape[1:]]
-    if image:
-        for _ in range(int(rng.integers(2, 5))):
-            block = IMAGE_BLOCKS[int(rng.integers(len(IMAGE_BLOCKS)))]
-            block(g)
-            if rng.random() < 0.6 and g.nodes and g.nodes[-1].op_type != "Relu":
-                g.op("Relu", [g.tensor], g.shape)
-        flatten(g)
-    elif rng.random() < 0.5:
-        normalise(g)
-    for _ in range(int(rng.integers(1, 3))):
-        dense(g, int(rng.integers(4, 9)), relu=True)
-    dense(g, 3, relu=False)
-    logits = g.tensor
-    outputs = [logits]
-    if rng.random() < 0.3:  # a softmax head, the declared output
-        outputs = [g.op("Softmax", [logits], g.shape, axis=1)]
-    if rng.random() < 0.3:  # a node hanging off the logits that no output reads
-        g.op("Relu", [logits], g.shape)
-    if rng.random() < 0.2:  # a second declared output that computes more
-        outputs.append(g.op("Add", [logits, g.const(np.ones(3))], g.shape))
-    graph = helper.make_graph(g.nodes, f"fuzz{seed}",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
-                              [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outputs],
-                              initializer=g.inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", g.opset)])
-    model.ir_version = 7
-    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
-    for out, typed in zip(model.graph.output, inferred.graph.output):
-        out.CopyFrom(typed)
-    onnx.checker.check_model(model, full_check=True)
-    return model
 
 
 def ball(x0: np.ndarray, eps: float, n: int, rng: np.random.Generator) -> np.ndarray:
     d = rng.standard_normal((n, x0.size))
     d *= (eps * rng.uniform(0, 1, (n, 1)) ** (1 / x0.size)) / np.linalg.norm(d, axis=1, keepdims=True)
     return x0 + d.reshape(n, *x0.shape)
-
-
-def exposing(model: onnx.ModelProto, tensor: str) -> onnx.ModelProto:
-    """The model with ``tensor`` (the logits under a Softmax head) as a graph output too."""
-    model = onnx.ModelProto.FromString(model.SerializeToString())
-    if tensor not in {o.name for o in model.graph.output}:
-        model.graph.output.append(helper.make_empty_tensor_value_info(tensor))
-    return model
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -278,8 +41,7 @@ def test_random_graph(seed: int, tmp_path: Path) -> None:
     x0 = rng.standard_normal(net.input_shape)
     eps = 0.3
     xs = np.concatenate([x0[None], ball(x0, eps, 48, rng)]).astype(np.float32)
-    # One sample per run: a graph may fix its batch to 1 inside (Reshape to [1, -1]).
-    logits = np.concatenate([run_ort(path, x[None], net.output_name).reshape(1, -1) for x in xs]).astype(np.float64)
+    logits = run_ort_each(path, xs, net.output_name).astype(np.float64)
     ours = np.asarray(net.forward(xs.astype(np.float64))).reshape(len(xs), -1)
     assert np.max(np.abs(ours - logits)) <= 1e-4 * max(1.0, np.max(np.abs(logits))), "IR != onnxruntime"
     dx = np.linalg.norm((xs[1:] - xs[:1]).reshape(len(xs) - 1, -1).astype(np.float64), axis=1)

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import slopes
 from ..domain import InputBox
 from .dag import Graph
 from .ranges import graph_ranges
@@ -21,10 +22,14 @@ def margin_rows(y0: Any, label: int, shape: tuple[int, ...]) -> Any:
     return rows.reshape(-1, *shape)
 
 
-def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None) -> Any:
-    """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``)."""
+def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
+                  optimise: bool = True) -> Any:
+    """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``), with the
+    lower lines optimised per margin (``slopes``) unless ``optimise`` is False."""
     ranges = graph_ranges(g, x0, eps, box)
-    return lower_bounds(g, ranges, margin_rows(y0, label, g.shape(g.output)), x0, eps, box=box)
+    rows = margin_rows(y0, label, g.shape(g.output))
+    choices = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box) if optimise else None
+    return lower_bounds(g, ranges, rows, x0, eps, choices, box)
 
 
 def margins_hold(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None) -> bool:
