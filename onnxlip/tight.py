@@ -28,6 +28,8 @@ from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node
 CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
 from . import crown
+from .graph.dag import from_network
+from .graph.tight import dag_tight_bound
 from .domain import InputBox, ball_box
 from .ranges import affine_range, monotone_range
 from .secant import secant
@@ -303,6 +305,19 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
     return reports
 
 
+def _dag_bound(net: Network, x0: Any, eps: float, paper: BoundResult, best: bool, certified: bool,
+               box: InputBox | None, start: float) -> BoundResult:
+    """A network with residual blocks: the secant bound on its DAG (``graph.tight``; an
+    estimate, so not in certified mode), where affordable; else the per-layer ``paper``."""
+    found = None if certified else dag_tight_bound(from_network(net), x0, eps, box)
+    if found is None or (best and found[0] >= paper.bound):
+        return paper
+    bound, changing = found
+    report = LayerReport(0, "whole network (secant bound on its graph)", sum((n.names for n in net.nodes), ()),
+                         net.output_shape, bound, "tight", eps, eps * bound, unstable=changing)
+    return BoundResult(bound, [report], eps, time.perf_counter() - start, paper.final_mask)
+
+
 def supports(net: Network) -> bool:
     """Tight mode handles chains of the basic IR nodes (composite blocks fall back)."""
     return all(isinstance(n, CHAIN_TYPES) for n in net.nodes)
@@ -320,7 +335,7 @@ def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     acts = net.activations(x0) if acts is None else acts
     paper = local_bound(net, x0, eps, acts, certified=certified, interval=True, box=box)
     if not supports(net):
-        return paper
+        return _dag_bound(net, x0, eps, paper, best, certified, box, start)
     state = build_secants(net, x0, eps, paper, acts, refine, certified, box)
     tight = state.prefix_bound(len(net.nodes))
     if best and tight >= paper.bound:

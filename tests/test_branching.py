@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from onnxlip import branching, load_model
-from onnxlip.radius import _margin_rows
+from onnxlip.graph.margins import margin_rows
 from onnxlip.tight import build_secants
 
 from .random_nets import ball_samples, random_conv_net, random_mlp
@@ -41,7 +41,7 @@ def _pgd_min(net, x0, eps, row, rng) -> float:
 def _margins_and_ranges(net, x0, eps: float, seed: int):
     """The margin rows at x0, the ball's ranges, and a generator for the searches' points."""
     y0 = net.forward(x0[None]).reshape(-1)
-    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    rows = margin_rows(y0, int(np.argmax(y0)), net.output_shape)
     return rows, build_secants(net, x0, eps).ranges, np.random.default_rng(seed)
 
 

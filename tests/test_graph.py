@@ -12,13 +12,17 @@ import pytest
 
 from helpers import MODELS_DIR, exposing, run_ort, run_ort_each
 from onnxlip import load_model
-from onnxlip.attacks import min_adversarial_distance
+from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
 from onnxlip.crown import plus_minus_rows
 from onnxlip.graph.dag import Add, from_network, is_chain
 from onnxlip.graph.margins import margin_bounds, margin_rows
 from onnxlip.graph.ranges import graph_ranges
 from onnxlip.graph.relax import lower_bounds
+from onnxlip.graph.tight import dag_tight_bound
+from onnxlip.linop import FlatOperator
+from onnxlip.methods import local_bounds
 from onnxlip.radius import certified_radius
+from onnxlip.spectral import normal_operator, top_eigen
 from random_graphs import random_resnet
 
 from .random_nets import ball_samples
@@ -116,3 +120,29 @@ def test_resnet_small_radius_from_the_relaxation():
     y0 = net.forward(x0[None]).reshape(-1)
     rows = margin_rows(y0, result.label, net.output_shape)
     assert rows.shape == (9, 10) and np.all(rows.sum(axis=1) == 0)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("eps", [0.01, 0.3])
+def test_tight_local_bound_above_sampled_and_ascent_ratios(seed, eps, tmp_path):
+    path, net, g, x0 = resnet(seed, tmp_path)
+    found = dag_tight_bound(g, x0, eps)
+    assert found is not None
+    bound = found[0]
+    points = ball_samples(x0, eps, 300, np.random.default_rng(seed)).astype(np.float32)
+    ys = run_ort_each(path, np.concatenate([x0[None].astype(np.float32), points]), net.output_name)
+    ratios = np.linalg.norm(ys[1:] - ys[:1], axis=1) / np.linalg.norm(
+        (points - x0.astype(np.float32)[None]).reshape(len(points), -1).astype(np.float64), axis=1)
+    assert ratios.max() <= bound * (1 + 1e-4) + 1e-3 / eps
+    assert ascent_lower_bound(net, x0, eps, steps=20, restarts=3).value <= bound * (1 + 1e-9)
+
+
+def test_resnet_small_tight_bound_near_the_jacobian_norm():
+    net = load_model(MODELS_DIR / "resnet_small.onnx")
+    x0 = np.load(MODELS_DIR / "resnet_small_x0.npy")[0].astype(np.float64)
+    bound = local_bounds(net, x0, [0.001])[0]
+    acts = net.activations(x0)
+    jacobian = FlatOperator(lambda v: net.jvp(acts, v), lambda u: net.vjp(acts, u), net.input_shape,
+                            net.output_shape, np.float64)
+    norm = float(np.sqrt(top_eigen(normal_operator(jacobian))[0]))
+    assert norm <= bound.bound <= 1.3 * norm and bound.is_estimate

@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from onnxlip import branching, crown, load_model  # noqa: E402
 from onnxlip.backend import single_blas_thread  # noqa: E402
 from onnxlip.network import Network  # noqa: E402
-from onnxlip.radius import _margin_rows, largest_certified  # noqa: E402
+from onnxlip.graph.margins import margin_rows  # noqa: E402
+from onnxlip.radius import largest_certified  # noqa: E402
 from onnxlip.runtime import run_onnx  # noqa: E402
 from onnxlip.tight import build_secants  # noqa: E402
 
@@ -43,7 +44,7 @@ def certify(net: Network, x0: Any, eps: float, max_seconds: float, max_domains: 
     start = time.perf_counter()
     acts = net.activations(x0)
     y0 = acts[-1][0].reshape(-1)
-    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    rows = margin_rows(y0, int(np.argmax(y0)), net.output_shape)
     base = build_secants(net, x0, eps, acts=acts).ranges
     spent = time.perf_counter() - start
     out = branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds - spent, max_domains, use_beta, record)
@@ -113,7 +114,7 @@ def check(path: Path, net: Network, x0: Any, eps: float, record: list, samples: 
     'bound': f-margin − domain bound at domain points; 'minorant': f-margin − affine minorant."""
     rng = np.random.default_rng(seed)
     y0 = net.activations(x0)[-1][0].reshape(-1)
-    rows = _margin_rows(y0, int(np.argmax(y0)), net.output_shape)
+    rows = margin_rows(y0, int(np.argmax(y0)), net.output_shape)
     by_row: dict[int, Any] = {}
     for r in sorted({r for r, _ in record}):
         pgd = pgd_points(net, x0, eps, rows[r], 8, 40, rng)
