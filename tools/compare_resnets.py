@@ -103,10 +103,35 @@ def folded_onnx(onnx_path: Path, shape: list[int]) -> str:
     return out
 
 
+def import_onnx2torch():
+    """onnx2torch imports torchvision for NMS/RoIAlign only; PyPI's torchvision does not import beside
+    the CPU torch 2.13.0 used here, so stand in an empty module for it when it is missing (no
+    ResNet here uses those ops)."""
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # noqa: BLE001 - missing or broken
+        import types
+        stub = types.ModuleType("torchvision")
+        stub.ops = types.ModuleType("torchvision.ops")
+        stub.ops.roi_align = stub.ops.nms = stub.ops.box_convert = None
+        sys.modules["torchvision"], sys.modules["torchvision.ops"] = stub, stub.ops
+    from onnx2torch import convert
+    return convert
+
+
+def clamp_grad_ok() -> bool:
+    """α-CROWN needs a nonzero gradient of clamp(α, 0, 1) at α = 0 and 1, where CROWN starts the
+    slopes; torch 2.14 gives 0 there, which leaves α-CROWN stuck at CROWN's bound."""
+    import torch
+    a = torch.tensor([0.0, 1.0], requires_grad=True)
+    torch.clamp(a, min=0.0, max=1.0).sum().backward()
+    return bool((a.grad != 0).all())
+
+
 def torch_model(onnx_path: Path, x0: np.ndarray, expected: np.ndarray):
     """onnx2torch conversion, checked against onnxruntime at x0 to 1e-4."""
     import torch
-    from onnx2torch import convert
+    convert = import_onnx2torch()
     model = convert(str(onnx_path)).eval()
     with torch.no_grad():
         got = model(torch.from_numpy(x0)).numpy()
@@ -265,11 +290,14 @@ def run_model(name: str, args) -> dict:
             res["crown"] = {"error": f"{type(exc).__name__}: {exc}"[:200]}
         if args.skip_alpha:
             res["alpha"] = {"error": "skipped"}
+        elif not clamp_grad_ok():
+            res["alpha"] = {"error": f"torch {torch.__version__}: zero clamp gradient at 0/1, "
+                                     "α-CROWN cannot move off CROWN (use torch 2.13.0)"}
         else:
             try:
                 bm.set_bound_opts({"optimize_bound_args": {
                     "iteration": args.alpha_iters, "lr_alpha": 0.1, "early_stop_patience": 10,
-                    "stop_criterion_func": lambda lb: bool((lb > 0).all())}})
+                    "stop_criterion_func": lambda lb: (lb > 0).all(dim=1, keepdim=True)}})
                 crown_r = res["crown"].get("radius", 0.0) or 0.0
                 res["alpha"] = bisect_radius(bm, x0, C, "CROWN-Optimized", lo=crown_r,
                                              budget=args.alpha_budget)
@@ -314,8 +342,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--skip-alpha", action="store_true", help="skip α-CROWN")
     parser.add_argument("--alpha-iters", type=int, default=20, help="α-CROWN iterations per eps (default 20)")
-    parser.add_argument("--alpha-budget", type=float, default=600.0,
-                        help="seconds of α-CROWN bisection per model (default 600)")
+    parser.add_argument("--alpha-budget", type=float, default=400.0,
+                        help="seconds of α-CROWN bisection per model (default 400)")
     parser.add_argument("--crown-budget", type=float, default=900.0,
                         help="seconds of CROWN bisection per model (default 900)")
     parser.add_argument("--onnxlip", default=None, help="onnxlip executable")
