@@ -789,7 +789,8 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
         err.print(f"note: no adversarial point found; {save} not written", markup=False)
 
 
-DEMO_MODEL = Path("models/mnist_lenet.onnx")
+# The paper's MNIST network ships inside the package, so the demo runs from any directory.
+DEMO_MODEL = Path(__file__).resolve().parent / "data" / "mnist_lenet.onnx"
 
 
 @app.command()

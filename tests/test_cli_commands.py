@@ -274,6 +274,15 @@ def test_demo_on_a_small_model() -> None:
     assert code == 0 and "IR vs onnxruntime" in stdout and "certified L2 radius" in stdout
 
 
+def test_demo_model_ships_with_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default demo runs from any directory: its model is package data, the same as models/'s."""
+    from onnxlip.cli import DEMO_MODEL
+
+    monkeypatch.chdir(tmp_path)
+    assert DEMO_MODEL.is_file() and DEMO_MODEL.with_name("mnist_lenet_x0.npy").is_file()
+    assert DEMO_MODEL.read_bytes() == (ROOT / "models" / "mnist_lenet.onnx").read_bytes()
+
+
 def test_debug_shows_the_error_itself(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
