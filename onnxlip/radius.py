@@ -60,6 +60,7 @@ class RadiusResult:
     certified: bool = False  # every figure provable (certified layer norms), not an estimate
     in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
     branch_seconds: float = 0.0  # budget of branch and bound per radius tested (0: none)
+    notes: tuple[str, ...] = ()  # what did not run, and why
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -168,10 +169,14 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight, tight_name = None, "tight"
+    notes: tuple[str, ...] = ()
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = from_network(net)
         holds = functools.lru_cache(maxsize=None)(lambda e: margins_hold(graph, x0, e, y0, label, box))
         tight, tight_name = _search(holds, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+        if branch_seconds > 0:
+            notes, branch_seconds = ("branch and bound runs on chains only: not on this network's residual "
+                                     "blocks",), 0.0
     elif method != "paper":
         def test(budget: float) -> Callable[[float], bool]:
             return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
@@ -188,7 +193,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
+                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds, notes)
 
 
 def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:

@@ -66,7 +66,7 @@ def local_dict(results: list[BoundResult], method: str = "paper", margin: float 
 
 
 def radius_dict(result: RadiusResult) -> dict[str, Any]:
-    return result.as_dict()
+    return {**result.as_dict(), "notes": list(result.notes)}
 
 
 def sweep_dict(results: list[BoundResult], global_value: float, method: str, lower: list[Any] | None,
@@ -178,6 +178,8 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
     if r.branch_seconds > 0:
         console.print(f"[dim]branch and bound: up to {r.branch_seconds:g} s per radius tested[/dim]")
+    for note in r.notes:
+        console.print(f"[dim]note: {note}[/dim]")
     if r.certified:
         console.print("[dim]certified mode: every radius rests on provable norms[/dim]")
     else:

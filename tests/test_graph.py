@@ -146,3 +146,10 @@ def test_resnet_small_tight_bound_near_the_jacobian_norm():
                             net.output_shape, np.float64)
     norm = float(np.sqrt(top_eigen(normal_operator(jacobian))[0]))
     assert norm <= bound.bound <= 1.3 * norm and bound.is_estimate
+
+
+def test_branching_on_a_residual_network_says_it_did_not_run(tmp_path):
+    path, net, _, x0 = resnet(1, tmp_path)
+    result = certified_radius(net, x0, branch_seconds=5.0)
+    assert result.method == "crown" and result.branch_seconds == 0.0
+    assert any("chains only" in note for note in result.notes)
