@@ -10,9 +10,13 @@ onnxlip runs through its CLI (``onnxlip certify/attack MODEL --input X --json``,
 
 The peers need torch, auto_LiRPA and onnx2torch, so run this in their own virtualenv, e.g.
 
-    /work/venv-peers/bin/python tools/compare_resnets.py [--models sri_resnet_b ...] [--skip-alpha]
+    python -m venv ../venv-peers && ../venv-peers/bin/pip install torch==2.13.0 onnx onnxruntime
+    ../venv-peers/bin/pip install --no-deps onnx2torch   # its torchvision would upgrade torch
+    ../venv-peers/bin/pip install <an auto_LiRPA checkout>   # 0.7 or newer
+    ../venv-peers/bin/python tools/compare_resnets.py [--models sri_resnet_b ...] [--skip-alpha]
 
-with onnxlip's CLI taken from --onnxlip (default: /work/venv/bin/onnxlip, else ``onnxlip`` on PATH).
+with onnxlip's CLI taken from --onnxlip (default: ``onnxlip`` on PATH). torch 2.14 zeroes
+auto_LiRPA's α gradients at the clamp bounds, so α-CROWN cannot move there: keep 2.13.
 A peer that fails on a model (load, op support, mismatch) is recorded in the table, not raised.
 """
 from __future__ import annotations
@@ -34,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = Path("/work/shared/corpus")
+CORPUS = ROOT.parent / "shared" / "corpus"  # the VNN-COMP development corpus beside the checkout
 MODELS = {
     "cifar10_resnet_4b": (CORPUS / "cifar10_resnet_4b.onnx", CORPUS / "cifar10_resnet_4b.vnnlib"),
     "sri_resnet_b": (CORPUS / "sri_resnet_b.onnx", CORPUS / "sri_resnet_b.vnnlib"),
@@ -191,9 +195,12 @@ def proves(bm, x0, C, eps: float, method: str) -> bool:
 
 def bisect_radius(bm, x0, C, method: str, lo: float = 0.0, start: float = 1e-3,
                   budget: float = math.inf) -> dict:
-    """Largest eps proven, to relative tolerance RTOL: bracket by factors of 2, then bisect.
+    """Largest eps proven, to relative tolerance RTOL: bracket, then bisect.
 
-    ``lo`` (> 0) is a radius already known to be proven; ``budget`` caps the seconds spent, after
+    From scratch the bracket grows by factors of 2 from ``start``. From ``lo`` > 0 (a radius another
+    method proved: CROWN's, for α-CROWN; checked first) it grows by 2 %, 4 %, 8 %, ...: α-CROWN
+    rarely gains much over CROWN, and one α-CROWN call far past the radius can take minutes (its
+    slopes grow with the unstable units). ``budget`` caps the seconds spent between calls, after
     which the best eps proven so far is reported (with ``complete`` False).
     """
     t0 = time.perf_counter()
@@ -212,9 +219,10 @@ def bisect_radius(bm, x0, C, method: str, lo: float = 0.0, start: float = 1e-3,
                 "complete": complete}
 
     hi = math.inf
+    step = 2 * RTOL if lo > 0 else 1.0
     if lo > 0 and not test(lo):  # the known radius must hold for this method too
-        lo, start = 0.0, lo / 2
-    eps = lo * 2 if lo > 0 else start
+        lo, start, step = 0.0, lo / 2, 1.0
+    eps = lo * (1 + step) if lo > 0 else start
     while True:  # bracket
         if time.perf_counter() - t0 > budget:
             return out(lo, hi, False)
@@ -222,7 +230,8 @@ def bisect_radius(bm, x0, C, method: str, lo: float = 0.0, start: float = 1e-3,
             lo = eps
             if eps > 1e6:
                 return out(lo, hi, False)
-            eps *= 2
+            step = min(2 * step, 1.0)
+            eps = lo * (1 + step)
         else:
             hi = eps
             if lo > 0:
@@ -297,6 +306,7 @@ def run_model(name: str, args) -> dict:
             try:
                 bm.set_bound_opts({"optimize_bound_args": {
                     "iteration": args.alpha_iters, "lr_alpha": 0.1, "early_stop_patience": 10,
+                    "max_time": args.alpha_budget,
                     "stop_criterion_func": lambda lb: (lb > 0).all(dim=1, keepdim=True)}})
                 crown_r = res["crown"].get("radius", 0.0) or 0.0
                 res["alpha"] = bisect_radius(bm, x0, C, "CROWN-Optimized", lo=crown_r,
@@ -322,9 +332,9 @@ def run_model(name: str, args) -> dict:
 def fmt_peer(r: dict) -> str:
     if "error" in r:
         return r["error"]
-    s = f"{r['radius']:.4g} ({r['seconds']:.1f} s, {r['calls']} calls)"
+    s = f"{r['radius']:.4g} [< {r['upper']:.4g}] ({r['seconds']:.1f} s, {r['calls']} calls)"
     if not r["complete"]:
-        s += f" [budget hit; < {r['upper']:.4g}]"
+        s += " budget hit"
     return s
 
 
@@ -352,7 +362,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, default=None, help="also write all results as JSON")
     args = parser.parse_args()
     if args.onnxlip is None:
-        args.onnxlip = "/work/venv/bin/onnxlip" if os.path.exists("/work/venv/bin/onnxlip") else shutil.which("onnxlip")
+        args.onnxlip = shutil.which("onnxlip")
     if not args.onnxlip:
         parser.error("onnxlip CLI not found: pass --onnxlip")
     if args.threads:
@@ -360,7 +370,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     results = [run_model(name, args) for name in args.models]
-    print("| model | onnxlip radius (method, s) | CROWN radius (s) | α-CROWN radius (s) | attack distance |")
+    print("| model | onnxlip radius (method, s) | CROWN radius [< eps not proven] (s) "
+          "| α-CROWN radius [< eps not proven] (s) | attack distance |")
     print("|---|---|---|---|---|")
     for res in results:
         print(row(res))

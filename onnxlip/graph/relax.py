@@ -150,11 +150,11 @@ def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[i
     return lams.get(0, zero), const, mags.get(0, zero) if magnitudes else None, mag_const
 
 
-def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any, upto: int | None = None) -> dict[int, Any]:
+def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any) -> dict[int, Any]:
     """Inputs of each nonlinear node when x (one point per row) runs through the graph with
     every nonlinear node replaced by that row's chosen lines (``back_substitute``'s ``chosen``)."""
     values, inputs = [x], {}
-    for k, node in enumerate(g.nodes[:upto]):
+    for k, node in enumerate(g.nodes):
         args = [values[i] for i in g.inputs[k]]
         if k in lines:
             inputs[k] = args[0]
