@@ -31,7 +31,7 @@ from .errors import InputError
 from .ir import Dense
 from .network import Network
 from .graph.dag import from_network
-from .graph.margins import margin_rows, margins_hold
+from .graph.margins import margin_bounds, margin_rows
 from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
@@ -172,8 +172,8 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     notes: tuple[str, ...] = ()
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = from_network(net)
-        holds = functools.lru_cache(maxsize=None)(lambda e: margins_hold(graph, x0, e, y0, label, box))
-        tight, tight_name = _search(holds, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+        worst = functools.lru_cache(maxsize=None)(lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min()))
+        tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
         if branch_seconds > 0:
             notes, branch_seconds = ("branch and bound runs on chains only: not on this network's residual "
                                      "blocks",), 0.0
@@ -202,6 +202,29 @@ def _search(holds: Callable[[float], bool], start: float, floor: float, reach: f
     if holds(start):
         return _bisect(holds, *_grow_until_fails(holds, start, reach=reach), rel_tol)
     return _bisect(holds, floor, start, rel_tol)
+
+
+def _root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """``_search`` for a test with a value (ε holds when ``worst(ε)`` > 0): past the doubling,
+    regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
+    fewer tests than bisection where the value falls smoothly."""
+    holds = lambda e: worst(e) > 0  # noqa: E731
+    if not holds(start):
+        return _bisect(holds, floor, start, rel_tol)
+    lo, hi = _grow_until_fails(holds, start, reach=reach)
+    f_lo, f_hi, kept = worst(lo), worst(hi) if hi > lo else 0.0, 0
+    while hi > lo * (1 + rel_tol):
+        t = f_lo / (f_lo - f_hi)
+        guard = rel_tol / 4  # always move inside the bracket
+        mid = min(max(math.exp(math.log(lo) + t * math.log(hi / lo)), lo * (1 + guard)), hi / (1 + guard))
+        value = worst(mid)
+        if value > 0:
+            lo, f_lo = mid, value
+            f_hi, kept = (f_hi / 2 if kept == 1 else f_hi), 1
+        else:
+            hi, f_hi = mid, value
+            f_lo, kept = (f_lo / 2 if kept == -1 else f_lo), -1
+    return lo
 
 
 def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

@@ -1,4 +1,4 @@
-"""The linear-relaxation margin test of the radius search on a DAG: at radius ε, every
+"""The linear-relaxation margin test of the radius search on a DAG: radius ε holds when every
 margin y_c − y_j (j ≠ c) has a positive lower bound over the ball (∩ box), on ranges from
 ``graph_ranges``."""
 from __future__ import annotations
@@ -30,7 +30,3 @@ def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: Input
     rows = margin_rows(y0, label, g.shape(g.output))
     choices = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box) if optimise else None
     return lower_bounds(g, ranges, rows, x0, eps, choices, box)
-
-
-def margins_hold(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None) -> bool:
-    return bool(margin_bounds(g, x0, eps, y0, label, box).min() > 0)
