@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, List, Optional, Sequence, Tuple
@@ -121,6 +122,12 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final nu
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
 
 
+def _traceback_and_exit() -> None:
+    """--debug: the whole traceback on stderr, and the same exit code as without it."""
+    traceback.print_exc(file=sys.stderr)
+    raise typer.Exit(2) from None
+
+
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn any error into one line on stderr and exit code 2 (traceback only with --debug)."""
 
@@ -132,12 +139,12 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise
         except OnnxlipError as exc:
             if kwargs.get("debug"):
-                raise
+                _traceback_and_exit()
             err.print(f"error: {exc}", soft_wrap=True, markup=False)
             raise typer.Exit(2) from None
         except Exception as exc:  # a bug or an input we did not foresee: still one line
             if kwargs.get("debug"):
-                raise
+                _traceback_and_exit()
             message = " ".join(str(exc).split())
             err.print(f"error: internal {type(exc).__name__}: {message} (rerun with --debug)", soft_wrap=True,
                       markup=False)
@@ -668,7 +675,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
         check_plan(thresholds, nominals)
         with progress.bar(out, _bar(json_, quiet), "checking", total=plan(thresholds, nominals)) as bar:
             outcomes = evaluate(net, nominals, thresholds, chosen, bar.advance, certified, valid, branch)
-    except OnnxlipError as exc:
+    except Exception as exc:  # any error, ours or a bug: the report still records it as one errored case
         if junit is not None:
             try:
                 write_junit(junit, junit_xml([], os.fspath(model_path or ""), time.perf_counter() - start, str(exc)))

@@ -290,4 +290,5 @@ def test_debug_shows_the_error_itself(tmp_path: Path) -> None:
 
     path, _ = model("mlp")
     result = CliRunner().invoke(app, ["local", path, "-i", str(tmp_path / "nope.npy"), "-e", "0.1", "--debug"])
-    assert isinstance(result.exception, InputError)  # raised, not turned into one line
+    assert result.exit_code == 2  # the same exit code as without --debug
+    assert "Traceback" in result.stderr and InputError.__name__ in result.stderr
