@@ -86,7 +86,7 @@ def _default_method() -> str:
 
 
 ModelArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON (no tables, no progress bar).")]
+JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON (no tables, no progress bar).")]
 InputOpt = Annotated[Path, typer.Option("--input", "-i", show_default=False,
                                         help="Nominal input x0: .npy, .npz (with --key) or a .vnnlib property "
                                              "(x0 = box centre, default eps = the box's L2 radius).")]
@@ -105,7 +105,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {_default_method()}).")]
-CertifiedOpt = Annotated[bool, typer.Option("--certified", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
+CertifiedOpt = Annotated[bool, typer.Option("--certified", metavar="", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
                                             "accounted for) instead of converged estimates.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
     "--input-range", show_default=False, metavar="LO HI",
@@ -118,8 +118,8 @@ StdOpt = Annotated[Optional[str], typer.Option("--std", show_default=False, help
 BranchOpt = Annotated[float, typer.Option(
     "--branch-seconds", min=0.0, help="Branch and bound on ReLU splits where the tight test fails, up to this many "
                                       "seconds per radius tested (0: off). mnist_lenet: 0.227 → 0.25 at 10 s.")]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only the final numbers, no notes or progress bar.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks of errors.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", metavar="", help="Only the final numbers, no notes or progress bar.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", metavar="", help="Show tracebacks of errors.")]
 
 
 def _traceback_and_exit() -> None:
@@ -182,7 +182,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_options(
-    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+    version: Annotated[Optional[bool], typer.Option("--version", metavar="", callback=_version, is_eager=True,
                                                     help="Show the version and exit.")] = None,
 ) -> None:
     """Provable Lipschitz bounds and robustness radii for ReLU networks in ONNX.
@@ -308,7 +308,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 @app.command()
 @handles_errors
-def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", help="Compare the IR with onnxruntime (exit 1 above tolerance).")] = False,
+def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", metavar="", help="Compare the IR with onnxruntime (exit 1 above tolerance).")] = False,
             input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input for --verify (default: random); .npy, .npz or .vnnlib.")] = None,
             key: KeyOpt = None, json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Show the IR the model imports to (one line per node); optionally verify it against onnxruntime."""
@@ -357,7 +357,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
 @app.command()
 @handles_errors
 def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = None, method: MethodOpt = None,
-          radius: Annotated[bool, typer.Option("--radius", help="Also compute the certified radius.")] = False,
+          radius: Annotated[bool, typer.Option("--radius", metavar="", help="Also compute the certified radius.")] = False,
           input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
           device: DeviceOpt = "auto", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
@@ -405,7 +405,7 @@ def sweep(model: ModelArg, input: InputOpt,
           n: Annotated[int, typer.Option("--n", min=1, max=10000, help="Number of log-spaced eps values.")] = 20,
           plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the figure (PNG, PDF or SVG by extension).")] = None,
           csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write eps, bound, lower bound as CSV.")] = None,
-          lower: Annotated[bool, typer.Option("--lower", help="Add the empirical lower bound (random + gradient ascent).")] = False,
+          lower: Annotated[bool, typer.Option("--lower", metavar="", help="Add the empirical lower bound (random + gradient ascent).")] = False,
           key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
           device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local bound over a log-spaced eps grid, with the global bound (and --lower): the paper's main figure."""

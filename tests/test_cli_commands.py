@@ -292,3 +292,9 @@ def test_debug_shows_the_error_itself(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["local", path, "-i", str(tmp_path / "nope.npy"), "-e", "0.1", "--debug"])
     assert result.exit_code == 2  # the same exit code as without --debug
     assert "Traceback" in result.stderr and InputError.__name__ in result.stderr
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_shows_flags_without_a_value(command: str) -> None:
+    code, stdout, _ = run(command, "--help")
+    assert code == 0 and "<bool>" not in stdout
