@@ -22,7 +22,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 import numpy as np
 import typer
 from rich.console import Console
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 from typing_extensions import Annotated
 
 from . import __version__, methods, progress, report
@@ -46,8 +46,25 @@ except ImportError:  # pragma: no cover - older typer on top of click
     from click.exceptions import ClickException  # type: ignore[no-redef]
 
 
+def _flag_help(option: Any) -> Any:
+    """--help is a flag: no value placeholder in the help text."""
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
+class Command(TyperCommand):
+    """A command whose --help shows as a flag."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag_help(super().get_help_option(ctx))
+
+
 class OneLineErrors(TyperGroup):
     """Usage errors (unknown option, missing argument) as one ``error:`` line, exit 2."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _flag_help(super().get_help_option(ctx))
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
@@ -306,7 +323,7 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 # ---------------------------------------------------------------- commands
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", metavar="", help="Compare the IR with onnxruntime (exit 1 above tolerance).")] = False,
             input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Input for --verify (default: random); .npy, .npz or .vnnlib.")] = None,
@@ -332,7 +349,7 @@ def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", m
         raise typer.Exit(1)
 
 
-@app.command("global")
+@app.command("global", cls=Command)
 @handles_errors
 def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False,
             certified: CertifiedOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
@@ -354,7 +371,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
     out.print(f"global Lipschitz bound = [bold]{result.bound:.6g}[/bold]")
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = None, method: MethodOpt = None,
           radius: Annotated[bool, typer.Option("--radius", metavar="", help="Also compute the certified radius.")] = False,
@@ -397,7 +414,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
             report.print_radius(out, rad)
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def sweep(model: ModelArg, input: InputOpt,
           eps_min: Annotated[Optional[float], typer.Option("--eps-min", show_default=False, help="Smallest eps (default eps-max/1000).")] = None,
@@ -517,7 +534,7 @@ def _batch_arrays(net: Network, path: Path, key: str | None, labels: Path | None
     return xs.astype(np.float64), y
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def certify(model: ModelArg, input: OptInput = None,
             inputs: Annotated[Optional[Path], typer.Option("--inputs", show_default=False, help="Many inputs [N, ...] (.npy, or .npz with --key) for certified accuracy.")] = None,
@@ -628,7 +645,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
                 out.print(f"wrote {data[what]}")
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, help=f"ONNX model file (default: from --config or ./{CONFIG_NAME}).")] = None,
           input: Annotated[Optional[List[Path]], typer.Option("--input", "-i", show_default=False, help="Nominal input (repeatable): .npy, .npz or .vnnlib.")] = None,
@@ -705,7 +722,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = None,
           samples: Annotated[int, typer.Option("--samples", min=1, help="Random points in the ball.")] = 256,
@@ -741,7 +758,7 @@ def lower(model: ModelArg, input: InputOpt, eps: OneEps = None, key: KeyOpt = No
         out.print("  every certified bound L(x0, eps) from `onnxlip local` is at least the lower bound")
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
            label: Annotated[Optional[int], typer.Option("--label", help="Class to attack (default: argmax at x0).")] = None,
@@ -800,7 +817,7 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
 DEMO_MODEL = Path(__file__).resolve().parent / "data" / "mnist_lenet.onnx"
 
 
-@app.command()
+@app.command(cls=Command)
 @handles_errors
 def demo(model: Annotated[Path, typer.Option(help="Model to analyse.")] = DEMO_MODEL,
          input: Annotated[Optional[Path], typer.Option("--input", "-i", help="Nominal input (default: MODEL_x0.npy).")] = None,
