@@ -307,14 +307,15 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
 
 def _dag_bound(net: Network, x0: Any, eps: float, paper: BoundResult, best: bool, certified: bool,
                box: InputBox | None, start: float) -> BoundResult:
-    """A network with residual blocks: the secant bound on its DAG (``graph.tight``; an
-    estimate, so not in certified mode), where affordable; else the per-layer ``paper``."""
-    found = None if certified else dag_tight_bound(from_network(net), x0, eps, box)
+    """A network with residual blocks: the secant bound on its DAG (``graph.tight``, provable
+    with ``certified``), where affordable; else the per-layer ``paper``."""
+    found = dag_tight_bound(from_network(net), x0, eps, box, certified)
     if found is None or (best and found[0] >= paper.bound):
         return paper
     bound, changing = found
     report = LayerReport(0, "whole network (secant bound on its graph)", sum((n.names for n in net.nodes), ()),
-                         net.output_shape, bound, "tight", eps, eps * bound, unstable=changing)
+                         net.output_shape, bound, "tight-certified" if certified else "tight", eps, eps * bound,
+                         unstable=changing)
     return BoundResult(bound, [report], eps, time.perf_counter() - start, paper.final_mask)
 
 

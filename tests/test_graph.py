@@ -124,11 +124,15 @@ def test_resnet_small_radius_from_the_relaxation():
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("eps", [0.01, 0.3])
-def test_tight_local_bound_above_sampled_and_ascent_ratios(seed, eps, tmp_path):
+@pytest.mark.parametrize("certified", [False, True])
+def test_tight_local_bound_above_sampled_and_ascent_ratios(seed, eps, certified, tmp_path):
     path, net, g, x0 = resnet(seed, tmp_path)
-    found = dag_tight_bound(g, x0, eps)
+    found = dag_tight_bound(g, x0, eps, certified=certified)
     assert found is not None
     bound = found[0]
+    if certified:  # provable, and what it costs over the estimate is rounding only
+        estimate = dag_tight_bound(g, x0, eps)[0]
+        assert estimate <= bound <= estimate * (1 + 1e-6)
     points = ball_samples(x0, eps, 300, np.random.default_rng(seed)).astype(np.float32)
     ys = run_ort_each(path, np.concatenate([x0[None].astype(np.float32), points]), net.output_name)
     ratios = np.linalg.norm(ys[1:] - ys[:1], axis=1) / np.linalg.norm(
@@ -146,6 +150,8 @@ def test_resnet_small_tight_bound_near_the_jacobian_norm():
                             net.output_shape, np.float64)
     norm = float(np.sqrt(top_eigen(normal_operator(jacobian))[0]))
     assert norm <= bound.bound <= 1.3 * norm and bound.is_estimate
+    proven = local_bounds(net, x0, [0.001], certified=True)[0]
+    assert proven.layers[0].method == "tight-certified" and bound.bound <= proven.bound <= 1.3 * norm
 
 
 def test_branching_on_a_residual_network_says_it_did_not_run(tmp_path):

@@ -12,18 +12,23 @@ and S_{m→out} the map from node m's output to the output (only nodes after m l
 paths). Hence ‖M‖ ≤ ‖J̄‖ + Σ_m B_m ‖R_m P̄_m‖ with B_m ≥ sup ‖S_{m→out} L_m‖, and by the
 same expansion of the suffix, B_m = ‖S̄_{m→out} L_m‖ + Σ_{m' > m} B_{m'} ‖R_{m'} S̄_{m→m'} L_m‖.
 Every matrix but J̄ has one side of unstable units only, so it is formed explicitly (one
-centre pass per unstable unit); ‖J̄‖ comes from Lanczos on the centre JVP/VJP (an estimate,
-as in chain tight mode). With no unstable unit the bound is ‖J(x0)‖₂.
+centre pass per unstable unit); J̄ too when it has few outputs (one pass per output), else
+its norm comes from Lanczos on the centre JVP/VJP (an estimate, as in chain tight mode).
+With no unstable unit the bound is ‖J(x0)‖₂. ``certified``: every norm provable, the
+rounding of forming each matrix included.
 """
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
+from ..certified_norms import exact_certified
 from ..domain import InputBox
-from ..ir import node_flops
+from ..ir import AFFINE_TYPES, MaxPool, fan_in, node_flops, with_weights
 from ..linop import FlatOperator
+from ..rounding import gamma
 from ..secant import Secant, secant
 from ..spectral import LANCZOS_TOL, normal_operator, top_eigen, top_singular
 from .dag import Add, Graph
@@ -31,10 +36,14 @@ from .ranges import graph_ranges
 
 # Form the explicit matrices while (unstable units) × (flops of one pass) stay below this.
 TIGHT_FLOPS = 4e9
+# Certified: the bound is raised by this for the rounding of the secants' slopes and factors
+# (a few operations per unit, ~1e-16 each), as in chain tight mode.
+SECANT_ROUNDING = 1e-9
 
 
-def push(g: Graph, secants: dict[int, Secant], start: int, v: Any) -> dict[int, Any]:
-    """Centre images of a batch v at tensor ``start``: every tensor it reaches, by index."""
+def push(g: Graph, secants: dict[int, Secant], start: int, v: Any, absolute: bool = False) -> dict[int, Any]:
+    """Centre images of a batch v at tensor ``start``: every tensor it reaches, by index;
+    ``absolute``: the same pass with every weight in absolute value (centres are ≥ 0)."""
     values = {start: v}
     for k in range(start, len(g.nodes)):
         reached = [values[i] for i in g.inputs[k] if i in values]
@@ -46,11 +55,11 @@ def push(g: Graph, secants: dict[int, Secant], start: int, v: Any) -> dict[int, 
         elif k in secants:
             values[k + 1] = secants[k].jvp(reached[0])
         else:
-            values[k + 1] = node.linear(reached[0])
+            values[k + 1] = _linear(node, absolute).linear(reached[0])
     return values
 
 
-def pull(g: Graph, secants: dict[int, Secant], end: int, u: Any) -> Any:
+def pull(g: Graph, secants: dict[int, Secant], end: int, u: Any, absolute: bool = False) -> Any:
     """Transpose of ``push`` from tensor ``end`` back to the input."""
     lams = {end: u}
     for k in range(end - 1, -1, -1):
@@ -60,10 +69,14 @@ def pull(g: Graph, secants: dict[int, Secant], end: int, u: Any) -> Any:
         if isinstance(node, Add):
             parts = [lam, lam]
         else:
-            parts = [secants[k].vjp(lam) if k in secants else node.adjoint(lam)]
+            parts = [secants[k].vjp(lam) if k in secants else _linear(node, absolute).adjoint(lam)]
         for tensor, part in zip(g.inputs[k], parts):
             lams[tensor] = part if tensor not in lams else lams[tensor] + part
     return lams.get(0, np.zeros((len(u), *g.input_shape)))
+
+
+def _linear(node: Any, absolute: bool) -> Any:
+    return with_weights(node, np.abs) if absolute and isinstance(node, AFFINE_TYPES) else node
 
 
 def _columns(diag: Any) -> tuple[Any, Any]:
@@ -80,23 +93,57 @@ def _rows_at(values: Any, idx: Any, scale: Any) -> Any:
     return (values.reshape(len(values), -1)[:, idx] * scale.reshape(-1)[idx]).T
 
 
-def _norm(m: Any) -> float:
-    return top_singular(m)[0] if m.size else 0.0
+@dataclass(frozen=True)
+class _Norms:
+    """Spectral norms of the matrices the bound forms: exact (LAPACK) for estimates; for
+    ``certified``, provable: ``exact_certified`` of the float matrix plus γ_N times the
+    Frobenius norm of the same pass in absolute values (every entry of the computed matrix
+    errs by at most γ_N times its absolute counterpart; N counts every sum in the graph)."""
+
+    certified: bool
+    terms: int
+
+    def of(self, matrix: Any, magnitude: Callable[[], Any]) -> float:
+        if matrix.size == 0:
+            return 0.0
+        if not self.certified:
+            return top_singular(matrix)[0]
+        return exact_certified(matrix) + gamma(self.terms) * float(np.linalg.norm(magnitude())) * (1 + 1e-6)
 
 
-def centre_norm(g: Graph, secants: dict[int, Secant]) -> float:
-    """‖J̄‖₂ by Lanczos (inflated by its tolerance's margin, like chain tight mode)."""
+def _terms(g: Graph, secants: dict[int, Secant]) -> int:
+    """Terms summed into one computed value, at most: every node's fan-in (a max-pool secant's
+    taps, 1 for a slope or a merge) over the whole graph."""
+    def one(k: int, node: Any) -> int:
+        if isinstance(node, MaxPool) and k in secants:
+            return node.window.kernel[0] * node.window.kernel[1]
+        return max(fan_in(node), 1)
+    return sum(one(k, n) for k, n in enumerate(g.nodes)) + 2
+
+
+def centre_norm(g: Graph, secants: dict[int, Secant], norms: _Norms, budget: float) -> float | None:
+    """‖J̄‖₂: from the explicit matrix (one pull per output) when it costs less than ``budget``,
+    else by Lanczos (an estimate, inflated by its tolerance's margin like chain tight mode;
+    None when the bound must be certified)."""
     out_shape = g.shape(g.output)
+    size = int(np.prod(out_shape))
+    if size * sum(node_flops(n) for n in g.nodes) <= budget:
+        eye = np.eye(size).reshape(size, *out_shape)
+        matrix = pull(g, secants, g.output, eye).reshape(size, -1)
+        return norms.of(matrix, lambda: pull(g, secants, g.output, eye, absolute=True).reshape(size, -1))
+    if norms.certified:
+        return None
     op = FlatOperator(lambda v: push(g, secants, 0, v)[g.output], lambda u: pull(g, secants, g.output, u),
                       g.input_shape, out_shape, np.float64)
     value = float(np.sqrt(max(top_eigen(normal_operator(op))[0], 0.0)))
     return value * (1 + 10 * LANCZOS_TOL)
 
 
-def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
+def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None, certified: bool = False,
                     budget: float = TIGHT_FLOPS) -> tuple[float, int] | None:
     """The bound on L(x0, ε) above and the number of units that can change state, or None
-    when its explicit matrices would cost more than ``budget`` multiply-adds."""
+    when its explicit matrices would cost more than ``budget`` multiply-adds (or, for
+    ``certified``, when ‖J̄‖ cannot be formed)."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
     tensors = g.tensors(x0)
     ranges = graph_ranges(g, x0, eps, box)
@@ -105,18 +152,29 @@ def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
     units = sum(int(np.count_nonzero(secants[k].left)) + int(np.count_nonzero(secants[k].right)) for k in unstable)
     if units * sum(node_flops(n) for n in g.nodes) > budget:
         return None
+    norms = _Norms(certified, _terms(g, secants))
+    centre = centre_norm(g, secants, norms, budget)
+    if centre is None:
+        return None
     into: dict[int, float] = {}  # ‖R_m P̄_m‖
     for m in unstable:
         _, batch = _columns(secants[m].right)
-        into[m] = _norm(pull(g, secants, g.inputs[m][0], batch).reshape(len(batch), -1))
+        tensor = g.inputs[m][0]
+        into[m] = norms.of(pull(g, secants, tensor, batch).reshape(len(batch), -1),
+                           lambda: pull(g, secants, tensor, batch, absolute=True).reshape(len(batch), -1))
     reach: dict[int, float] = {}  # B_m, from the last unstable node backwards
     for m in reversed(unstable):
         _, cols = _columns(secants[m].left)
         values = push(g, secants, m + 1, cols)
-        total = _norm(values[g.output].reshape(len(cols), -1).T)
+        magnitudes = (lambda cols=cols, m=m: push(g, secants, m + 1, cols, absolute=True))
+        total = norms.of(values[g.output].reshape(len(cols), -1).T,
+                         lambda: magnitudes()[g.output].reshape(len(cols), -1).T)
         for later in (n for n in unstable if n > m and g.inputs[n][0] in values):
-            right = secants[later].right
-            total += reach[later] * _norm(_rows_at(values[g.inputs[later][0]], np.flatnonzero(right), right))
+            right, tensor = secants[later].right, g.inputs[later][0]
+            idx = np.flatnonzero(right)
+            total += reach[later] * norms.of(_rows_at(values[tensor], idx, right),
+                                             lambda: _rows_at(magnitudes()[tensor], idx, right))
         reach[m] = total
     changing = sum(secants[k].unstable for k in unstable)
-    return centre_norm(g, secants) + sum(reach[m] * into[m] for m in unstable), changing
+    bound = float(centre + sum(reach[m] * into[m] for m in unstable))
+    return bound * (1 + SECANT_ROUNDING) if certified else bound, changing
