@@ -346,3 +346,12 @@ def test_gemm_on_a_row_without_batch_axis(tmp_path, rng):
     nodes = [node("Reshape", ["input", "shape"], "row")] + layer
     inits.append(const("shape", [1, 5], np.int64))
     assert_agrees(save(build(nodes, [5], inits), tmp_path), rng.standard_normal(5))
+
+
+def test_inputs_a_converter_does_not_read_are_counted():
+    """A node with more inputs than its converter reads (a later opset's new input) is refused."""
+    from onnxlip.importer.registry import unread_inputs
+    assert unread_inputs(node("Relu", ["x"], "y")) == 0
+    assert unread_inputs(node("Relu", ["x", "extra"], "y")) == 1
+    assert unread_inputs(node("Conv", ["x", "w", ""], "y")) == 0  # an absent optional input
+    assert unread_inputs(node("Pad", ["x", "p", "v", "axes", "more"], "y")) == 1

@@ -27,8 +27,8 @@ from ..network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .declared import analysed_output, data_input, fix_batch, needed_nodes, other_outputs, read_model
 from .fold import fold
-from .registry import (CONVERTERS, HEAD_OPS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError, NodeContext,
-                       unfoldable, unread_attributes)
+from .registry import (CONVERTERS, HEAD_OPS, INPUTS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError,
+                       NodeContext, unfoldable, unread_attributes, unread_inputs)
 from .topology import Step, TopologyError, assemble, plan_path
 
 
@@ -110,6 +110,8 @@ def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) 
         return "non-ReLU activation; onnxlip bounds ReLU networks only"
     if node.op_type not in CONVERTERS:
         return "operator not supported"
+    if unread_inputs(node):
+        return f"has {len(node.input)} inputs; onnxlip reads the first {INPUTS[node.op_type]}"
     unread = unread_attributes(node)
     if unread:
         return f"attribute{'s' if len(unread) > 1 else ''} {', '.join(unread)} not supported"

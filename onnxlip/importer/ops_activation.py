@@ -17,7 +17,7 @@ def convert_identity(ctx: NodeContext) -> list[Node]:
     return []
 
 
-@converter("Dropout", attrs=("ratio", "seed"))
+@converter("Dropout", attrs=("ratio", "seed"), inputs=3)
 def convert_dropout(ctx: NodeContext) -> list[Node]:
     """Inference-mode Dropout is the identity."""
     ctx.refuse_extra_outputs()

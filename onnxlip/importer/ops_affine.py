@@ -33,7 +33,7 @@ def _bias_vector(c: np.ndarray | None, size: int) -> np.ndarray:
         raise ConversionError(f"bias of shape {c.shape} does not broadcast to ({size},)") from None
 
 
-@converter("Gemm", attrs=("alpha", "beta", "transA", "transB"))
+@converter("Gemm", attrs=("alpha", "beta", "transA", "transB"), inputs=3)
 def convert_gemm(ctx: NodeContext) -> list[Node]:
     """Y = alpha·A·B' + beta·C with A the data input."""
     if ctx.data_index != 0:
@@ -53,7 +53,7 @@ def convert_gemm(ctx: NodeContext) -> list[Node]:
     return [Reshape(ctx.in_shape, (features,), ctx.label), dense, Reshape((b.shape[1],), (1, b.shape[1]), ctx.label)]
 
 
-@converter("MatMul")
+@converter("MatMul", inputs=2)
 def convert_matmul(ctx: NodeContext) -> list[Node]:
     """X·B (X the data, B a constant matrix) or A·x (A constant, x a column of data, as
     nnet-format converters emit)."""
@@ -90,7 +90,7 @@ def _per_sample(ctx: NodeContext, c: np.ndarray) -> np.ndarray:
     return c[0] if ctx.batched else c
 
 
-@converter("Add", "Sub", "Mul", "Div")
+@converter("Add", "Sub", "Mul", "Div", inputs=2)
 def convert_arithmetic(ctx: NodeContext) -> list[Node]:
     """Elementwise op with a constant: an affine Scale node."""
     op = ctx.node.op_type
@@ -112,7 +112,7 @@ def convert_arithmetic(ctx: NodeContext) -> list[Node]:
     return [Scale(scale, shift, ctx.in_shape, ctx.in_shape, ctx.label)]
 
 
-@converter("BatchNormalization", attrs=("epsilon", "momentum", "training_mode"))
+@converter("BatchNormalization", attrs=("epsilon", "momentum", "training_mode"), inputs=5)
 def convert_batchnorm(ctx: NodeContext) -> list[Node]:
     """Inference-mode BatchNorm: a per-channel Scale (folded into Conv/Gemm later); momentum
     only matters in training."""
@@ -127,7 +127,7 @@ def convert_batchnorm(ctx: NodeContext) -> list[Node]:
     return [Scale(scale, shift, ctx.in_shape, ctx.in_shape, ctx.label)]
 
 
-@converter("Conv", attrs=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"))
+@converter("Conv", attrs=("auto_pad", "dilations", "group", "kernel_shape", "pads", "strides"), inputs=3)
 def convert_conv(ctx: NodeContext) -> list[Node]:
     """2-D convolution with constant weights."""
     if ctx.data_index != 0:

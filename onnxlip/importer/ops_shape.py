@@ -28,7 +28,7 @@ def convert_flatten(ctx: NodeContext) -> list[Node]:
     return _reshape_node(ctx, (int(np.prod(full[:axis])), int(np.prod(full[axis:]))))
 
 
-@converter("Reshape", attrs=("allowzero",))
+@converter("Reshape", attrs=("allowzero",), inputs=2)
 def convert_reshape(ctx: NodeContext) -> list[Node]:
     target = [int(d) for d in ctx.const(1, "shape")]
     full = ctx.full_shape
@@ -41,7 +41,7 @@ def convert_reshape(ctx: NodeContext) -> list[Node]:
     return _reshape_node(ctx, out)
 
 
-@converter("Squeeze", attrs=("axes",))
+@converter("Squeeze", attrs=("axes",), inputs=2)
 def convert_squeeze(ctx: NodeContext) -> list[Node]:
     full = ctx.full_shape
     axes = [a % len(full) for a in _axes(ctx)] or [i for i, d in enumerate(full) if d == 1]
@@ -50,7 +50,7 @@ def convert_squeeze(ctx: NodeContext) -> list[Node]:
     return _reshape_node(ctx, tuple(d for i, d in enumerate(full) if i not in axes))
 
 
-@converter("Unsqueeze", attrs=("axes",))
+@converter("Unsqueeze", attrs=("axes",), inputs=2)
 def convert_unsqueeze(ctx: NodeContext) -> list[Node]:
     out = list(ctx.full_shape)
     rank = len(out) + len(_axes(ctx))
@@ -82,7 +82,7 @@ def _pad_value(ctx: NodeContext) -> float:
     return 0.0 if value is None else float(np.ravel(value)[0])
 
 
-@converter("Pad", attrs=("mode", "pads", "value"))
+@converter("Pad", attrs=("mode", "pads", "value"), inputs=4)
 def convert_pad(ctx: NodeContext) -> list[Node]:
     """Constant padding: zero padding, plus a constant shift where the value is not zero
     (reflect/edge/wrap padding is not one affine map of norm 1)."""

@@ -91,12 +91,14 @@ class NodeContext:
 Converter = Callable[[NodeContext], list[Node]]
 CONVERTERS: dict[str, Converter] = {}
 ATTRIBUTES: dict[str, frozenset[str]] = {}  # op -> the attributes its converter reads
+INPUTS: dict[str, int] = {}  # op -> how many inputs its converter reads
 # A memory hint of opset-1 ops (Relu-1, Add-1, …) with no effect on values.
 HARMLESS_ATTRIBUTES = frozenset({"consumed_inputs"})
 
 
-def converter(*op_types: str, attrs: tuple[str, ...] = ()) -> Callable[[Converter], Converter]:
-    """Register ``fn`` as the converter of ``op_types`` (each at most once), reading ``attrs``."""
+def converter(*op_types: str, attrs: tuple[str, ...] = (), inputs: int = 1) -> Callable[[Converter], Converter]:
+    """Register ``fn`` as the converter of ``op_types`` (each at most once), reading ``attrs``
+    and the first ``inputs`` inputs."""
 
     def register(fn: Converter) -> Converter:
         for op in op_types:
@@ -104,9 +106,16 @@ def converter(*op_types: str, attrs: tuple[str, ...] = ()) -> Callable[[Converte
                 raise RuntimeError(f"converter for {op} registered twice")
             CONVERTERS[op] = fn
             ATTRIBUTES[op] = frozenset(attrs)
+            INPUTS[op] = inputs
         return fn
 
     return register
+
+
+def unread_inputs(node: onnx.NodeProto) -> int:
+    """How many given inputs of ``node`` its converter does not read (the node must be refused)."""
+    given = [i for i, name in enumerate(node.input) if name]
+    return len([i for i in given if i >= INPUTS.get(node.op_type, 0)])
 
 
 def unread_attributes(node: onnx.NodeProto) -> list[str]:
