@@ -83,7 +83,7 @@ def relaxed_pass(net: Net, relaxed: dict[int, Any], rows: Any, x0: Any, eps: flo
                                                  shifts=shifts)
     value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *shape), eps, box)
     forward = graph_relax.relaxed_forward if isinstance(net, Graph) else relaxed_forward
-    inputs = forward(net, chosen, worst.reshape(len(lam), *x0.shape))
+    inputs = forward(net, chosen, worst.reshape(len(lam), *shape))
     grads = {}
     for k, mask in free.items():
         out, z = chosen[k][0], inputs[k]

@@ -159,3 +159,12 @@ def test_branching_on_a_residual_network_says_it_did_not_run(tmp_path):
     result = certified_radius(net, x0, branch_seconds=5.0)
     assert result.method == "crown" and result.branch_seconds == 0.0
     assert any("chains only" in note for note in result.notes)
+
+
+def test_margin_bounds_take_x0_with_or_without_its_batch_axis(tmp_path):
+    _, net, g, x0 = resnet(4, tmp_path)
+    y0 = net.forward(x0[None]).reshape(-1)
+    label = int(np.argmax(y0))
+    plain = margin_bounds(g, x0, 0.5, y0, label)
+    batched = margin_bounds(g, x0[None], 0.5, y0, label)
+    assert np.allclose(plain, batched, rtol=1e-12, atol=1e-12)

@@ -4,8 +4,8 @@ Nodes are visited in topological order with an interval enclosure of every tenso
 ReLU, the units its interval leaves unstable get linear-relaxation bounds
 (``relax.lower_bounds`` on rows ±e_i, back-substituted through the ranges found so far),
 where the rows × the flops before it stay within a budget; the tightened range replaces
-the tensor's enclosure for everything after it. Interval steps are widened by a relative
-1e-12 so that their rounding cannot make a unit look stable.
+the tensor's enclosure for everything after it. Interval steps are widened for their
+rounding, so that it cannot make a unit look stable.
 """
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import numpy as np
 
 from ..crown import plus_minus_rows
 from ..domain import InputBox, ball_box
-from ..ir import AFFINE_TYPES, MaxPool, Relu, node_flops, with_weights
+from ..ir import AFFINE_TYPES, MaxPool, Relu, fan_in, node_flops, node_offset, with_weights
+from ..rounding import gamma
 from .dag import Add, Graph
 from .relax import lower_bounds
 
@@ -25,19 +26,25 @@ CHUNK_ROWS = 256
 WIDEN = 1e-12
 
 
-def _widened(lo: Any, hi: Any) -> tuple[Any, Any]:
-    pad = WIDEN * (np.abs(lo) + np.abs(hi)) + 1e-300
+def _widened(lo: Any, hi: Any, pad: Any) -> tuple[Any, Any]:
     return lo - pad, hi + pad
 
 
 def interval_step(node: Any, ins: list[tuple[Any, Any]]) -> tuple[Any, Any]:
-    """Enclosure of a node's output from enclosures of its inputs (batch-1 arrays)."""
+    """Enclosure of a node's output from enclosures of its inputs (batch-1 arrays), widened for
+    rounding: a sum by a relative 1e-12 of its terms, an affine map by γ_N times the same
+    computation in absolute values (N its fan-in and the bias)."""
     if isinstance(node, Add):
-        return _widened(ins[0][0] + ins[1][0], ins[0][1] + ins[1][1])
+        lo, hi = ins[0][0] + ins[1][0], ins[0][1] + ins[1][1]
+        return _widened(lo, hi, WIDEN * (np.abs(ins[0][0]) + np.abs(ins[0][1]) + np.abs(ins[1][0]) +
+                                         np.abs(ins[1][1])) + 1e-300)
     lo, hi = ins[0]
     if isinstance(node, AFFINE_TYPES):
-        centre, radius = node.forward((lo + hi) / 2), with_weights(node, np.abs).linear((hi - lo) / 2)
-        return _widened(centre - radius, centre + radius)
+        centre, half = (lo + hi) / 2, (hi - lo) / 2
+        magnitude = with_weights(node, np.abs)
+        radius = magnitude.linear(half)
+        pad = gamma(fan_in(node) + 4) * (magnitude.linear(np.abs(centre) + half) + np.abs(node_offset(node)))
+        return _widened(node.forward(centre) - radius, node.forward(centre) + radius, pad + 1e-300)
     return node.forward(lo), node.forward(hi)  # monotone: ReLU, max-pool, reshapes, zero padding
 
 

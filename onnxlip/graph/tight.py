@@ -147,6 +147,8 @@ def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None, 
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
     tensors = g.tensors(x0)
     ranges = graph_ranges(g, x0, eps, box)
+    if not all(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) for lo, hi in ranges.values()):
+        return None  # an overflow proves nothing: the per-layer bound instead
     secants = {k: secant(g.nodes[k], tensors[g.inputs[k][0]], lo, hi) for k, (lo, hi) in ranges.items()}
     unstable = [k for k in sorted(secants) if secants[k].left is not None]
     units = sum(int(np.count_nonzero(secants[k].left)) + int(np.count_nonzero(secants[k].right)) for k in unstable)
