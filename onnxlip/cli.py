@@ -771,7 +771,10 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
     nominal = load_nominal(input, net, key)
     ensure_matches(net, [nominal.x0], nominal.eps)
     _notes(nominal, quiet)
-    net.label_at(nominal.x0, label)
+    if label is None:  # the attack finds x0's own label; refuse early what it would refuse
+        net.classes()
+    else:
+        net.label_at(nominal.x0, label)
     start = time.perf_counter()
     with progress.bar(out, _bar(json_, quiet), "attacking"):
         box = _box(_valid_inputs(input_range, mean, std), nominal.x0)

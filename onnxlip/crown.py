@@ -61,7 +61,7 @@ class ReluLines:
         negative = lam < 0
         slope = np.where(negative, self.chord, below)
         offset = np.where(negative, self.offset, 0.0)
-        return lam * slope, _row_sums(lam * offset), np.maximum(self.chord, below), (slope, offset)
+        return lam * slope, row_sums(lam * offset), np.maximum(self.chord, below), (slope, offset)
 
 
 def relu_lines(lo: Any, hi: Any) -> ReluLines:
@@ -104,7 +104,7 @@ class PoolLines:
         function of the node's input)."""
         mix, win, slope = self.weights(weights), self.window, self.slope
         upper = self.unstable & (lam < 0)  # max ≤ chord; elsewhere max ≥ (or =) the mix
-        const = _row_sums(np.where(upper, lam * self.offset, 0.0))
+        const = row_sums(np.where(upper, lam * self.offset, 0.0))
         new = spread_windows(np.where(upper, 0.0, lam), mix, win) + scatter_winners(
             np.where(upper, lam * slope, 0.0), self.peak, win)
 
@@ -153,7 +153,7 @@ def patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any
     pass for |Λ| on the same patches, the magnitude its constant can reach per entry)."""
     if isinstance(node, Conv):
         bias = lam.gather(node_offset(node))
-        return (pull_step(node, lam), _row_sums(lam.data * bias),
+        return (pull_step(node, lam), row_sums(lam.data * bias),
                 lambda m: pull_step(with_weights(node, np.abs), m), np.abs(bias))
     local, origin = _on_patches(lines, lam)
     if isinstance(node, Relu):
@@ -164,7 +164,7 @@ def patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any
     return lam.in_frame(new, origin, grid), const, lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach
 
 
-def _row_sums(a: Any) -> Any:
+def row_sums(a: Any) -> Any:
     return a.reshape(len(a), -1).sum(axis=1)
 
 
@@ -195,16 +195,16 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
                 lam, c, magnitude, reach = patch_step(node, relaxed.get(k), lam)
                 const += c
                 if magnitudes:
-                    mag_const += _row_sums(mag.data * reach)
+                    mag_const += row_sums(mag.data * reach)
                     mag = magnitude(mag)
                 continue
             lam, mag = lam.dense(), mag.dense() if magnitudes else None
         if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
             bias = node_offset(node)
-            const += _row_sums(lam * bias)
+            const += row_sums(lam * bias)
             lam = node.adjoint(lam)
             if magnitudes:
-                mag_const += _row_sums(mag * np.abs(bias))
+                mag_const += row_sums(mag * np.abs(bias))
                 mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
             continue
         if not isinstance(node, (Relu, MaxPool)):
@@ -218,7 +218,7 @@ def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, 
             lam, c, magnitude, apply = lines.back(lam, choices.get(k))
         const += c
         if magnitudes:
-            mag_const += _row_sums(mag * lines.reach)
+            mag_const += row_sums(mag * lines.reach)
             mag = magnitude(mag)
         if k in shifts:
             lam = lam + shifts[k]
@@ -241,7 +241,7 @@ def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], ro
     x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
     value, _, evaluation = concretize_rows(lam, x0, eps, box)
     mag_centre, mag_norm = dot_and_norm(mag, np.abs(x0))
-    terms = sum(fan_in(n) + 8 + _pool_terms(n) for n in nodes) + 2 * x0.size + 8
+    terms = sum(fan_in(n) + 8 + pool_terms(n) for n in nodes) + 2 * x0.size + 8
     slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
     bound = value + const - slack - evaluation
     return np.where(np.isnan(bound), -np.inf, bound)  # an overflow proves nothing: fail closed
@@ -260,7 +260,7 @@ def concretize_rows(lam: Any, x0: Any, eps: float, box: InputBox | None) -> tupl
     return concretize(flat, on_rows(x0), eps, lo, hi)
 
 
-def _pool_terms(node: Node) -> int:
+def pool_terms(node: Node) -> int:
     """Sums a max-pool's lines add to one coefficient: its taps (the convex weights and their
     normalisation) and both lines' spreads, each meeting every window an element is in."""
     if not isinstance(node, MaxPool):
@@ -271,7 +271,7 @@ def _pool_terms(node: Node) -> int:
 def dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:
     """Per row of a dense or patch batch: (row·x, ‖row‖₂), x batch-1."""
     if isinstance(lam, Patches):
-        return _row_sums(lam.data * lam.gather(x)), np.sqrt(_row_sums(lam.data**2))
+        return row_sums(lam.data * lam.gather(x)), np.sqrt(row_sums(lam.data**2))
     flat = lam.reshape(len(lam), -1)
     return flat @ x.reshape(-1), np.linalg.norm(flat, axis=1)
 

@@ -139,9 +139,10 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
     (each failing radius of the bisection spends all of it)."""
     start = time.perf_counter()
-    label = net.label_at(x0, label)
+    net.classes()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
+    label = int(np.argmax(y0)) if label is None else net.label_at(x0, label)  # the outputs are at hand
     if not (math.isfinite(branch_seconds) and branch_seconds >= 0):
         raise InputError(f"the branch-and-bound budget must be a finite number of seconds ≥ 0, got {branch_seconds}")
     margin = margin_of(y0, label)

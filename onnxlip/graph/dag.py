@@ -58,10 +58,6 @@ class Graph:
     def forward(self, x: Any) -> Any:
         return self.tensors(x)[-1]
 
-    def readers(self, tensor: int) -> list[int]:
-        """The nodes that read ``tensor``."""
-        return [k for k, ins in enumerate(self.inputs) if tensor in ins]
-
 
 def _append(nodes: tuple[Node, ...], start: int, out: list[GraphNode], ins: list[tuple[int, ...]]) -> int:
     """Append a chain of nodes reading tensor ``start``; return the tensor it ends with."""
@@ -86,7 +82,3 @@ def from_network(net: Network) -> Graph:
     _append(net.nodes, 0, nodes, inputs)
     return Graph(tuple(nodes), tuple(inputs), net.input_shape)
 
-
-def is_chain(net: Network) -> bool:
-    """Whether the network has no residual block (the chain engines then apply)."""
-    return not any(isinstance(n, Residual) for n in net.nodes)

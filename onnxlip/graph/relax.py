@@ -17,7 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..crown import PoolLines, ReluLines, concretize_rows, dot_and_norm, patch_step, relaxations
+from ..crown import (PoolLines, ReluLines, concretize_rows, dot_and_norm, patch_step, pool_terms, relaxations,
+                     row_sums)
 from ..patch_passes import Patches
 from ..patch_passes import supports as patch_supports
 from ..domain import InputBox
@@ -28,10 +29,6 @@ from .dag import Add, Graph
 
 Step = tuple[list[Any], Any, list[Any], Any]  # (Λ per input, constant, |Λ| per input, |constant|)
 MANY_ROWS = 32
-
-
-def _row_sums(a: Any) -> Any:
-    return a.reshape(len(a), -1).sum(axis=1)
 
 
 def _adjoint(node: Any, lam: Any) -> Any:
@@ -46,22 +43,22 @@ def _linear_step(node: Any, lines: Any, lam: Any, mag: Any, choice: Any) -> tupl
     bias = node_offset(node)
     mag_in = mag_const = None
     if mag is not None:
-        mag_const = _row_sums(mag * np.abs(bias))
+        mag_const = row_sums(mag * np.abs(bias))
         mag_in = _adjoint(with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node, mag)
-    return ([_adjoint(node, lam)], _row_sums(lam * bias), [mag_in], mag_const), None
+    return ([_adjoint(node, lam)], row_sums(lam * bias), [mag_in], mag_const), None
 
 
 def _relu_step(node: Relu, lines: ReluLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
     new, const, slope, (line, offset) = lines.back(lam, choice)
     mag_in = None if mag is None else mag * slope
-    mag_const = None if mag is None else _row_sums(mag * lines.reach)
+    mag_const = None if mag is None else row_sums(mag * lines.reach)
     return ([new], const, [mag_in], mag_const), lambda z: line * z + offset
 
 
 def _pool_step(node: MaxPool, lines: PoolLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
     new, const, magnitude, apply = lines.back(lam, choice)
     mag_in = None if mag is None else magnitude(mag)
-    mag_const = None if mag is None else _row_sums(mag * lines.reach)
+    mag_const = None if mag is None else row_sums(mag * lines.reach)
     return ([new], const, [mag_in], mag_const), apply
 
 
@@ -179,10 +176,8 @@ def _abs_total(rows: Any) -> Any:
 
 
 def _terms(g: Graph, start: int, size: int) -> int:
-    """N of the rounding bound: every sum along the nodes up to tensor ``start``."""
-    pool = sum(n.window.kernel[0] * n.window.kernel[1] + 2 * n.window.max_windows_per_element()
-               for n in g.nodes[:start] if isinstance(n, MaxPool))
-    return sum(fan_in(n) + 8 for n in g.nodes[:start]) + pool + 2 * size + 8
+    """N of the rounding bound: every sum along the nodes up to tensor ``start`` (as on a chain)."""
+    return sum(fan_in(n) + 8 + pool_terms(n) for n in g.nodes[:start]) + 2 * size + 8
 
 
 def lower_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,

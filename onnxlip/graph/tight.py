@@ -26,7 +26,8 @@ import numpy as np
 
 from ..certified_norms import exact_certified
 from ..domain import InputBox
-from ..ir import AFFINE_TYPES, MaxPool, fan_in, node_flops, with_weights
+from ..certified_segments import node_terms
+from ..ir import AFFINE_TYPES, node_flops, with_weights
 from ..linop import FlatOperator
 from ..rounding import gamma
 from ..secant import Secant, secant
@@ -112,22 +113,18 @@ class _Norms:
 
 
 def _terms(g: Graph, secants: dict[int, Secant]) -> int:
-    """Terms summed into one computed value, at most: every node's fan-in (a max-pool secant's
-    taps, 1 for a slope or a merge) over the whole graph."""
-    def one(k: int, node: Any) -> int:
-        if isinstance(node, MaxPool) and k in secants:
-            return node.window.kernel[0] * node.window.kernel[1]
-        return max(fan_in(node), 1)
-    return sum(one(k, n) for k, n in enumerate(g.nodes)) + 2
+    """Terms summed into one computed value, at most: every node's (``node_terms``, as for chain
+    segments; at least 1, for a merge) over the whole graph."""
+    return sum(max(node_terms(n, secants.get(k)), 1) for k, n in enumerate(g.nodes)) + 2
 
 
-def centre_norm(g: Graph, secants: dict[int, Secant], norms: _Norms, budget: float) -> float | None:
-    """‖J̄‖₂: from the explicit matrix (one pull per output) when it costs less than ``budget``,
+def centre_norm(g: Graph, secants: dict[int, Secant], norms: _Norms, affordable: int) -> float | None:
+    """‖J̄‖₂: from the explicit matrix (one pull per output) when ``affordable`` passes fit,
     else by Lanczos (an estimate, inflated by its tolerance's margin like chain tight mode;
     None when the bound must be certified)."""
     out_shape = g.shape(g.output)
     size = int(np.prod(out_shape))
-    if size * sum(node_flops(n) for n in g.nodes) <= budget:
+    if size <= affordable:
         eye = np.eye(size).reshape(size, *out_shape)
         matrix = pull(g, secants, g.output, eye).reshape(size, -1)
         return norms.of(matrix, lambda: pull(g, secants, g.output, eye, absolute=True).reshape(size, -1))
@@ -152,10 +149,11 @@ def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None, 
     secants = {k: secant(g.nodes[k], tensors[g.inputs[k][0]], lo, hi) for k, (lo, hi) in ranges.items()}
     unstable = [k for k in sorted(secants) if secants[k].left is not None]
     units = sum(int(np.count_nonzero(secants[k].left)) + int(np.count_nonzero(secants[k].right)) for k in unstable)
-    if units * sum(node_flops(n) for n in g.nodes) > budget:
+    passes = int(budget // max(sum(node_flops(n) for n in g.nodes), 1))  # one-pass costs that fit the budget
+    if units > passes:
         return None
     norms = _Norms(certified, _terms(g, secants))
-    centre = centre_norm(g, secants, norms, budget)
+    centre = centre_norm(g, secants, norms, passes)
     if centre is None:
         return None
     into: dict[int, float] = {}  # ‖R_m P̄_m‖

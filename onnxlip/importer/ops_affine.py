@@ -48,9 +48,7 @@ def convert_gemm(ctx: NodeContext) -> list[Node]:
     weight = ctx.attr("alpha", 1.0) * b.T.astype(np.float64)
     bias = ctx.attr("beta", 1.0) * _bias_vector(ctx.const(2, "bias"), b.shape[1])
     dense = Dense(weight, bias, (features,), (b.shape[1],), ctx.label)
-    if not row:
-        return [dense]
-    return [Reshape(ctx.in_shape, (features,), ctx.label), dense, Reshape((b.shape[1],), (1, b.shape[1]), ctx.label)]
+    return _around(ctx, dense, (1, b.shape[1])) if row else [dense]
 
 
 @converter("MatMul", inputs=2)
@@ -72,9 +70,12 @@ def _left_product(ctx: NodeContext) -> list[Node]:
                               f"got {list(ctx.full_shape)}")
     a = _matrix(ctx, 0, shape[0], transposed=True).astype(np.float64)
     dense = Dense(a, np.zeros(a.shape[0]), (shape[0],), (a.shape[0],), ctx.label)
-    if not column:
-        return [dense]
-    return [Reshape(shape, (shape[0],), ctx.label), dense, Reshape((a.shape[0],), (a.shape[0], 1), ctx.label)]
+    return _around(ctx, dense, (a.shape[0], 1)) if column else [dense]
+
+
+def _around(ctx: NodeContext, dense: Dense, out_shape: tuple[int, ...]) -> list[Node]:
+    """A Dense layer on a row or column: flattened before it, reshaped to ``out_shape`` after."""
+    return [Reshape(ctx.in_shape, dense.in_shape, ctx.label), dense, Reshape(dense.out_shape, out_shape, ctx.label)]
 
 
 def _per_sample(ctx: NodeContext, c: np.ndarray) -> np.ndarray:
