@@ -3,20 +3,21 @@
 local: L(x0, ε) with ‖f(x) − f(x0)‖₂ ≤ L·‖x − x0‖₂ for every x in the L2 ball of
 radius ε around x0 (one point fixed at x0). The ball is carried through the
 chain: ε₁ = ε, ε_{k+1} = L_k·ε_k. global: the product of layer norms.
-A residual block f(x) + g(x) is one layer with L_k = L_f(ε_k) + L_g(ε_k), each
-branch bounded by the same method on the block's input ball (masks OR-ed).
+On a graph, each tensor carries its own bound and ball: a branch starts from the ball
+of the tensor it reads, and a merge combines its inputs' (a residual Add of f and g:
+L_f(ε) + L_g(ε), masks OR-ed).
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
 from .backend import array_module, single_blas_thread
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, Residual, describe
+from .graph.dag import Graph
+from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, describe
 from .layer_bounds import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
                            maxpool_constant, maxpool_step, passthrough_step, secant_slopes)
 from .network import Network
@@ -74,19 +75,16 @@ class WarmStart:
     vectors: dict[int, Any] = field(default_factory=dict)
 
 
-def layers(net: Network) -> Iterator[tuple[int, Node, bool]]:
-    """(index, node, fused) per layer: ``fused`` when an affine node is followed by ReLU."""
-    return chain_layers(net.nodes)
-
-
-def chain_layers(nodes: tuple[Node, ...]) -> Iterator[tuple[int, Node, bool]]:
-    """``layers`` of any chain of nodes (a network's, or a residual branch's)."""
-    i = 0
-    while i < len(nodes):
-        node = nodes[i]
-        fused = isinstance(node, AFFINE_TYPES) and i + 1 < len(nodes) and isinstance(nodes[i + 1], Relu)
-        yield i, node, fused
-        i += 2 if fused else 1
+def graph_layers(g: Graph) -> Iterator[tuple[int, Node, bool]]:
+    """(index, node, fused) per layer: ``fused`` when an affine node's only reader is a ReLU
+    (on a chain: an affine node followed by ReLU)."""
+    k = 0
+    while k < len(g.nodes):
+        node = g.nodes[k]
+        fused = (isinstance(node, AFFINE_TYPES) and k + 1 < len(g.nodes) and isinstance(g.nodes[k + 1], Relu)
+                 and g.inputs[k + 1] == (k + 1,) and g.readers(k + 1) == [k + 1])
+        yield k, node, fused
+        k += 2 if fused else 1
 
 
 def _op_label(node: Node, fused: bool) -> str:
@@ -101,19 +99,13 @@ class _Options:
 
 @dataclass
 class _Carry:
-    """What flows along a chain: the ball radius, the may-change mask, the box (or None)."""
+    """What a tensor carries: the bound from the input to it (the running product on a chain),
+    the ball radius, the may-change mask, the box (or None)."""
 
+    lip: float
     ball: float
     mask: Any
     box: tuple[Any, Any] | None
-
-
-@dataclass
-class _ChainBound:
-    total: float
-    reports: list[LayerReport]
-    out: _Carry
-    final_mask: Any  # mask at the input of the last layer
 
 
 def _lone_relu_step(x0: Any, d: Any, ball: float, box: tuple[Any, Any] | None) -> LayerStep:
@@ -152,79 +144,67 @@ def _advance_box(node: Node, fused: bool, y0: Any, box: tuple[Any, Any], ball: f
     return monotone_range(node, *box)
 
 
-def _chain_bound(nodes: tuple[Node, ...], acts: list[Any], carry: _Carry, opts: _Options,
-                 key: tuple = ()) -> _ChainBound:
-    """The per-layer product along a chain from ``carry`` at its input; ``key`` names the
-    chain for warm starts (() for the network, (block index, branch, ...) inside blocks)."""
-    total, reports, final_mask = 1.0, [], carry.mask
-    for i, node, fused in chain_layers(nodes):
-        final_mask = carry.mask
-        if isinstance(node, Residual):
-            report, carry = _residual_bound(i, node, acts[i], acts[i + 1], carry, opts, key + (i,))
-        else:
-            report, carry = _layer_bound(i, nodes, fused, acts, carry, opts, key + (i,) if key else i)
-        reports.append(report)
-        total *= report.lipschitz
-    return _ChainBound(total, reports, carry, final_mask)
-
-
-def _layer_bound(i: int, nodes: tuple[Node, ...], fused: bool, acts: list[Any], carry: _Carry, opts: _Options,
-                 key: Any) -> tuple[LayerReport, _Carry]:
+def _layer_bound(k: int, g: Graph, fused: bool, tensors: list[Any], carry: _Carry,
+                 opts: _Options) -> tuple[LayerReport, _Carry]:
     """One layer of the paper's method (affine + ReLU, affine, MaxPool, ReLU, shape op)."""
-    node = nodes[i]
-    v0 = opts.warm.vectors.get(key) if opts.warm else None
-    y_box = _advance_box(node, fused, acts[i + 1], carry.box, carry.ball) if carry.box is not None else None
-    step = _local_step(node, fused, acts[i][0], acts[i + 1][0], carry, v0, opts.certified,
+    node, x0, y0 = g.nodes[k], tensors[g.inputs[k][0]], tensors[k + 1]
+    v0 = opts.warm.vectors.get(k) if opts.warm else None
+    y_box = _advance_box(node, fused, y0, carry.box, carry.ball) if carry.box is not None else None
+    step = _local_step(node, fused, x0[0], y0[0], carry, v0, opts.certified,
                        None if y_box is None else (y_box[0][0], y_box[1][0]))
     box = None
     if y_box is not None:
-        box = monotone_range(nodes[i + 1], *y_box) if fused else y_box
+        box = monotone_range(g.nodes[k + 1], *y_box) if fused else y_box
     if opts.warm is not None and step.vector is not None:
-        opts.warm.vectors[key] = step.vector
-    names = node.names + (nodes[i + 1].names if fused else ())
+        opts.warm.vectors[k] = step.vector
+    names = node.names + (g.nodes[k + 1].names if fused else ())
     ball = carry.ball
-    report = LayerReport(i, _op_label(node, fused), names, nodes[i + 1 if fused else i].out_shape, step.lipschitz,
+    report = LayerReport(k, _op_label(node, fused), names, g.nodes[k + 1 if fused else k].out_shape, step.lipschitz,
                          step.method, ball, ball * step.lipschitz, step.inactive, step.active, step.unstable,
                          step.estimate)
-    return report, _Carry(ball * step.lipschitz, step.mask, box)
+    return report, _Carry(carry.lip * step.lipschitz, ball * step.lipschitz, step.mask, box)
 
 
-def _residual_bound(i: int, node: Residual, x0: Any, y0: Any, carry: _Carry, opts: _Options,
-                    key: tuple) -> tuple[LayerReport, _Carry]:
-    """A residual block: L = L_main(ε) + L_skip(ε), each branch bounded by the same per-layer
-    method from the block's input ball and mask; masks OR-ed, boxes added."""
-    parts = [_chain_bound(branch, acts, carry, opts, key + (tag,))
-             for tag, branch, acts in zip(("main", "skip"), node.branches, node.branch_activations(x0))]
-    value = parts[0].total + parts[1].total
-    ball = carry.ball * value
+def _merge_bound(k: int, g: Graph, tensors: list[Any], parts: list[_Carry]) -> tuple[LayerReport, _Carry]:
+    """A merge of branches (Add, Concat): the bounds of its inputs combined (``node.spread``),
+    masks merged, boxes through the node's interval, within the ball around its nominal output."""
+    node, y0 = g.nodes[k], tensors[k + 1]
+    lip, ball = node.spread(*(p.lip for p in parts)), node.spread(*(p.ball for p in parts))
     xp = array_module(y0)
-    mask = xp.maximum(parts[0].out.mask, parts[1].out.mask)
+    mask = (node.forward(*(p.mask[None] for p in parts))[0] > 0).astype(y0.dtype)
     box = None
-    if carry.box is not None:  # the sum of the branches' enclosures, within the ball around y0
-        lo = xp.maximum(parts[0].out.box[0] + parts[1].out.box[0], y0 - ball)
-        hi = xp.minimum(parts[0].out.box[1] + parts[1].out.box[1], y0 + ball)
-        box = (lo, hi)
-    inner = parts[0].reports + parts[1].reports
-    counts = (sum(getattr(r, f) for r in inner) for f in ("inactive", "active", "unstable"))
-    estimate = _combined_estimate([[(r.lipschitz, r.estimate) for r in p.reports] for p in parts])
-    report = LayerReport(i, describe(node), node.names, node.out_shape, value,
-                         _combined_method(r.method for r in inner), carry.ball, ball, *counts, estimate)
-    return report, _Carry(ball, mask, box)
+    if all(p.box is not None for p in parts):
+        lo, hi = node.interval(*(p.box for p in parts))
+        box = (xp.maximum(lo, y0 - ball), xp.minimum(hi, y0 + ball))
+    widest = max(p.ball for p in parts)
+    report = LayerReport(k, describe(node), node.names, node.out_shape, ball / widest if widest > 0 else 0.0,
+                         "closed-form", widest, ball)
+    return report, _Carry(lip, ball, mask, box)
 
 
-def _combined_method(methods: Iterable[str]) -> str:
-    """'lanczos' when any part is an estimate; else the distinct ways the parts were computed."""
-    methods = set(methods)
-    if "lanczos" in methods:
-        return "lanczos"
-    return "+".join(sorted(methods - {"closed-form"})) or "closed-form"
+@dataclass
+class _GraphBound:
+    total: float
+    reports: list[LayerReport]
+    final_mask: Any  # mask at the input of the last layer
 
 
-def _combined_estimate(branches: list[list[tuple[float, float | None]]]) -> float | None:
-    """Certified mode: Σ over branches of Π (estimate, else value) of its layers; None without estimates."""
-    if all(estimate is None for branch in branches for _, estimate in branch):
-        return None
-    return sum(math.prod(value if estimate is None else estimate for value, estimate in branch) for branch in branches)
+def _graph_bound(g: Graph, tensors: list[Any], start: _Carry, opts: _Options) -> _GraphBound:
+    """The per-layer method over the graph, in topological order from ``start`` at the input: a
+    layer's constant multiplies the bound of the tensor it reads (on a chain, the product of
+    the layers' constants); a merge combines its inputs' bounds."""
+    carries, reports = {0: start}, []
+    final_mask = start.mask
+    for k, node, fused in graph_layers(g):
+        parts = [carries[t] for t in g.inputs[k]]
+        final_mask = parts[0].mask
+        if node.merge:
+            report, out = _merge_bound(k, g, tensors, parts)
+        else:
+            report, out = _layer_bound(k, g, fused, tensors, parts[0], opts)
+        reports.append(report)
+        carries[k + 2 if fused else k + 1] = out
+    return _GraphBound(carries[g.output].lip, reports, final_mask)
 
 
 @single_blas_thread
@@ -234,15 +214,15 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     """The paper's layer-by-layer local bound L(x0, ε); every layer norm provable with
     ``certified``; with ``interval``, ȳ is also capped by interval bounds (beyond the paper),
     which start from the ball's box cut by the valid inputs ``box``.
-    A residual block is one layer whose constant is the sum of its branches' products
-    (the interval box goes through both branches and is added up)."""
+    On a graph, each branch is bounded from the ball of the tensor it starts at; a residual
+    Add sums its branches' bounds."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
     xp = array_module(acts[0])
-    carry = _Carry(float(eps), full_mask(net.input_shape, xp, acts[0].dtype),
+    carry = _Carry(1.0, float(eps), full_mask(net.input_shape, xp, acts[0].dtype),
                    ball_box(acts[0], eps, box) if interval else None)
-    chain = _chain_bound(net.nodes, acts, carry, _Options(warm, certified))
-    return BoundResult(chain.total, chain.reports, float(eps), time.perf_counter() - start, chain.final_mask)
+    found = _graph_bound(net.graph, acts, carry, _Options(warm, certified))
+    return BoundResult(found.total, found.reports, float(eps), time.perf_counter() - start, found.final_mask)
 
 
 def _global_constant(node: Node, xp: Any, certified: bool) -> tuple[float, str, float | None]:
@@ -251,30 +231,26 @@ def _global_constant(node: Node, xp: Any, certified: bool) -> tuple[float, str, 
         return norm.value, norm.method, norm.estimate
     if isinstance(node, MaxPool):
         return maxpool_constant(node), "closed-form", None
-    if isinstance(node, Residual):
-        return _global_residual(node, xp, certified)
     return 1.0, "closed-form", None
-
-
-def _global_residual(node: Residual, xp: Any, certified: bool) -> tuple[float, str, float | None]:
-    """‖main‖ + ‖skip‖, each the product of its nodes' global constants (the identity: 1)."""
-    constants = [[_global_constant(n, xp, certified) for n in branch] for branch in node.branches]
-    value = sum(math.prod(c[0] for c in branch) for branch in constants)
-    method = _combined_method(c[1] for branch in constants for c in branch)
-    return value, method, _combined_estimate([[(c[0], c[2]) for c in branch] for branch in constants])
 
 
 @single_blas_thread
 def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundResult:
-    """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, residual block:
-    ‖main‖ + ‖skip‖, rest: 1)."""
+    """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, rest: 1) along the
+    graph; a merge combines its inputs' bounds (Add: the sum)."""
     start = time.perf_counter()
-    total, reports = 1.0, []
-    for i, node in enumerate(net.nodes):
-        value, method, estimate = _global_constant(node, xp, certified)
-        total *= value
-        reports.append(LayerReport(i, describe(node), node.names, node.out_shape, value, method, estimate=estimate))
-    return BoundResult(total, reports, None, time.perf_counter() - start)
+    g = net.graph
+    lips, reports = {0: 1.0}, []
+    for k, node in enumerate(g.nodes):
+        ins = [lips[t] for t in g.inputs[k]]
+        if node.merge:
+            value, method, estimate = node.spread(*ins) / max(ins) if max(ins) > 0 else 0.0, "closed-form", None
+            lips[k + 1] = node.spread(*ins)
+        else:
+            value, method, estimate = _global_constant(node, xp, certified)
+            lips[k + 1] = ins[0] * value
+        reports.append(LayerReport(k, describe(node), node.names, node.out_shape, value, method, estimate=estimate))
+    return BoundResult(lips[g.output], reports, None, time.perf_counter() - start)
 
 
 @single_blas_thread

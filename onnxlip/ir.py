@@ -1,4 +1,4 @@
-"""Framework-neutral IR: a chain of small typed nodes, no ONNX import.
+"""Framework-neutral IR: small typed nodes of a network's graph, no ONNX import.
 
 Shapes are per sample (no batch axis); every method takes and returns arrays
 with a leading batch axis. Affine nodes split into ``linear`` (the matrix A,
@@ -7,12 +7,13 @@ gives the same map with a function applied to every weight (|A| for interval
 bounds, A∘A for masked row norms).
 Activation nodes expose ``jvp``/``vjp`` at a fixed nominal input, so a whole
 network with its activation pattern fixed is one linear operator.
-A ``Residual`` node holds two chains whose outputs add up (a residual block):
-the network stays a chain at the top, with series-parallel blocks inside.
+Merge nodes (``merge = True``: ``Add``, ``Concat``) read several tensors; they are linear,
+with ``linear(*parts)`` and ``adjoint(u)`` giving one cotangent per input.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Callable, Union
@@ -26,6 +27,7 @@ from .pooling import maxpool2d, scatter_winners, select_winners
 from .windows import Window2d
 
 Shape = tuple[int, ...]
+ROUNDING_PAD = 1e-12  # relative widening of a computed sum's enclosure (≫ the unit roundoff)
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +40,7 @@ class Dense:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "dense"
+    merge = False
 
     def linear(self, v: Any) -> Any:
         return v @ self.weight.T
@@ -61,6 +64,7 @@ class Conv:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "conv"
+    merge = False
 
     @cached_property
     def matrix(self) -> Any:
@@ -92,6 +96,7 @@ class Scale:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "scale"
+    merge = False
 
     def linear(self, v: Any) -> Any:
         return v * self.scale
@@ -111,6 +116,7 @@ class Reshape:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "reshape"
+    merge = False
 
     def linear(self, v: Any) -> Any:
         return v.reshape(v.shape[0], *self.out_shape)
@@ -130,6 +136,7 @@ class Transpose:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "transpose"
+    merge = False
 
     def linear(self, v: Any) -> Any:
         return v.transpose(0, *(p + 1 for p in self.perm))
@@ -150,6 +157,7 @@ class Pad:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "pad"
+    merge = False
 
     def linear(self, v: Any) -> Any:
         return array_module(v).pad(v, ((0, 0), *self.pads))
@@ -169,6 +177,7 @@ class Relu:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "relu"
+    merge = False
 
     def forward(self, x: Any) -> Any:
         return array_module(x).maximum(x, 0)
@@ -188,6 +197,7 @@ class MaxPool:
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "maxpool"
+    merge = False
 
     def forward(self, x: Any) -> Any:
         return maxpool2d(x, self.window)[0]
@@ -204,112 +214,98 @@ class MaxPool:
 
 
 @dataclass(frozen=True, eq=False)
-class Residual:
-    """chain(main)(x) + chain(skip)(x): a residual block; an empty ``skip`` is the identity.
+class Add:
+    """The sum of two tensors of one shape: where the branches of a residual block meet."""
 
-    ``jvp``/``vjp`` fix both branches' activation patterns at x0, like ReLU and MaxPool.
-    """
-
-    main: tuple["Node", ...]
-    skip: tuple["Node", ...]
     in_shape: Shape
     out_shape: Shape
     names: tuple[str, ...] = ()
-    op = "residual"
+    op = "add"
+    merge = True
+
+    def forward(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    linear = forward
+
+    def adjoint(self, u: Any) -> tuple[Any, Any]:
+        return u, u
+
+    def interval(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+        """Enclosure of the sum, widened for its rounding (a relative 1e-12 of the terms)."""
+        xp = array_module(a[0])
+        pad = ROUNDING_PAD * (xp.abs(a[0]) + xp.abs(a[1]) + xp.abs(b[0]) + xp.abs(b[1])) + 1e-300
+        return a[0] + b[0] - pad, a[1] + b[1] + pad
+
+    @staticmethod
+    def spread(*changes: float) -> float:
+        """Bound on how far the output moves from bounds on how far each input moves."""
+        return sum(changes)
+
+
+@dataclass(frozen=True, eq=False)
+class Concat:
+    """Tensors joined along a sample axis (DenseNet/Inception-style merges)."""
+
+    axis: int  # per-sample axis
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "concat"
+    merge = True
 
     @property
-    def branches(self) -> tuple[tuple["Node", ...], tuple["Node", ...]]:
-        return self.main, self.skip
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
 
-    def forward(self, x: Any) -> Any:
-        return chain_forward(self.main, x) + chain_forward(self.skip, x)
+    def forward(self, *parts: Any) -> Any:
+        return array_module(parts[0]).concatenate(parts, axis=self.axis + 1)
 
-    def branch_activations(self, x0: Any) -> tuple[list[Any], list[Any]]:
-        """Each branch's node inputs at ``x0``, then its output (cached for the last ``x0``)."""
-        cached = self.__dict__.get("_acts")
-        if cached is None or cached[0] is not x0:
-            cached = (x0, (chain_activations(self.main, x0), chain_activations(self.skip, x0)))
-            self.__dict__["_acts"] = cached  # frozen dataclass: a cache, not a field
-        return cached[1]
+    linear = forward
 
-    def jvp(self, x0: Any, v: Any) -> Any:
-        main, skip = self.branch_activations(x0)
-        return chain_jvp(self.main, main, v) + chain_jvp(self.skip, skip, v)
+    def adjoint(self, u: Any) -> tuple[Any, ...]:
+        ends = np.cumsum([shape[self.axis] for shape in self.in_shapes])[:-1]
+        return tuple(array_module(u).split(u, ends, axis=self.axis + 1))
 
-    def vjp(self, x0: Any, u: Any) -> Any:
-        main, skip = self.branch_activations(x0)
-        return chain_vjp(self.main, main, u) + chain_vjp(self.skip, skip, u)
+    def interval(self, *parts: tuple[Any, Any]) -> tuple[Any, Any]:
+        return self.forward(*(lo for lo, _ in parts)), self.forward(*(hi for _, hi in parts))
+
+    @staticmethod
+    def spread(*changes: float) -> float:
+        """‖(Δa, Δb, …)‖₂ from bounds on each ‖Δ‖₂."""
+        return math.sqrt(sum(c * c for c in changes))
 
 
 Affine = Union[Dense, Conv, Scale]
 ShapeOp = Union[Reshape, Transpose, Pad]
-Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool, Residual]
+Merge = Union[Add, Concat]
+Node = Union[Dense, Conv, Scale, Reshape, Transpose, Pad, Relu, MaxPool, Add, Concat]
 AFFINE_TYPES = (Dense, Conv, Scale)
 SHAPE_TYPES = (Reshape, Transpose, Pad)
-NONLINEAR_TYPES = (Relu, MaxPool, Residual)  # nodes with jvp/vjp at x0 instead of linear/adjoint
+NONLINEAR_TYPES = (Relu, MaxPool)  # nodes with jvp/vjp at x0 instead of linear/adjoint
 ARRAY_FIELDS = ("weight", "bias", "scale", "shift")
 
 
-def chain_forward(nodes: tuple[Node, ...], x: Any) -> Any:
-    for node in nodes:
-        x = node.forward(x)
-    return x
-
-
-def chain_activations(nodes: tuple[Node, ...], x0: Any) -> list[Any]:
-    """Input of every node at ``x0``, then the output: len(nodes)+1 arrays."""
-    acts = [x0]
-    for node in nodes:
-        acts.append(node.forward(acts[-1]))
-    return acts
-
-
 def node_jvp(node: Node, a: Any, v: Any) -> Any:
-    """J·v of one node at its nominal input ``a`` (its linear part if it is linear)."""
+    """J·v of a one-input node at its nominal input ``a`` (its linear part if it is linear)."""
     return node.jvp(a, v) if isinstance(node, NONLINEAR_TYPES) else node.linear(v)
 
 
 def node_vjp(node: Node, a: Any, u: Any) -> Any:
-    """Jᵀ·u of one node at its nominal input ``a``."""
+    """Jᵀ·u of a one-input node at its nominal input ``a``."""
     return node.vjp(a, u) if isinstance(node, NONLINEAR_TYPES) else node.adjoint(u)
 
 
-def chain_jvp(nodes: tuple[Node, ...], acts: list[Any], v: Any) -> Any:
-    """J(x0)·v of a chain, activation pattern fixed at ``acts``."""
-    for node, a in zip(nodes, acts):
-        v = node_jvp(node, a, v)
-    return v
-
-
-def chain_vjp(nodes: tuple[Node, ...], acts: list[Any], u: Any) -> Any:
-    """J(x0)ᵀ·u of a chain."""
-    for node, a in zip(reversed(nodes), reversed(acts[: len(nodes)])):
-        u = node_vjp(node, a, u)
-    return u
-
-
 def node_flops(node: Node) -> int:
-    """Rough multiply-adds of one pass through a node (branches of a block included)."""
-    if isinstance(node, Residual):
-        return chain_flops(node.main + node.skip)
+    """Rough multiply-adds of one pass through a node."""
     weight = getattr(node, "weight", None)
     per_output = int(np.prod(weight.shape[1:])) if weight is not None else 1
     return int(np.prod(node.out_shape)) * per_output
 
 
 def chain_flops(nodes: tuple[Node, ...]) -> int:
-    """Rough multiply-adds of one pass through a chain of nodes."""
+    """Rough multiply-adds of one pass through nodes (a chain, or a graph's nodes)."""
     return sum(node_flops(n) for n in nodes)
-
-
-def all_nodes(nodes: tuple[Node, ...]) -> list[Node]:
-    """Every node of a chain, the branches of residual blocks included (depth first)."""
-    flat: list[Node] = []
-    for node in nodes:
-        flat.append(node)
-        if isinstance(node, Residual):
-            flat += all_nodes(node.main) + all_nodes(node.skip)
-    return flat
 
 
 def node_cached(node: Node, key: Any, build: Callable[[], Any]) -> Any:
@@ -355,17 +351,12 @@ def _mapped_weights(node: Affine, fn: Callable[[Any], Any]) -> Affine:
 
 
 def parameter_count(node: Node) -> int:
-    """Number of stored parameters (weights and biases) of a node, its branches included."""
-    if isinstance(node, Residual):
-        return sum(parameter_count(n) for n in node.main + node.skip)
+    """Number of stored parameters (weights and biases) of a node."""
     return sum(int(np.size(getattr(node, f))) for f in ARRAY_FIELDS if hasattr(node, f))
 
 
 def map_arrays(node: Node, fn: Callable[[Any], Any]) -> Node:
     """A copy of ``node`` with ``fn`` applied to each parameter array."""
-    if isinstance(node, Residual):
-        return dataclasses.replace(node, main=tuple(map_arrays(n, fn) for n in node.main),
-                                   skip=tuple(map_arrays(n, fn) for n in node.skip))
     changes = {f: fn(getattr(node, f)) for f in ARRAY_FIELDS if hasattr(node, f)}
     return dataclasses.replace(node, **changes) if changes else node
 
@@ -391,11 +382,6 @@ def describe(node: Node) -> str:
         return f"dense {node.weight.shape[1]}->{node.weight.shape[0]}"
     if isinstance(node, Transpose):
         return f"transpose {node.perm}"
-    if isinstance(node, Residual):
-        return f"residual({describe_chain(node.main)} | {describe_chain(node.skip)})"
+    if isinstance(node, Concat):
+        return f"concat axis {node.axis}"
     return node.op
-
-
-def describe_chain(nodes: tuple[Node, ...]) -> str:
-    """'conv 8x8x3x3 p1 + relu + conv 8x8x3x3 p1'; 'identity' for an empty chain."""
-    return " + ".join(describe(n) for n in nodes) or "identity"

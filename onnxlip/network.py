@@ -1,21 +1,24 @@
 """A whole network in IR form: forward pass, nominal activations, and the
 network with its activation pattern fixed as one linear operator (JVP/VJP).
-Residual blocks are single nodes of the chain (``ir.Residual``)."""
+The nodes form a DAG (``graph.dag``); most networks are chains, which every engine
+handles, and the graph engines take the rest (residual and concatenated branches)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Callable
 
 import numpy as np
 
 from .errors import InputError
-from .ir import (AFFINE_TYPES, Node, Shape, all_nodes, chain_activations, chain_forward, chain_jvp,
-                 chain_vjp, map_arrays)
+from .graph.dag import Graph, Wiring, chain_wiring
+from .ir import AFFINE_TYPES, Node, Shape, map_arrays
 
 
 @dataclass(frozen=True, eq=False)
 class Network:
-    """A chain of IR nodes from one data input to the logits."""
+    """IR nodes in topological order from one data input to the logits; ``wiring[k]``: the
+    tensors node k reads (tensor 0 the input, k + 1 node k's output); None for a chain."""
 
     nodes: tuple[Node, ...]
     input_shape: Shape  # per sample
@@ -24,6 +27,15 @@ class Network:
     source: str = ""
     warnings: tuple[str, ...] = field(default=())
     batched: bool = True  # False: the ONNX input has no batch axis (its shape is input_shape)
+    wiring: Wiring | None = None
+
+    @cached_property
+    def graph(self) -> Graph:
+        return Graph(self.nodes, self.wiring or chain_wiring(len(self.nodes)), self.input_shape)
+
+    @property
+    def is_chain(self) -> bool:
+        return self.graph.is_chain
 
     @property
     def onnx_input_shape(self) -> Shape:
@@ -40,19 +52,20 @@ class Network:
 
     def forward(self, x: Any) -> Any:
         """Outputs for a batch of inputs (N, *input_shape)."""
-        return chain_forward(self.nodes, x)
+        return self.graph.forward(x)
 
     def activations(self, x0: Any) -> list[Any]:
-        """Input of every node at ``x0`` (batch 1), then the output: len(nodes)+1 arrays."""
-        return chain_activations(self.nodes, self.batch(x0))
+        """Every tensor at ``x0`` (batch 1): the input, then each node's output (on a chain,
+        node k's input is entry k)."""
+        return self.graph.tensors(self.batch(x0))
 
     def jvp(self, acts: list[Any], v: Any) -> Any:
         """J(x0)·v for a batch of directions v, activation pattern fixed at ``acts``."""
-        return chain_jvp(self.nodes, acts, v)
+        return self.graph.jvp(acts, v)
 
     def vjp(self, acts: list[Any], u: Any) -> Any:
         """J(x0)ᵀ·u for a batch of output cotangents u."""
-        return chain_vjp(self.nodes, acts, u)
+        return self.graph.vjp(acts, u)
 
     def classes(self) -> int:
         """The number of outputs, refused below 2: a single-output model (regressor, one-logit
@@ -81,6 +94,5 @@ class Network:
         return self.map_arrays(lambda a: xp.asarray(a, dtype=dtype))
 
     def affine_nodes(self) -> list[Node]:
-        """Every affine node, those inside residual blocks included."""
-        return [n for n in all_nodes(self.nodes) if isinstance(n, AFFINE_TYPES)]
+        return [n for n in self.nodes if isinstance(n, AFFINE_TYPES)]
 

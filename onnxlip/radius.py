@@ -30,7 +30,6 @@ from .bounds import BoundResult, WarmStart, global_bound, local_bound
 from .errors import InputError
 from .ir import Dense
 from .network import Network
-from .graph.dag import from_network
 from .graph.margins import margin_bounds, margin_rows
 from .tight import build_secants, supports
 
@@ -172,7 +171,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     tight, tight_name = None, "tight"
     notes: tuple[str, ...] = ()
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
-        graph = from_network(net)
+        graph = net.graph
         worst = functools.lru_cache(maxsize=None)(lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min()))
         tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
         if branch_seconds > 0:

@@ -25,10 +25,8 @@ from .backend import single_blas_thread
 from .bounds import BoundResult, LayerReport, local_bound
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node_offset, with_weights
 
-CHAIN_TYPES = (*AFFINE_TYPES, *SHAPE_TYPES, Relu, MaxPool)
 from .network import Network
 from . import crown
-from .graph.dag import from_network
 from .graph.tight import dag_tight_bound
 from .domain import InputBox, ball_box
 from .ranges import affine_range, monotone_range
@@ -309,7 +307,7 @@ def _dag_bound(net: Network, x0: Any, eps: float, paper: BoundResult, best: bool
                box: InputBox | None, start: float) -> BoundResult:
     """A network with residual blocks: the secant bound on its DAG (``graph.tight``, provable
     with ``certified``), where affordable; else the per-layer ``paper``."""
-    found = dag_tight_bound(from_network(net), x0, eps, box, certified)
+    found = dag_tight_bound(net.graph, x0, eps, box, certified)
     if found is None or (best and found[0] >= paper.bound):
         return paper
     bound, changing = found
@@ -320,8 +318,8 @@ def _dag_bound(net: Network, x0: Any, eps: float, paper: BoundResult, best: bool
 
 
 def supports(net: Network) -> bool:
-    """Tight mode handles chains of the basic IR nodes (composite blocks fall back)."""
-    return all(isinstance(n, CHAIN_TYPES) for n in net.nodes)
+    """Chain tight mode handles chains; other graphs go to the graph engines."""
+    return net.is_chain
 
 
 @single_blas_thread

@@ -176,6 +176,21 @@ def residual(g: Graph, depth: int = 0) -> None:
     g.op("Add", [main, g.tensor] if g.rng.random() < 0.5 else [g.tensor, main], shape)
 
 
+def concat(g: Graph) -> None:
+    """DenseNet/Inception-style: [x, Relu(Conv(x))] or [Conv(x), Relu(Conv(x))] joined along the
+    channels (axis 1 or -3)."""
+    fork, shape = g.tensor, g.shape
+    conv(g, int(g.rng.integers(1, 3)), same=True)
+    g.op("Relu", [g.tensor], g.shape)
+    grown = g.tensor, g.shape
+    g.tensor, g.shape = fork, shape
+    if g.rng.random() < 0.4:
+        conv(g, shape[1], same=True)
+    parts = [g.tensor, grown[0]] if g.rng.random() < 0.5 else [grown[0], g.tensor]
+    axis = 1 if g.opset < 11 or g.rng.random() < 0.5 else -3  # negative axes from opset 11
+    g.op("Concat", parts, (1, g.shape[1] + grown[1][1], *shape[2:]), axis=axis)
+
+
 def flatten(g: Graph) -> None:
     r, size = g.rng, int(np.prod(g.shape[1:]))
     kind = r.choice(["Flatten", "Reshape0", "Reshape1", "GlobalAveragePool"])
@@ -206,7 +221,7 @@ def dense(g: Graph, out: int, relu: bool) -> None:
         g.op("Relu", [g.tensor], g.shape)
 
 
-IMAGE_BLOCKS = (conv, maxpool, avgpool, pad, normalise, passthrough, residual)
+IMAGE_BLOCKS = (conv, maxpool, avgpool, pad, normalise, passthrough, residual, concat)
 
 
 def _finish(g: Graph, input_shape: list, seed: int) -> onnx.ModelProto:
@@ -257,14 +272,14 @@ def random_model(seed: int) -> onnx.ModelProto:
 
 
 def random_resnet(seed: int) -> onnx.ModelProto:
-    """A residual conv net: a stem convolution, 1–3 blocks (nested ones, a Conv or BatchNorm on
-    some skips), ReLU after each merge, then dense layers."""
+    """A residual conv net: a stem convolution, 1–3 blocks (residual, nested ones, a Conv or
+    BatchNorm on some skips; or a channel Concat), ReLU after each merge, then dense layers."""
     rng = np.random.default_rng(seed)
     g = Graph(rng, 17, shape=(1, 2, 6, 6))
     conv(g, 3, same=True)
     g.op("Relu", [g.tensor], g.shape)
     for _ in range(int(rng.integers(1, 4))):
-        residual(g)
+        (residual if rng.random() < 0.7 else concat)(g)
         g.op("Relu", [g.tensor], g.shape)
     flatten(g)
     return _finish(g, ["N", 2, 6, 6], seed)

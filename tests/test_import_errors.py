@@ -168,14 +168,6 @@ BAD_MODELS = {
     "mul_of_two_data_tensors": Bad(  # an Add of these two is a residual block (tests/test_residual.py)
         lambda: chain(gemm(4, 5, "input", "g", "1"), one("Relu", ["g"], "r"), one("Mul", ["g", "r"])),
         [("Mul_output", "Mul")], ["two data tensors"]),
-    "concat_of_two_data_tensors": Bad(
-        lambda: chain(gemm(4, 5, "input", "g", "1"), one("Relu", ["g"], "r"), one("Concat", ["g", "r"], axis=1)),
-        [("Concat_output", "Concat")]),
-    "branch_reuses_earlier_tensor": Bad(
-        lambda: chain(gemm(4, 5, "input", "g", "1"), one("Relu", ["g"], "r"), one("Relu", ["g"], "r2"),
-                      gemm(5, 2, "r2", "o2", "2"), gemm(5, 2, "r", "o1", "3"), one("Add", ["o1", "o2"], "s"),
-                      one("Relu", ["g"], "r3"), gemm(5, 2, "r3", "o3", "4"), one("Add", ["s", "o3"])),
-        [("Relu_r3", "Relu")], ["branches", "'g'"]),
     "two_unsupported_nodes": Bad(
         lambda: chain(gemm(4, 5, "input", "g", "1"), one("LeakyRelu", ["g"], "l"),
                       one("Gather", ["l", "idx"], inits=[ints("idx", [0])], axis=1)),

@@ -32,10 +32,10 @@ def test_imports(model):
     assert net.affine_nodes(), "a network without any affine layer"
     assert (1, *net.input_shape) == x0.shape
     assert all(w.startswith("dropped output head") for w in net.warnings)  # sklearn's Softmax/ArgMax
-    shape = net.input_shape
-    for node in net.nodes:  # the chain is shape-consistent
-        assert node.in_shape == shape, f"{name}: {node} expects {node.in_shape}, gets {shape}"
-        shape = node.out_shape
+    g = net.graph
+    for node, ins in zip(g.nodes, g.inputs):  # the graph is shape-consistent
+        expects = getattr(node, "in_shapes", (node.in_shape,) * len(ins))
+        assert expects == tuple(g.shape(t) for t in ins), f"{name}: {node.op} expects {expects}"
     assert all(np.all(np.isfinite(getattr(n, "weight", 0))) for n in net.nodes if isinstance(n, AFFINE_TYPES))
 
 

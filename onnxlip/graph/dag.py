@@ -1,43 +1,35 @@
 """The network as a DAG of IR nodes in topological order.
 
 Tensor 0 is the network input and tensor k + 1 the output of node k; ``inputs[k]`` lists
-the tensors node k reads. A merge of branches (``Add``) is a node like any other, so an
-engine that walks the DAG needs no notion of blocks: back-substitution accumulates a
-tensor's coefficients over all of its consumers.
-
-``from_network`` flattens the importer's chain of nodes and residual blocks into this form.
+the tensors node k reads. A merge of branches (``Add``, ``Concat``) is a node like any
+other, so an engine that walks the DAG needs no notion of blocks: back-substitution
+accumulates a tensor's coefficients over all of its consumers. A chain is the DAG where
+node k reads tensor k.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
-from ..ir import Node, Residual, Shape
-from ..network import Network
+import numpy as np
+
+from ..ir import Node, Shape, node_jvp, node_vjp
+
+Wiring = tuple[tuple[int, ...], ...]
 
 
-@dataclass(frozen=True, eq=False)
-class Add:
-    """The sum of two tensors of one shape: where a residual block's branches meet."""
-
-    in_shape: Shape
-    out_shape: Shape
-    names: tuple[str, ...] = ()
-    op = "add"
-
-    def forward(self, a: Any, b: Any) -> Any:
-        return a + b
-
-
-GraphNode = Any  # an IR node, or Add
+def chain_wiring(count: int) -> Wiring:
+    """Node k reads tensor k: the wiring of a chain of ``count`` nodes."""
+    return tuple((k,) for k in range(count))
 
 
 @dataclass(frozen=True, eq=False)
 class Graph:
     """Nodes in topological order and, per node, the tensors it reads."""
 
-    nodes: tuple[GraphNode, ...]
-    inputs: tuple[tuple[int, ...], ...]
+    nodes: tuple[Node, ...]
+    inputs: Wiring
     input_shape: Shape
 
     @property
@@ -45,8 +37,23 @@ class Graph:
         """The tensor the network returns: the last node's."""
         return len(self.nodes)
 
+    @property
+    def is_chain(self) -> bool:
+        return self.inputs == chain_wiring(len(self.nodes))
+
     def shape(self, tensor: int) -> Shape:
         return self.input_shape if tensor == 0 else self.nodes[tensor - 1].out_shape
+
+    @cached_property
+    def last_reader(self) -> dict[int, int]:
+        """The last node that reads each tensor (the output: none, it is kept)."""
+        last = {}
+        for k, ins in enumerate(self.inputs):
+            last.update({t: k for t in ins})
+        return last
+
+    def readers(self, tensor: int) -> list[int]:
+        return [k for k, ins in enumerate(self.inputs) if tensor in ins]
 
     def tensors(self, x: Any) -> list[Any]:
         """Every tensor for a batch of inputs x: len(nodes) + 1 arrays."""
@@ -56,29 +63,33 @@ class Graph:
         return values
 
     def forward(self, x: Any) -> Any:
-        return self.tensors(x)[-1]
+        """The output for a batch x, each tensor dropped once its last reader ran."""
+        return self.push(x, lambda k, node, args: node.forward(*args))
 
+    def jvp(self, tensors: list[Any], v: Any) -> Any:
+        """J(x0)·v for a batch of directions v, the activation pattern fixed at ``tensors``."""
+        def step(k: int, node: Node, args: list[Any]) -> Any:
+            return node.linear(*args) if node.merge else node_jvp(node, tensors[self.inputs[k][0]], args[0])
+        return self.push(v, step)
 
-def _append(nodes: tuple[Node, ...], start: int, out: list[GraphNode], ins: list[tuple[int, ...]]) -> int:
-    """Append a chain of nodes reading tensor ``start``; return the tensor it ends with."""
-    tensor = start
-    for node in nodes:
-        if isinstance(node, Residual):
-            main = _append(node.main, tensor, out, ins)
-            skip = _append(node.skip, tensor, out, ins)
-            out.append(Add(node.out_shape, node.out_shape, node.names))
-            ins.append((main, skip))
-        else:
-            out.append(node)
-            ins.append((tensor,))
-        tensor = len(out)
-    return tensor
+    def push(self, x: Any, step: Any) -> Any:
+        """Run ``step(k, node, its inputs' values)`` over the nodes from x; the output's value."""
+        values = {0: x}
+        for k, (node, ins) in enumerate(zip(self.nodes, self.inputs)):
+            values[k + 1] = step(k, node, [values[i] for i in ins])
+            for t in set(ins):
+                if self.last_reader[t] == k:
+                    del values[t]
+        return values[self.output]
 
-
-def from_network(net: Network) -> Graph:
-    """The DAG of a network whose residual blocks are flattened into their branches and an Add."""
-    nodes: list[GraphNode] = []
-    inputs: list[tuple[int, ...]] = []
-    _append(net.nodes, 0, nodes, inputs)
-    return Graph(tuple(nodes), tuple(inputs), net.input_shape)
-
+    def vjp(self, tensors: list[Any], u: Any) -> Any:
+        """J(x0)ᵀ·u for a batch of output cotangents u."""
+        lams = {self.output: u}
+        for k in range(len(self.nodes) - 1, -1, -1):
+            if k + 1 not in lams:
+                continue
+            lam, node, ins = lams.pop(k + 1), self.nodes[k], self.inputs[k]
+            parts = node.adjoint(lam) if node.merge else (node_vjp(node, tensors[ins[0]], lam),)
+            for t, part in zip(ins, parts):
+                lams[t] = part if t not in lams else lams[t] + part
+        return lams.get(0, np.zeros((len(u), *self.input_shape)))

@@ -17,13 +17,12 @@ from ..crown import plus_minus_rows
 from ..domain import InputBox, ball_box
 from ..ir import AFFINE_TYPES, MaxPool, Relu, fan_in, node_flops, node_offset, with_weights
 from ..rounding import gamma
-from .dag import Add, Graph
+from .dag import Graph
 from .relax import lower_bounds
 
 # Back-substitute a ReLU's unstable units while rows × flops before it stay below this.
 RANGE_FLOPS = 2e10
 CHUNK_ROWS = 256
-WIDEN = 1e-12
 
 
 def _widened(lo: Any, hi: Any, pad: Any) -> tuple[Any, Any]:
@@ -34,10 +33,8 @@ def interval_step(node: Any, ins: list[tuple[Any, Any]]) -> tuple[Any, Any]:
     """Enclosure of a node's output from enclosures of its inputs (batch-1 arrays), widened for
     rounding: a sum by a relative 1e-12 of its terms, an affine map by γ_N times the same
     computation in absolute values (N its fan-in and the bias)."""
-    if isinstance(node, Add):
-        lo, hi = ins[0][0] + ins[1][0], ins[0][1] + ins[1][1]
-        return _widened(lo, hi, WIDEN * (np.abs(ins[0][0]) + np.abs(ins[0][1]) + np.abs(ins[1][0]) +
-                                         np.abs(ins[1][1])) + 1e-300)
+    if node.merge:
+        return node.interval(*ins)
     lo, hi = ins[0]
     if isinstance(node, AFFINE_TYPES):
         centre, half = (lo + hi) / 2, (hi - lo) / 2

@@ -23,9 +23,9 @@ from ..patch_passes import Patches
 from ..patch_passes import supports as patch_supports
 from ..domain import InputBox
 from ..conv import conv2d_adjoint
-from ..ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Relu, fan_in, node_offset, with_weights
+from ..ir import AFFINE_TYPES, SHAPE_TYPES, Add, Concat, Conv, MaxPool, Relu, fan_in, node_offset, with_weights
 from ..rounding import gamma
-from .dag import Add, Graph
+from .dag import Graph
 
 Step = tuple[list[Any], Any, list[Any], Any]  # (Λ per input, constant, |Λ| per input, |constant|)
 MANY_ROWS = 32
@@ -62,15 +62,17 @@ def _pool_step(node: MaxPool, lines: PoolLines, lam: Any, mag: Any, choice: Any)
     return ([new], const, [mag_in], mag_const), apply
 
 
-def _add_step(node: Add, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-    zero = np.zeros(len(lam))
-    return ([lam, lam], zero, [mag, mag], None if mag is None else zero), None
+def _merge_step(node: Any, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    zero, parts = np.zeros(len(lam)), list(node.adjoint(lam))
+    mags = [None] * len(parts) if mag is None else list(node.adjoint(mag))
+    return (parts, zero, mags, None if mag is None else zero), None
 
 
 # One backward step per node kind: (node, its lines, Λ, |Λ| or None, chosen lower lines)
 # → ((Λ per input, constant, |Λ| per input, |constant|), the chosen lines as a function).
 STEPS: dict[type, Callable[..., tuple[Step, Any]]] = {
-    **{t: _linear_step for t in AFFINE_TYPES + SHAPE_TYPES}, Relu: _relu_step, MaxPool: _pool_step, Add: _add_step,
+    **{t: _linear_step for t in AFFINE_TYPES + SHAPE_TYPES}, Relu: _relu_step, MaxPool: _pool_step,
+    Add: _merge_step, Concat: _merge_step,
 }
 
 
@@ -156,8 +158,8 @@ def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any) -> dict[int, Any]:
         if k in lines:
             inputs[k] = args[0]
             values.append(lines[k][1](args[0]))
-        elif isinstance(node, Add):
-            values.append(args[0] + args[1])
+        elif node.merge:
+            values.append(node.linear(*args))
         else:
             values.append(node.linear(args[0]) + node_offset(node))
     return inputs

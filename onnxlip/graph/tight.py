@@ -32,7 +32,7 @@ from ..linop import FlatOperator
 from ..rounding import gamma
 from ..secant import Secant, secant
 from ..spectral import LANCZOS_TOL, normal_operator, top_eigen, top_singular
-from .dag import Add, Graph
+from .dag import Graph
 from .ranges import graph_ranges
 
 # Form the explicit matrices while (unstable units) × (flops of one pass) stay below this.
@@ -47,16 +47,16 @@ def push(g: Graph, secants: dict[int, Secant], start: int, v: Any, absolute: boo
     ``absolute``: the same pass with every weight in absolute value (centres are ≥ 0)."""
     values = {start: v}
     for k in range(start, len(g.nodes)):
-        reached = [values[i] for i in g.inputs[k] if i in values]
-        if not reached:
+        if not any(i in values for i in g.inputs[k]):
             continue
         node = g.nodes[k]
-        if isinstance(node, Add):
-            values[k + 1] = reached[0] if len(reached) == 1 else reached[0] + reached[1]
+        if node.merge:  # a branch that v does not reach contributes zero
+            values[k + 1] = node.linear(*(values[i] if i in values else np.zeros((len(v), *g.shape(i)))
+                                          for i in g.inputs[k]))
         elif k in secants:
-            values[k + 1] = secants[k].jvp(reached[0])
+            values[k + 1] = secants[k].jvp(values[g.inputs[k][0]])
         else:
-            values[k + 1] = _linear(node, absolute).linear(reached[0])
+            values[k + 1] = _linear(node, absolute).linear(values[g.inputs[k][0]])
     return values
 
 
@@ -67,8 +67,8 @@ def pull(g: Graph, secants: dict[int, Secant], end: int, u: Any, absolute: bool 
         if k + 1 not in lams:
             continue
         lam, node = lams.pop(k + 1), g.nodes[k]
-        if isinstance(node, Add):
-            parts = [lam, lam]
+        if node.merge:
+            parts = node.adjoint(lam)
         else:
             parts = [secants[k].vjp(lam) if k in secants else _linear(node, absolute).adjoint(lam)]
         for tensor, part in zip(g.inputs[k], parts):

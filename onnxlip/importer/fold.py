@@ -3,17 +3,18 @@ bias Adds) and zero padding into the neighbouring Dense/Conv, where exact.
 
 Folding matters for the bound: an affine map followed by ReLU is one layer of
 the method, so a BatchNorm between Conv and Relu must disappear into the Conv.
-The rules run inside the branches of residual blocks too (never across them).
+On a graph, a rule rewrites a node and its only reader (never across a branch point).
 """
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
 
 from ..conv import conv2d
-from ..ir import Conv, Dense, Node, Pad, Reshape, Residual, Scale, Transpose
+from ..ir import Conv, Dense, Node, Pad, Reshape, Scale, Transpose
 
 
 def _names(a: Node, b: Node) -> tuple[str, ...]:
@@ -100,27 +101,57 @@ RULES: list[tuple[type, type, Rule]] = [
 ]
 
 
-def _rewrite_once(nodes: list[Node]) -> bool:
-    for i in range(len(nodes) - 1):
-        a, b = nodes[i], nodes[i + 1]
+@dataclass(eq=False)
+class _Entry:
+    """A node and the entries it reads (None: the network input), while the graph is rewritten."""
+
+    node: Node
+    reads: list["_Entry | None"]
+
+
+def _entries(nodes: list[Node], wiring: list[tuple[int, ...]]) -> list[_Entry]:
+    entries: list[_Entry] = []
+    for node, ins in zip(nodes, wiring):
+        entries.append(_Entry(node, [entries[t - 1] if t else None for t in ins]))
+    return entries
+
+
+def _rewrite_once(entries: list[_Entry], output: _Entry | None) -> tuple[bool, _Entry | None]:
+    """Apply the first rule that fires to a node and its only reader: (whether one fired, the
+    output entry after it)."""
+    for b in entries:
+        a = b.reads[0] if len(b.reads) == 1 else None
+        if a is None or a is output or sum(r is a for e in entries for r in e.reads) != 1:
+            continue
         for first, second, rule in RULES:
-            if isinstance(a, first) and isinstance(b, second):
-                result = rule(a, b)
+            if isinstance(a.node, first) and isinstance(b.node, second):
+                result = rule(a.node, b.node)
                 if result is not None:
-                    nodes[i : i + 2] = result if isinstance(result, list) else [result]
-                    return True
-    return False
+                    return True, _replace(entries, a, b, result if isinstance(result, list) else [result], output)
+    return False, output
 
 
-def fold(nodes: list[Node]) -> list[Node]:
-    """Apply the folding rules until none fires, inside residual branches first."""
-    nodes = [_fold_branches(n) for n in nodes]
-    while _rewrite_once(nodes):
-        pass
-    return nodes
+def _replace(entries: list[_Entry], a: _Entry, b: _Entry, nodes: list[Node], output: _Entry | None) -> _Entry | None:
+    """Put ``nodes`` (a chain) where b was, reading what a read; b's readers read the last one."""
+    new, reads = [], a.reads
+    for node in nodes:
+        new.append(_Entry(node, reads))
+        reads = [new[-1]]
+    for e in entries:
+        e.reads = [new[-1] if r is b else r for r in e.reads]
+    j = entries.index(b)
+    entries[j : j + 1] = new
+    entries.remove(a)
+    return new[-1] if output is b else output
 
 
-def _fold_branches(node: Node) -> Node:
-    if not isinstance(node, Residual):
-        return node
-    return dataclasses.replace(node, main=tuple(fold(list(node.main))), skip=tuple(fold(list(node.skip))))
+def fold(nodes: list[Node], wiring: list[tuple[int, ...]]) -> tuple[list[Node], list[tuple[int, ...]]]:
+    """Apply the folding rules until none fires, to each node and its only reader (a tensor that
+    two branches read, or the output, is never folded away)."""
+    entries = _entries(nodes, wiring)
+    output = entries[-1] if entries else None
+    fired = True
+    while fired:
+        fired, output = _rewrite_once(entries, output)
+    position = {id(e): k + 1 for k, e in enumerate(entries)}
+    return [e.node for e in entries], [tuple(position[id(r)] if r else 0 for r in e.reads) for e in entries]

@@ -1,16 +1,14 @@
 """ONNX file → IR Network: read, check, fix the batch axis, keep the nodes that the
 declared graph output needs, fold constants, convert node by node through the
-registry, arrange the data path as a chain of nodes and residual blocks, then
-simplify the IR.
+registry, number the data path's nodes as a DAG, then simplify the IR.
 
 The analysed tensor is the graph's first declared output (or the logits under an
 output head such as Softmax); nodes that do not feed it are ignored, whatever
 they read, and a declared output the data path cannot reach is refused.
 
-Residual blocks: a data tensor read by two nodes whose paths meet again at an
-Add of two data tensors (PyTorch's ResNet export) becomes one ``Residual`` node;
-blocks nest. Any other branching (a third reader, a Concat, a branch that never
-rejoins) is refused, naming the node where it starts."""
+Branches: a data tensor may be read by any number of nodes; branches merge at an Add of
+two data tensors (residual blocks) or a Concat of data tensors (DenseNet, Inception).
+Any other op that combines data tensors (a product, a Sub…) is refused, naming it."""
 from __future__ import annotations
 
 import os
@@ -22,14 +20,14 @@ from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
-from ..ir import Node, Reshape, Shape, all_nodes
+from ..ir import Add, Concat, Node, Reshape, Shape
 from ..network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .declared import analysed_output, data_input, fix_batch, needed_nodes, other_outputs, read_model
 from .fold import fold
 from .registry import (CONVERTERS, HEAD_OPS, INPUTS, NON_RELU_ACTIVATIONS, POSTPROCESS_OPS, ConversionError,
                        NodeContext, unfoldable, unread_attributes, unread_inputs)
-from .topology import Step, TopologyError, assemble, plan_path
+from .topology import MERGE_OPS, Step, assemble
 
 
 def _inferred_shapes(model: onnx.ModelProto) -> dict[str, Shape]:
@@ -58,15 +56,14 @@ class _Walk:
     batched: bool = True
     input_type: int = onnx.TensorProto.FLOAT
     types: dict[str, int] = field(default_factory=dict)  # element type of data tensors after a Cast
-    users: dict[str, list[Step]] = field(default_factory=dict)  # data tensor -> steps that read it
+    steps: list[Step] = field(default_factory=list)  # the data path, in graph order
     problems: list[UnsupportedNode] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)
     dropped_tensors: set[str] = field(default_factory=set)
     logits: str | None = None
 
     def add(self, step: Step) -> None:
-        for name in step.inputs:
-            self.users.setdefault(name, []).append(step)
+        self.steps.append(step)
         self.last = step.output
 
 
@@ -95,17 +92,16 @@ def _shape_of_data(node: onnx.NodeProto, shape: Shape, walk: _Walk) -> None:
     walk.consts[node.output[0]] = full[attrs.get("start", 0) : attrs.get("end", len(full))]
 
 
-def _is_join(node: onnx.NodeProto, data_inputs: list[str]) -> bool:
-    """An Add of two different data tensors: where the branches of a residual block meet."""
-    return node.op_type == "Add" and len(data_inputs) == 2 and data_inputs[0] != data_inputs[1]
-
-
 def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
     reason = unfoldable(node.op_type)
     if reason is not None:
         return reason
     if node.domain not in ("", "ai.onnx"):
         return f"operator of domain '{node.domain}' is not supported (only the default ONNX domain)"
+    if len(data_inputs) > 1:
+        return _why_not_merge(node, data_inputs, walk)
+    if node.op_type == "Concat":
+        return "concatenates data with a constant (only a Concat of data tensors is supported)"
     if node.op_type in NON_RELU_ACTIVATIONS:
         return "non-ReLU activation; onnxlip bounds ReLU networks only"
     if node.op_type not in CONVERTERS:
@@ -115,10 +111,22 @@ def _why_unsupported(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) 
     unread = unread_attributes(node)
     if unread:
         return f"attribute{'s' if len(unread) > 1 else ''} {', '.join(unread)} not supported"
-    if len(data_inputs) > 1 and not _is_join(node, data_inputs):
-        if len(set(data_inputs)) == 1:
-            return f"combines data tensor '{data_inputs[0]}' with itself (two data tensors; not supported)"
-        return "combines two data tensors (only an Add of two branches, as in residual blocks, is supported)"
+    if walk.logits is not None:
+        return f"uses the logits after a dropped {', '.join(walk.dropped)}"
+    return None
+
+
+def _why_not_merge(node: onnx.NodeProto, data_inputs: list[str], walk: _Walk) -> str | None:
+    """Why a node that reads several data tensors is not a merge onnxlip handles (None if it is)."""
+    if node.op_type not in MERGE_OPS:
+        count = "two" if len(data_inputs) == 2 else len(data_inputs)
+        return (f"combines {count} data tensors (only an Add of two, as in residual blocks, and a "
+                "Concat of data tensors are supported)")
+    if len(data_inputs) != len([i for i in node.input if i]):
+        return "combines data tensors with a constant (not supported)"
+    unread = [a.name for a in node.attribute if a.name not in MERGE_OPS[node.op_type]]
+    if unread:
+        return f"attribute{'s' if len(unread) > 1 else ''} {', '.join(unread)} not supported"
     if walk.logits is not None:
         return f"uses the logits after a dropped {', '.join(walk.dropped)}"
     return None
@@ -149,13 +157,47 @@ def _convert_node(step: Step, walk: _Walk) -> None:
     walk.shapes[out] = shape
 
 
-def _join_shapes(step: Step, walk: _Walk) -> None:
-    """The output shape of a join: both branches must have the same shape (no broadcasting)."""
-    a, b = (walk.shapes[name] for name in step.inputs)
-    walk.shapes[step.output] = a if a == b else None
-    if a is not None and b is not None and a != b:
-        walk.problems.append(UnsupportedNode(step.node.name, step.node.op_type, f"adds branches of shapes {(1, *a)} "
-                                             f"and {(1, *b)}; both must have the same shape"))
+def _merge(step: Step, walk: _Walk) -> None:
+    """The IR node of a merge: an Add of two tensors of one shape (no broadcasting), or a Concat
+    along a sample axis."""
+    shapes = [walk.shapes[name] for name in step.inputs]
+    walk.shapes[step.output] = None
+    if any(s is None for s in shapes):
+        return
+    label = (step.node.name or step.output,)
+    try:
+        node = _add(shapes, label, walk) if step.node.op_type == "Add" else _concat(step.node, shapes, label, walk)
+    except ConversionError as exc:
+        walk.problems.append(UnsupportedNode(step.node.name, step.node.op_type, str(exc)))
+        return
+    step.ir = [node]
+    walk.shapes[step.output] = node.out_shape
+    walk.types[step.output] = walk.types.get(step.inputs[0], walk.input_type)
+
+
+def _add(shapes: list[Shape], label: tuple[str, ...], walk: _Walk) -> Add:
+    if shapes[0] != shapes[1]:
+        a, b = (_full_shape(s, walk) for s in shapes)
+        raise ConversionError(f"adds branches of shapes {a} and {b}; both must have the same shape")
+    return Add(shapes[0], shapes[0], label)
+
+
+def _concat(node: onnx.NodeProto, shapes: list[Shape], label: tuple[str, ...], walk: _Walk) -> Concat:
+    full = [_full_shape(s, walk) for s in shapes]
+    axis = next((a.i for a in node.attribute if a.name == "axis"), None)
+    rank = len(full[0])
+    if axis is None or not -rank <= axis < rank:
+        raise ConversionError(f"axis {axis} is missing or outside the inputs' {rank} axes")
+    axis %= rank
+    if walk.batched and axis == 0:
+        raise ConversionError("concatenates along the batch axis")
+    others = {tuple(s[:axis] + s[axis + 1:]) for s in full}
+    if len(others) > 1 or any(len(s) != rank for s in full):
+        raise ConversionError(f"concatenates tensors of shapes {', '.join(map(str, full))} along axis {axis}")
+    sample_axis = axis - 1 if walk.batched else axis
+    out = list(shapes[0])
+    out[sample_axis] = sum(s[sample_axis] for s in shapes)
+    return Concat(sample_axis, tuple(shapes), tuple(out), label)
 
 
 def _visit(node: onnx.NodeProto, walk: _Walk) -> None:
@@ -187,14 +229,14 @@ def _visit(node: onnx.NodeProto, walk: _Walk) -> None:
     if reason is not None:
         walk.problems.append(UnsupportedNode(node.name, node.op_type, reason))
         walk.shapes.update({o: None for o in node.output if o})
-    elif step.is_join:
-        _join_shapes(step, walk)
+    elif step.is_merge:
+        _merge(step, walk)
     else:
         _convert_node(step, walk)
 
 
 def _check_finite(nodes: list[Node]) -> None:
-    for node in all_nodes(tuple(nodes)):
+    for node in nodes:
         for name in ("weight", "bias", "scale", "shift"):
             value = getattr(node, name, None)
             if value is not None and not np.all(np.isfinite(value)):
@@ -235,19 +277,17 @@ def load_model(path: str | os.PathLike) -> Network:
     )
     for node in kept:
         _visit(node, walk)
-    last = data.name
-    try:
-        plan, last = plan_path(data.name, walk.users)
-    except TopologyError as exc:
-        walk.problems.append(exc.problem)
-    problem = None if walk.problems else _output_problem(output, walk, last)
+    problem = None if walk.problems else _output_problem(output, walk, walk.last)
     if problem is not None:
         walk.problems.append(problem)
     if walk.problems:
         raise UnsupportedModelError(walk.problems)
-    # A network that imports to no operation is the identity, as one explicit node.
-    nodes = fold(assemble(plan, walk.shapes)) or [Reshape(sample_shape, sample_shape, (output,))]
+    nodes, wiring, _ = assemble(walk.steps, data.name)
+    nodes, wiring = fold(nodes, wiring)
+    if not nodes:  # a network that imports to no operation is the identity, as one explicit node
+        nodes, wiring = [Reshape(sample_shape, sample_shape, (output,))], [(0,)]
     _check_finite(nodes)
     if walk.dropped:
         notes += (f"dropped output head: {', '.join(walk.dropped)} (bounds are on the logits)",)
-    return Network(tuple(nodes), sample_shape, data.name, walk.logits or last, os.fspath(path), notes, batched)
+    return Network(tuple(nodes), sample_shape, data.name, walk.logits or walk.last, os.fspath(path), notes, batched,
+                   tuple(wiring))
