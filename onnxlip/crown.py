@@ -1,7 +1,5 @@
-"""Linear-relaxation bounds over the L2 ball (CROWN-style back-substitution).
-
-To bound Λ·f(x) from below for x in the ball ‖x − x0‖₂ ≤ ε, walk the chain
-backwards keeping Λ·(current layer) + c ≤ … as a linear function of that layer:
+"""The linear relaxations of the nonlinear nodes over the L2 ball (CROWN-style), and the
+pieces of back-substitution that do not depend on the graph (``graph.relax`` walks it):
 - affine / shape nodes are exact: c += Λ·b, Λ ← Λ·A (the node's adjoint);
 - ReLU with input range [l, u]: stable units pass (slope 1) or vanish (0); an
   unstable one is replaced by a line below it (α·z, α = 1 when u > −l, else 0) where
@@ -12,10 +10,9 @@ backwards keeping Λ·(current layer) + c ≤ … as a linear function of that l
   with the largest upper bound and c the largest upper bound of the others (``PoolLines``).
 Any lower line in these families is valid; ``slopes`` optimises them per row.
 At the input, min over the ball of Λ·x + c is Λ·x0 + c − ε‖Λ‖₂ per row (over the ball cut
-by a box of valid inputs: ``domain.concretize``), rounded down by γ_N times the same computation
-in absolute values (``lower_bounds``).
+by a box of valid inputs: ``domain.concretize``).
 
-Every relaxation is valid for every input in the ranges, so the result is a sound
+Every relaxation is valid for every input in the ranges, so back-substitution gives a sound
 lower bound whenever the ranges are; tighter ranges make it tighter. Used for the
 pre-activation ranges of tight mode (rows = ± the unstable units of a layer, when affordable)
 and for the margin test of the certified radius (rows = e_label − e_j).
@@ -28,17 +25,14 @@ from typing import Any
 import numpy as np
 
 from .domain import InputBox, concretize
-from .rounding import gamma
-from .ir import AFFINE_TYPES, SHAPE_TYPES, Conv, MaxPool, Node, Relu, chain_flops, fan_in, node_offset, with_weights
+from .ir import Conv, MaxPool, Node, Relu, chain_flops, node_offset, with_weights
 from .patch_passes import Patches, in_grid, input_frame, patch_cost, pull_step, unit_patches
-from .patch_passes import supports as patch_supports
 from .windows import Window2d
 from .pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
                       window_candidates, window_taps)
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
-CHUNK_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -168,85 +162,6 @@ def row_sums(a: Any) -> Any:
     return a.reshape(len(a), -1).sum(axis=1)
 
 
-def back_substitute(nodes: tuple[Node, ...], relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
-                    chosen: dict[int, Any] | None = None, magnitudes: bool = True,
-                    shifts: dict[int, Any] | None = None) -> tuple[Any, ...]:
-    """Λ·chain(x) ≥ Λ_in·x + c for x with every nonlinear node's input in the ranges its lines
-    (``relaxed``, from ``relaxations``) were built for: returns (Λ_in, c, |Λ|_in, |c|), the last
-    two the same pass with every coefficient and constant replaced by an absolute upper bound
-    (for the rounding error, which they bound times γ_N; skipped unless ``magnitudes``).
-    ``choices``: lower lines per nonlinear node (ReLU slopes, max-pool weights) instead of the
-    defaults; ``chosen``: filled, per nonlinear node, with its Λ and the lines chosen per row as
-    a function of its input (what ``slopes.relaxed_forward`` runs). ``lam`` may be one-hot
-    ``Patches`` (without choices): it stays on patches through convolutions, ReLU and
-    max-pool while they are small, and Λ_in and |Λ|_in may come back as patches. ``shifts``:
-    per nonlinear node k, a term (rows, *node k's input shape) added to Λ once it is a function
-    of node k's input — a linear function of that input the caller knows the sign of on its
-    set (``branching``'s split multipliers)."""
-    choices, shifts = choices or {}, shifts or {}
-    if isinstance(lam, Patches) and (choices or shifts or chosen is not None):
-        lam = lam.dense()
-    const, mag_const = np.zeros(len(lam)), np.zeros(len(lam))
-    mag = (lam.like(np.abs(lam.data)) if isinstance(lam, Patches) else np.abs(lam)) if magnitudes else None
-    for k in range(len(nodes) - 1, -1, -1):
-        node, out = nodes[k], lam
-        if isinstance(lam, Patches):
-            if patch_supports(node) and lam.covers_little():
-                lam, c, magnitude, reach = patch_step(node, relaxed.get(k), lam)
-                const += c
-                if magnitudes:
-                    mag_const += row_sums(mag.data * reach)
-                    mag = magnitude(mag)
-                continue
-            lam, mag = lam.dense(), mag.dense() if magnitudes else None
-        if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
-            bias = node_offset(node)
-            const += row_sums(lam * bias)
-            lam = node.adjoint(lam)
-            if magnitudes:
-                mag_const += row_sums(mag * np.abs(bias))
-                mag = (with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node).adjoint(mag)
-            continue
-        if not isinstance(node, (Relu, MaxPool)):
-            raise TypeError(f"linear relaxation does not handle {type(node).__name__}")
-        lines = relaxed[k]
-        if isinstance(node, Relu):
-            lam, c, slope, (line, offset) = lines.back(lam, choices.get(k))
-            apply = lambda z, line=line, offset=offset: line * z + offset  # noqa: E731
-            magnitude = lambda m, slope=slope: m * slope  # noqa: E731
-        else:
-            lam, c, magnitude, apply = lines.back(lam, choices.get(k))
-        const += c
-        if magnitudes:
-            mag_const += row_sums(mag * lines.reach)
-            mag = magnitude(mag)
-        if k in shifts:
-            lam = lam + shifts[k]
-            mag = mag + np.abs(shifts[k]) if magnitudes else None
-        if chosen is not None:
-            chosen[k] = (out, apply)
-    return lam, const, mag, mag_const
-
-
-def lower_bounds(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], rows: Any,
-                 x0: Any, eps: float, choices: dict[int, Any] | None = None, box: InputBox | None = None,
-                 shifts: dict[int, Any] | None = None) -> Any:
-    """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·chain(x) (rows: (q, *output
-    shape)), rounded down: every computed value is a sum of at most N products (N: fan-ins along
-    the chain, a max-pool's taps and windows per element, a few operations per nonlinear node
-    and for the concretization), so its error is at most γ_N times the same sum of absolute
-    values; Λ_in's error moves the minimum over the set by at most its value at x0 plus ε times
-    its norm, the set being inside the ball."""
-    lam, const, mag, mag_const = back_substitute(nodes, relaxations(nodes, ranges), rows, choices, shifts=shifts)
-    x0 = np.asarray(x0).reshape(1, *nodes[0].in_shape)
-    value, _, evaluation = concretize_rows(lam, x0, eps, box)
-    mag_centre, mag_norm = dot_and_norm(mag, np.abs(x0))
-    terms = sum(fan_in(n) + 8 + pool_terms(n) for n in nodes) + 2 * x0.size + 8
-    slack = gamma(terms) * (mag_centre + mag_const + eps * mag_norm) * (1 + 1e-6)
-    bound = value + const - slack - evaluation
-    return np.where(np.isnan(bound), -np.inf, bound)  # an overflow proves nothing: fail closed
-
-
 def concretize_rows(lam: Any, x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any, Any]:
     """``domain.concretize`` for a dense or patch batch of input rows (x0 batch-1); the
     minimisers come back flat, on the patches' positions for patches."""
@@ -285,19 +200,6 @@ def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False) -> boo
     return 2 * rows * per_row <= CROWN_FLOPS
 
 
-def output_range(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0: Any, eps: float,
-                 units: Any, box: InputBox | None = None) -> tuple[Any, Any]:
-    """Lower and upper bounds over the ball (∩ ``box``) of the chain's outputs ``units`` (flat indices)."""
-    shape = nodes[-1].out_shape
-    lo, hi = np.empty(len(units)), np.empty(len(units))
-    for start in range(0, len(units), CHUNK_ROWS):
-        idx = units[start : start + CHUNK_ROWS]
-        rows = plus_minus_rows(idx, shape)
-        bounds = lower_bounds(nodes, ranges, rows, x0, eps, box=box)
-        lo[start : start + len(idx)], hi[start : start + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
-    return lo, hi
-
-
 def plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
     """Rows e_i for i in ``idx`` then −e_i: patches on a feature map, else dense."""
     if len(shape) == 3 and len(idx):
@@ -306,17 +208,3 @@ def plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:
     eye = np.zeros((len(idx), int(np.prod(shape))))
     eye[np.arange(len(idx)), idx] = 1.0
     return np.concatenate([eye, -eye]).reshape(2 * len(idx), *shape)
-
-
-def tighten(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]], x0: Any, eps: float,
-            lo: Any, hi: Any, box: InputBox | None = None) -> tuple[Any, Any]:
-    """[lo, hi] (the chain's output range, batch-1) intersected with the linear-relaxation
-    bounds of its units that straddle 0 — the only ones whose relaxation they change —
-    when that is affordable."""
-    units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
-    if units.size == 0 or not affordable(nodes, units.size, one_hot=True):
-        return lo, hi
-    c_lo, c_hi = output_range(nodes, ranges, x0, eps, units, box)
-    lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
-    lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
-    return lo.reshape(1, *nodes[-1].out_shape), hi.reshape(1, *nodes[-1].out_shape)

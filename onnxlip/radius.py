@@ -31,6 +31,8 @@ from .errors import InputError
 from .ir import Dense
 from .network import Network
 from .graph.margins import margin_bounds, margin_rows
+from .graph.ranges import graph_ranges
+from .graph.relax import lower_bounds
 from .tight import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
@@ -59,7 +61,6 @@ class RadiusResult:
     certified: bool = False  # every figure provable (certified layer norms), not an estimate
     in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
     branch_seconds: float = 0.0  # budget of branch and bound per radius tested (0: none)
-    notes: tuple[str, ...] = ()  # what did not run, and why
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -100,8 +101,8 @@ def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.n
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
         return False
     rows = margin_rows(y0, label, net.output_shape)
-    lines = slopes.optimise(net.nodes, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
-    return bool(crown.lower_bounds(net.nodes, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
+    lines = slopes.optimise(net.graph, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
+    return bool(lower_bounds(net.graph, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
@@ -121,7 +122,20 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
         return False
-    return branching.certify_margins(net.nodes, state.ranges, rows, acts[0][0], eps, branch_seconds, box=box).certified
+    return branching.certify_margins(net.graph, state.ranges, rows, acts[0][0], eps, branch_seconds, box=box).certified
+
+
+def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
+                         box: InputBox | None, seconds: float) -> bool:
+    """Branch and bound on the margins of a DAG over the ball, on the ranges of its relaxation
+    margin test (False when the margin rows' back-substitution is not affordable)."""
+    if not crown.affordable(net.nodes, y0.size - 1):
+        return False
+    g = net.graph
+    x0 = np.asarray(x0, dtype=np.float64).reshape(net.input_shape)
+    ranges = graph_ranges(g, x0, eps, box)
+    rows = margin_rows(y0, label, net.output_shape)
+    return branching.certify_margins(g, ranges, rows, x0, eps, seconds, box=box).certified
 
 
 @single_blas_thread
@@ -169,31 +183,30 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     tight, tight_name = None, "tight"
-    notes: tuple[str, ...] = ()
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
         worst = functools.lru_cache(maxsize=None)(lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min()))
         tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
-        if branch_seconds > 0:
-            notes, branch_seconds = ("branch and bound runs on chains only: not on this network's residual "
-                                     "blocks",), 0.0
+        split = functools.lru_cache(maxsize=None)(lambda e: _dag_branching_holds(
+            net, x0, e, y0, label, box, branch_seconds))
     elif method != "paper":
         def test(budget: float) -> Callable[[float], bool]:
             return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
                 net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
 
         tight = _search(test(0.0), best_so_far, r_global, reach, rel_tol)
-        start_from = max(tight, best_so_far)  # what the other tests prove needs no splitting
-        if branch_seconds > 0 and start_from < reach:  # every radius it fails costs the budget: a coarser search
-            split = test(branch_seconds)
-            branched = _bisect(split, *_grow_until_fails(split, start_from, BRANCH_STEP, reach),
-                               max(rel_tol, BRANCH_REL_TOL))
-            if branched > tight:
-                tight, tight_name = branched, "tight+branching"
+        split = test(branch_seconds)
+    start_from = max(tight or 0.0, best_so_far)  # what the other tests prove needs no splitting
+    if method != "paper" and branch_seconds > 0 and start_from < reach:
+        # every radius it fails costs the budget: a coarser search
+        branched = _bisect(split, *_grow_until_fails(split, start_from, BRANCH_STEP, reach),
+                           max(rel_tol, BRANCH_REL_TOL))
+        if branched > tight:
+            tight, tight_name = branched, f"{tight_name}+branching"
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds, notes)
+                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
 
 
 def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:

@@ -2,7 +2,7 @@
 
 An unstable ReLU's lower line α·z is below ReLU on its range for every α in [0, 1], and a
 max-pool window's max is above every convex combination of its elements, so
-``crown.back_substitute`` gives a sound bound for any such choice per row and unit; this
+back-substitution (``graph.relax``) gives a sound bound for any such choice per row and unit; this
 module picks them by projected gradient ascent (Adam) on the bound. No autograd is needed:
 for fixed choices of lines, the bound of row r is L = min over the input set of Λ_in·x + c
 (Λ_in·x0 + c − ε‖Λ_in‖ on the ball), whose gradient in Λ_in is its minimiser x* (envelope
@@ -14,15 +14,15 @@ Every iterate gives a valid bound: the best one per row is kept.
 """
 from __future__ import annotations
 
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from . import crown
 from .domain import InputBox
-from .graph import relax as graph_relax
 from .graph.dag import Graph
-from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, node_offset
+from .graph.relax import back_substitute, relaxed_forward
+from .ir import MaxPool, Relu
 from .pooling import window_taps
 
 STEPS = 20
@@ -33,20 +33,6 @@ LEARNING_RATE = 0.25
 # the flat steps were a third of cifar10_net's radius search.
 PATIENCE, MIN_GAIN = 3, 0.02
 BETAS = (0.9, 0.999)
-Net = Union[tuple[Node, ...], Graph]  # a chain of nodes, or a DAG
-
-
-def relaxed_forward(nodes: tuple[Node, ...], lines: dict[int, Any], x: Any) -> dict[int, Any]:
-    """Inputs of each nonlinear node when x (one point per row) runs through the chain with
-    every nonlinear node replaced by that row's chosen lines (``crown.back_substitute``'s ``lines``)."""
-    z, inputs = x, {}
-    for k, node in enumerate(nodes):
-        if isinstance(node, AFFINE_TYPES + SHAPE_TYPES):
-            z = node.linear(z) + node_offset(node)
-            continue
-        inputs[k] = z
-        z = lines[k][1](z)
-    return inputs
 
 
 def free_lines(relaxed: dict[int, Any]) -> dict[int, Any]:
@@ -65,39 +51,31 @@ def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> d
     return {k: np.repeat(relaxed[k].default, rows, axis=0) for k in free}
 
 
-def relaxed_pass(net: Net, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+def relaxed_pass(g: Graph, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
                  lines_in: dict[int, Any], free: dict[int, Any], box: InputBox | None = None,
                  shifts: dict[int, Any] | None = None) -> tuple[Any, dict[int, Any], dict[int, Any], dict[int, Any]]:
     """Each row's bound (without the rounding slack), its gradient in the lower lines, the lines
-    chosen per nonlinear node (``crown.back_substitute``'s ``chosen``: Λ there first) and each
+    chosen per nonlinear node (``back_substitute``'s ``chosen``: Λ there first) and each
     nonlinear node's input at the minimiser x* (``relaxed_forward``); ``shifts`` as in
-    ``crown.back_substitute`` (``branching``'s split multipliers; chains only). ``net``: a chain
-    of nodes, or a DAG (``graph.Graph``), whose back-substitution and forward pass walk it."""
+    ``back_substitute`` (``branching``'s split multipliers)."""
     chosen: dict[int, Any] = {}
-    if isinstance(net, Graph):
-        nodes, shape = net.nodes, net.input_shape
-        lam, const, _, _ = graph_relax.back_substitute(net, relaxed, rows, lines_in, chosen, magnitudes=False)
-    else:
-        nodes, shape = net, net[0].in_shape
-        lam, const, _, _ = crown.back_substitute(nodes, relaxed, rows, lines_in, chosen, magnitudes=False,
-                                                 shifts=shifts)
-    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *shape), eps, box)
-    forward = graph_relax.relaxed_forward if isinstance(net, Graph) else relaxed_forward
-    inputs = forward(net, chosen, worst.reshape(len(lam), *shape))
+    lam, const, _, _ = back_substitute(g, relaxed, rows, lines_in, chosen, magnitudes=False, shifts=shifts)
+    value, worst, _ = crown.concretize_rows(lam, x0.reshape(1, *g.input_shape), eps, box)
+    inputs = relaxed_forward(g, chosen, worst.reshape(len(lam), *g.input_shape))
     grads = {}
     for k, mask in free.items():
         out, z = chosen[k][0], inputs[k]
-        if isinstance(nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
-            out, z = out[..., None], np.stack(window_taps(z, nodes[k].window), axis=-1)
+        if isinstance(g.nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
+            out, z = out[..., None], np.stack(window_taps(z, g.nodes[k].window), axis=-1)
         grads[k] = np.where((out >= 0) & mask, out * z, 0.0)
     return value + const, grads, chosen, inputs
 
 
-def _value_and_gradient(nodes: Net, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
+def _value_and_gradient(g: Graph, relaxed: dict[int, Any], rows: Any, x0: Any, eps: float,
                         lines_in: dict[int, Any], free: dict[int, Any],
                         box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
     """Each row's bound (without the rounding slack) and its gradient in the lower lines."""
-    return relaxed_pass(nodes, relaxed, rows, x0, eps, lines_in, free, box)[:2]
+    return relaxed_pass(g, relaxed, rows, x0, eps, lines_in, free, box)[:2]
 
 
 def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any, Any], step: int) -> None:
@@ -123,9 +101,8 @@ def _project_simplex(w: Any, allowed: Any) -> Any:
     return np.where(allowed, np.maximum(v - shift, 0.0), 0.0)
 
 
-def _project(net: Net, k: int, line: Any, free: Any) -> Any:
-    nodes = net.nodes if isinstance(net, Graph) else net
-    return np.clip(line, 0.0, 1.0) if isinstance(nodes[k], Relu) else _project_simplex(line, free)
+def _project(g: Graph, k: int, line: Any, free: Any) -> Any:
+    return np.clip(line, 0.0, 1.0) if isinstance(g.nodes[k], Relu) else _project_simplex(line, free)
 
 
 def _done(worst: list[float], target: float) -> bool:
@@ -135,12 +112,12 @@ def _done(worst: list[float], target: float) -> bool:
     return len(worst) > PATIENCE and worst[-1] - worst[-1 - PATIENCE] < MIN_GAIN * (target - worst[-1])
 
 
-def optimise(nodes: Net, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+def optimise(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
              steps: int = STEPS, stop_above: float | None = None, box: InputBox | None = None) -> dict[int, Any]:
     """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
     stops early when every row's bound exceeds ``stop_above``, or when the worst row stops
     getting closer to it (``PATIENCE``). Returns the best lines met per row."""
-    relaxed = crown.relaxations(nodes.nodes if isinstance(nodes, Graph) else nodes, ranges)
+    relaxed = crown.relaxations(g.nodes, ranges)
     free = free_lines(relaxed)
     lines = initial_lines(relaxed, free, len(rows))
     if not lines:
@@ -150,7 +127,7 @@ def optimise(nodes: Net, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any,
     moments: dict[Any, Any] = {}
     worst: list[float] = []
     for step in range(1, steps + 1):
-        value, grads = _value_and_gradient(nodes, relaxed, rows, x0, eps, lines, free, box)
+        value, grads = _value_and_gradient(g, relaxed, rows, x0, eps, lines, free, box)
         better = value > best_value
         best_value = np.maximum(best_value, value)
         for k, a in lines.items():
@@ -160,5 +137,5 @@ def optimise(nodes: Net, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any,
             break
         adam_ascent(lines, grads, moments, step)
         for k in lines:
-            lines[k] = _project(nodes, k, lines[k], free[k])
+            lines[k] = _project(g, k, lines[k], free[k])
     return best

@@ -26,7 +26,7 @@ from .bounds import BoundResult, LayerReport, local_bound
 from .ir import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node_offset, with_weights
 
 from .network import Network
-from . import crown
+from .graph.ranges import tighten
 from .graph.tight import dag_tight_bound
 from .domain import InputBox, ball_box
 from .ranges import affine_range, monotone_range
@@ -253,7 +253,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
             lo, hi = lo - slack, hi + slack
             if k > 0 or box is not None:  # the first layer's ball range is exact (the relaxation rounds outward)
-                lo, hi = crown.tighten(net.nodes[: k + 1], state.ranges, acts[0][0], eps, lo, hi, box)
+                lo, hi = tighten(net.graph, state.ranges, k + 1, acts[0][0], eps, lo, hi, box)
             continue
         if isinstance(node, (Relu, MaxPool)):
             state.ranges[k] = (lo, hi)

@@ -11,8 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import onnx
+
+from helpers import exposing
 from onnxlip import branching, load_model
 from onnxlip.graph.margins import margin_rows
+from onnxlip.graph.ranges import graph_ranges
+from random_graphs import random_resnet
 from onnxlip.tight import build_secants
 
 from .random_nets import ball_samples, random_conv_net, random_mlp
@@ -20,10 +25,22 @@ from .random_nets import ball_samples, random_conv_net, random_mlp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 import bab_probe  # noqa: E402
 
-CASES = [("mlp", 0, 0.8), ("mlp", 1, 1.2), ("mlp", 2, 0.6), ("conv", 3, 0.5), ("conv", 4, 0.8)]
+CASES = [("mlp", 0, 0.8), ("mlp", 1, 1.2), ("mlp", 2, 0.6), ("conv", 3, 0.5), ("conv", 4, 0.8), ("resnet", 1, 0.3),
+         ("resnet", 3, 0.3)]
+
+
+def load_model_proto(model: onnx.ModelProto, path: Path):
+    onnx.save(model, str(path))
+    return load_model(path)
 
 
 def _net(tmp_path: Path, kind: str, seed: int):
+    if kind == "resnet":  # a DAG (residual blocks, Concat), its logits exposed for onnxruntime
+        model = random_resnet(seed)
+        net = load_model_proto(model, tmp_path / f"resnet{seed}.onnx")
+        path = tmp_path / f"logits{seed}.onnx"
+        onnx.save(exposing(model, net.output_name), str(path))
+        return path, net, np.random.default_rng(seed + 100).standard_normal(net.input_shape)
     if kind == "mlp":
         path = random_mlp(tmp_path / f"mlp{seed}.onnx", seed, (6, 12, 12, 3))
     else:
@@ -42,7 +59,8 @@ def _margins_and_ranges(net, x0, eps: float, seed: int):
     """The margin rows at x0, the ball's ranges, and a generator for the searches' points."""
     y0 = net.forward(x0[None]).reshape(-1)
     rows = margin_rows(y0, int(np.argmax(y0)), net.output_shape)
-    return rows, build_secants(net, x0, eps).ranges, np.random.default_rng(seed)
+    ranges = build_secants(net, x0, eps).ranges if net.is_chain else graph_ranges(net.graph, x0, eps)
+    return rows, ranges, np.random.default_rng(seed)
 
 
 @pytest.mark.parametrize("kind,seed,eps", CASES)
@@ -53,7 +71,7 @@ def test_never_proves_above_a_reached_value(tmp_path: Path, kind: str, seed: int
     for r in range(len(rows)):
         reached = _pgd_min(net, x0, eps, rows[r], rng)
         found: list = []
-        res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains=150,
+        res = branching.branch_and_bound(net.graph, base, rows[r : r + 1], x0, eps, max_domains=150,
                                          max_seconds=20, record=found, threshold=reached + 1e-9)
         assert not res.certified
         record.extend((r, d) for d in found)
@@ -71,9 +89,9 @@ def test_splitting_closes_the_gap_on_small_mlps(tmp_path: Path, kind: str, seed:
     rows, base, rng = _margins_and_ranges(net, x0, eps, seed)
     r = 0
     reached = _pgd_min(net, x0, eps, rows[r], rng)
-    root = branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
+    root = branching.bound_domain(net.graph, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
     below = reached - 0.05 * (reached - root.bound)
-    res = branching.branch_and_bound(net.nodes, base, rows[r : r + 1], x0, eps, max_domains=2000,
+    res = branching.branch_and_bound(net.graph, base, rows[r : r + 1], x0, eps, max_domains=2000,
                                      max_seconds=60, root=root, threshold=below)
     assert res.certified
 
@@ -84,16 +102,16 @@ def test_a_nan_bound_proves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     _, net, x0 = _net(tmp_path, "mlp", 1)
     eps = 5.0
     rows, base, _ = _margins_and_ranges(net, x0, eps, 1)
-    assert not branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds=3).certified
-    real, calls = branching.crown.lower_bounds, [0]
+    assert not branching.certify_margins(net.graph, base, rows, x0, eps, max_seconds=3).certified
+    real, calls = branching.lower_bounds, [0]
 
     def nan_after_the_roots(*args, **kwargs):
         calls[0] += 1
         out = real(*args, **kwargs)
         return out if calls[0] == 1 else np.full_like(out, np.nan)
 
-    monkeypatch.setattr(branching.crown, "lower_bounds", nan_after_the_roots)
-    assert not branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds=3).certified
+    monkeypatch.setattr(branching, "lower_bounds", nan_after_the_roots)
+    assert not branching.certify_margins(net.graph, base, rows, x0, eps, max_seconds=3).certified
 
 
 def test_best_split_children_cover_the_parent(tmp_path: Path) -> None:
@@ -101,13 +119,13 @@ def test_best_split_children_cover_the_parent(tmp_path: Path) -> None:
     recomputes (the clamp-only ranges serve only the estimate)."""
     _, net, x0 = _net(tmp_path, "conv", 3)
     rows, base, _ = _margins_and_ranges(net, x0, 0.5, 3)
-    root = branching.bound_domain(net.nodes, branching.Domain({}, dict(base)), rows[:1], x0, 0.5)
-    (active, inactive), = branching.best_split(net.nodes, [root], rows[:1], x0, 0.5)
+    root = branching.bound_domain(net.graph, branching.Domain({}, dict(base)), rows[:1], x0, 0.5)
+    (active, inactive), = branching.best_split(net.graph, [root], rows[:1], x0, 0.5)
     k = next(k for k, s in active.signs.items() if np.any(s))
     (i,) = np.flatnonzero(active.signs[k].reshape(-1))
     assert active.signs[k].reshape(-1)[i] == 1 and inactive.signs[k].reshape(-1)[i] == -1
     assert (k, int(i)) in branching.candidate_units(root)
-    expected = branching.split(net.nodes, root, (k, int(i)), x0, 0.5)
+    expected = branching.split(net.graph, root, (k, int(i)), x0, 0.5)
     for got, want in zip((active, inactive), expected):
         for j in want.ranges:
             assert all(np.array_equal(a, b) for a, b in zip(got.ranges[j], want.ranges[j]))

@@ -9,7 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip import load_model
-from onnxlip.crown import plus_minus_rows, lower_bounds, output_range, pool_lines, relu_lines
+from onnxlip.crown import plus_minus_rows, pool_lines, relu_lines
+from onnxlip.graph.ranges import unit_range
+from onnxlip.graph.relax import lower_bounds
 from onnxlip.patch_passes import Patches
 from onnxlip.ir import MaxPool
 from onnxlip.tight import build_secants
@@ -85,12 +87,13 @@ def test_output_ranges_and_margins_contain_onnxruntime_samples(tmp_path: Path, k
     x0 = np.random.default_rng(seed + 7).normal(size=net.input_shape)
     acts = net.activations(x0[None])
     state = build_secants(net, x0[None], eps, acts=acts)
-    lo, hi = output_range(net.nodes, state.ranges, x0, eps, np.arange(int(np.prod(net.output_shape))))
+    lo, hi = unit_range(net.graph, state.ranges, net.graph.output, np.arange(int(np.prod(net.output_shape))), x0, eps,
+                        None)
     outputs = _sampled_outputs(path, x0, eps, seed)
     slack = 1e-4 * (1 + np.abs(outputs))  # onnxruntime runs in float32
     assert np.all(outputs >= lo - slack) and np.all(outputs <= hi + slack)
     rows = np.random.default_rng(seed).normal(size=(4, *net.output_shape))
-    bounds = lower_bounds(net.nodes, state.ranges, rows, x0, eps)
+    bounds = lower_bounds(net.graph, state.ranges, rows, x0, eps)
     assert np.all(outputs @ rows.reshape(4, -1).T >= bounds - 1e-4 * (1 + np.abs(bounds)))
     for k, (r_lo, r_hi) in state.ranges.items():  # every nonlinear node's input range holds too
         inner = np.stack([net.activations(p[None])[k][0] for p in ball_samples(x0, eps, 50, np.random.default_rng(1))])
@@ -115,6 +118,6 @@ def test_unit_rows_on_patches_give_the_dense_bounds(tmp_path: Path, seed: int) -
         units = np.random.default_rng(abs(seed)).permutation(int(np.prod(shape)))[:40]  # any order
         rows = plus_minus_rows(units, shape)
         assert isinstance(rows, Patches)
-        patched = lower_bounds(net.nodes[:k], state.ranges, rows, x0, 0.3)
-        dense = lower_bounds(net.nodes[:k], state.ranges, rows.dense(), x0, 0.3)
+        patched = lower_bounds(net.graph, state.ranges, rows, x0, 0.3, start=k)
+        dense = lower_bounds(net.graph, state.ranges, rows.dense(), x0, 0.3, start=k)
         assert np.allclose(patched, dense, rtol=1e-12, atol=1e-12)

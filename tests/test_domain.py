@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from onnxlip import certified_radius, load_model
 from onnxlip.attacks import min_adversarial_distance, pgd_l2
-from onnxlip.crown import lower_bounds
+from onnxlip.graph.relax import lower_bounds
 from onnxlip.domain import InputBox, InputRange, ball_box, checked_box, concretize
 from onnxlip.errors import InputError
 from onnxlip.slopes import optimise
@@ -96,12 +96,12 @@ def test_relaxation_on_the_box_holds_on_onnxruntime(tmp_path_factory: pytest.Tem
     eps = float(rng.uniform(0.2, 1.5))
     boxed, plain = build_secants(net, x0[None], eps, box=box), build_secants(net, x0[None], eps)
     rows = rng.normal(size=(3, *net.output_shape))
-    lines = optimise(net.nodes, boxed.ranges, rows, x0, eps, box=box) if optimised else None
-    bound = lower_bounds(net.nodes, boxed.ranges, rows, x0, eps, lines, box)
-    on_ball = lower_bounds(net.nodes, boxed.ranges, rows, x0, eps, lines)
+    lines = optimise(net.graph, boxed.ranges, rows, x0, eps, box=box) if optimised else None
+    bound = lower_bounds(net.graph, boxed.ranges, rows, x0, eps, lines, box)
+    on_ball = lower_bounds(net.graph, boxed.ranges, rows, x0, eps, lines)
     assert np.all(bound >= on_ball - 1e-9 * (1 + np.abs(on_ball)))
-    on_ball = lower_bounds(net.nodes, plain.ranges, rows, x0, eps)
-    assert np.all(lower_bounds(net.nodes, plain.ranges, rows, x0, eps, box=box) >= on_ball - 1e-9 * (1 + np.abs(on_ball)))
+    on_ball = lower_bounds(net.graph, plain.ranges, rows, x0, eps)
+    assert np.all(lower_bounds(net.graph, plain.ranges, rows, x0, eps, box=box) >= on_ball - 1e-9 * (1 + np.abs(on_ball)))
     points = _into(box, ball_samples(x0, eps, 300, rng))
     outputs = run_ort(path, points).reshape(len(points), -1).astype(np.float64) @ rows.reshape(3, -1).T
     assert np.all(outputs >= bound - 1e-4 * (1 + np.abs(bound)))  # onnxruntime runs in float32

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from onnxlip import load_model
-from onnxlip.crown import lower_bounds, relaxations
+from onnxlip.crown import relaxations
+from onnxlip.graph.relax import lower_bounds
 from onnxlip.domain import InputBox
 from onnxlip.ir import MaxPool
 from onnxlip.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
@@ -38,14 +39,14 @@ def test_gradient_matches_finite_differences(tmp_path: Path, kind: str, boxed: b
     free = free_lines(relaxed)
     assert free, "the test needs unstable units"
     rng = np.random.default_rng(1)
-    lines = {k: _project(net.nodes, k, 0.5 * a + 0.25 * rng.random(a.shape), free[k])
+    lines = {k: _project(net.graph, k, 0.5 * a + 0.25 * rng.random(a.shape), free[k])
              for k, a in initial_lines(relaxed, free, len(rows)).items()}
-    value, grads = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, lines, free, box)
+    value, grads = _value_and_gradient(net.graph, relaxed, rows, x0, eps, lines, free, box)
     for k in lines:
         step = 1e-6 * rng.normal(size=lines[k].shape) * free[k]
         if isinstance(net.nodes[k], MaxPool):  # along the simplex: weights keep summing to 1
             step = (step - step.sum(axis=-1, keepdims=True) / free[k].sum(axis=-1, keepdims=True)) * free[k]
-        moved, _ = _value_and_gradient(net.nodes, relaxed, rows, x0, eps, {**lines, k: lines[k] + step}, free, box)
+        moved, _ = _value_and_gradient(net.graph, relaxed, rows, x0, eps, {**lines, k: lines[k] + step}, free, box)
         predicted = (grads[k] * step).reshape(len(rows), -1).sum(axis=1)
         assert np.allclose(moved - value, predicted, rtol=1e-3, atol=1e-12)
 
@@ -58,8 +59,8 @@ def test_optimised_bounds_are_no_worse_and_hold_on_onnxruntime_samples(tmp_path:
     """Optimised lines never lose to CROWN's choice, and the bound stays below onnxruntime's values."""
     path, net, x0, ranges = _net_and_ranges(tmp_path, kind, seed, eps)
     rows = np.random.default_rng(seed).normal(size=(4, *net.output_shape))
-    default = lower_bounds(net.nodes, ranges, rows, x0, eps)
-    optimised = lower_bounds(net.nodes, ranges, rows, x0, eps, optimise(net.nodes, ranges, rows, x0, eps))
+    default = lower_bounds(net.graph, ranges, rows, x0, eps)
+    optimised = lower_bounds(net.graph, ranges, rows, x0, eps, optimise(net.graph, ranges, rows, x0, eps))
     assert np.all(optimised >= default - 1e-9 * (1 + np.abs(default)))
     points = ball_samples(x0, eps, 300, np.random.default_rng(seed))
     outputs = run_ort(path, points).reshape(len(points), -1).astype(np.float64) @ rows.reshape(4, -1).T

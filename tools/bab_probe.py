@@ -29,6 +29,7 @@ from onnxlip import branching, crown, load_model  # noqa: E402
 from onnxlip.backend import single_blas_thread  # noqa: E402
 from onnxlip.network import Network  # noqa: E402
 from onnxlip.graph.margins import margin_rows  # noqa: E402
+from onnxlip.graph.relax import back_substitute  # noqa: E402
 from onnxlip.radius import largest_certified  # noqa: E402
 from onnxlip.runtime import run_onnx  # noqa: E402
 from onnxlip.tight import build_secants  # noqa: E402
@@ -47,7 +48,7 @@ def certify(net: Network, x0: Any, eps: float, max_seconds: float, max_domains: 
     rows = margin_rows(y0, int(np.argmax(y0)), net.output_shape)
     base = build_secants(net, x0, eps, acts=acts).ranges
     spent = time.perf_counter() - start
-    out = branching.certify_margins(net.nodes, base, rows, x0, eps, max_seconds - spent, max_domains, use_beta, record)
+    out = branching.certify_margins(net.graph, base, rows, x0, eps, max_seconds - spent, max_domains, use_beta, record)
     return dataclasses.replace(out, seconds=out.seconds + spent)
 
 
@@ -68,7 +69,7 @@ def in_domain(net: Network, xs: Any, signs: dict[int, Any]) -> Any:
     acts = net.activations(xs)
     ok = np.ones(len(xs), dtype=bool)
     for k, s in signs.items():
-        z = acts[k].reshape(len(xs), -1)
+        z = acts[net.graph.inputs[k][0]].reshape(len(xs), -1)
         s = s.reshape(-1)
         ok &= np.all((s[None] * z >= 0) | (s[None] == 0), axis=1)
     return ok
@@ -77,8 +78,8 @@ def in_domain(net: Network, xs: Any, signs: dict[int, Any]) -> Any:
 def minorant(net: Network, domain: branching.Domain, row: Any) -> tuple[Any, float]:
     """The domain's affine lower function of row·f on the domain: (Λ_in, c)."""
     relaxed = crown.relaxations(net.nodes, domain.ranges)
-    lam, const, _, _ = crown.back_substitute(net.nodes, relaxed, row, domain.lines, magnitudes=False,
-                                             shifts=branching._shifts(domain.signs, domain.betas))
+    lam, const, _, _ = back_substitute(net.graph, relaxed, row, domain.lines, magnitudes=False,
+                                       shifts=branching._shifts(domain.signs, domain.betas))
     return lam.reshape(-1), float(const[0])
 
 

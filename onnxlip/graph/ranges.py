@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..crown import plus_minus_rows
+from ..crown import affordable, plus_minus_rows
 from ..domain import InputBox, ball_box
 from ..ir import AFFINE_TYPES, MaxPool, Relu, fan_in, node_flops, node_offset, with_weights
 from ..rounding import gamma
@@ -63,6 +63,20 @@ def unit_range(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, units:
         bounds = lower_bounds(g, ranges, rows, x0, eps, box=box, start=tensor)
         lo[first : first + len(idx)], hi[first : first + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
     return lo, hi
+
+
+def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, eps: float, lo: Any, hi: Any,
+            box: InputBox | None = None) -> tuple[Any, Any]:
+    """[lo, hi] (a range of ``tensor``, batch-1) intersected with the linear-relaxation bounds
+    of its units that straddle 0 — the only ones whose ReLU relaxation they change — when
+    their back-substitution is affordable (``crown.affordable`` on the nodes before it)."""
+    units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
+    if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True):
+        return lo, hi
+    c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
+    lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
+    lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
+    return lo.reshape(1, *g.shape(tensor)), hi.reshape(1, *g.shape(tensor))
 
 
 def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,

@@ -1,15 +1,16 @@
-"""Linear-relaxation (CROWN-style) bounds on a DAG: back-substitution over the graph.
+"""Linear-relaxation (CROWN-style) bounds on a graph: back-substitution over the DAG.
 
-The chain engine (``onnxlip.crown``) walks a list of nodes; here the rows' coefficients
-live on tensors. Nodes are visited in reverse topological order: a node takes the
-coefficients Λ of its output tensor (the sum over all of that tensor's readers, e.g. both
-sides of a residual block) and passes Λ·(its relaxation) to its inputs — an ``Add`` passes
-Λ to both. Each node kind has one backward step (``STEPS``); the ReLU and max-pool lines
-are ``crown``'s, so every relaxation and its α-parameters mean the same as on a chain.
+To bound Λ·f(x) from below over the ball (∩ a box), the rows' coefficients live on tensors.
+Nodes are visited in reverse topological order: a node takes the coefficients Λ of its
+output tensor (the sum over all of that tensor's readers, e.g. both sides of a residual
+block) and passes Λ·(its relaxation) to its inputs — affine and shape nodes exactly, an
+``Add`` Λ to both inputs, a ``Concat`` each input its slice, ReLU and max-pool through the
+lines of ``crown`` (valid on their input ranges). A chain is the DAG where node k reads
+tensor k, so this one engine serves chains and graphs, the margin tests, the ranges of
+tight mode, the α-optimisation (``slopes``) and branch and bound (``branching``).
 
-Bounds are sound for every input whose nonlinear nodes' inputs lie in their ranges, and
-rounded down like ``crown.lower_bounds`` (γ_N times the same pass in absolute values, N
-counting every node's sums and every merge).
+At the input, min over the set of Λ_in·x + c comes from ``domain.concretize``; bounds are
+rounded down by γ_N times the same pass in absolute values (N counting every node's sums).
 """
 from __future__ import annotations
 
@@ -100,12 +101,18 @@ def _accumulate(store: dict[int, Any], tensor: int, value: Any) -> None:
         store[tensor] = dense[0] + dense[1]
 
 
-def _on_patches(node: Any, lines: Any, lam: Patches) -> tuple[Step, Any]:
-    """A step for coefficients kept on patches (no magnitudes: ``lower_bounds`` shares them)."""
+def _on_patches(node: Any, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
+    """A step for coefficients (and their magnitudes, unless None) kept on patches."""
     if isinstance(node, Add):
-        return ([lam, lam], np.zeros(len(lam)), [None, None], None), None
-    new, const, _, _ = patch_step(node, lines, lam)
-    return ([new], const, [None], None), None
+        return ([lam, lam], np.zeros(len(lam)), [mag, mag], None if mag is None else np.zeros(len(lam))), None
+    new, const, magnitude, reach = patch_step(node, lines, lam)
+    if mag is None:
+        return ([new], const, [None], None), None
+    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach)), None
+
+
+def _absolute(lam: Any) -> Any:
+    return lam.like(np.abs(lam.data)) if isinstance(lam, Patches) else np.abs(lam)
 
 
 def _keeps_patches(node: Any, lam: Any) -> bool:
@@ -114,17 +121,24 @@ def _keeps_patches(node: Any, lam: Any) -> bool:
 
 def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
                     chosen: dict[int, Any] | None = None, magnitudes: bool = True,
-                    start: int | None = None) -> tuple[Any, Any, Any, Any]:
+                    start: int | None = None, shifts: dict[int, Any] | None = None) -> tuple[Any, Any, Any, Any]:
     """Λ·(tensor ``start``, default the output) ≥ Λ_in·x + c for inputs whose nonlinear nodes'
-    inputs lie in the ranges ``relaxed`` was built for: (Λ_in, c, |Λ|_in, |c|) as in
-    ``crown.back_substitute``; ``choices``/``chosen`` likewise (per nonlinear node index).
-    ``lam`` may be one-hot ``Patches`` (without choices or magnitudes): they stay on patches
-    through convolutions, ReLU, max-pool and merges while they are small; Λ_in may be patches."""
-    choices = choices or {}
-    if isinstance(lam, Patches) and (choices or chosen is not None or magnitudes):
+    inputs lie in the ranges ``relaxed`` (``crown.relaxations``) was built for: returns
+    (Λ_in, c, |Λ|_in, |c|), the last two the same pass with every coefficient and constant
+    replaced by an absolute upper bound (for the rounding error, which they bound times γ_N;
+    skipped unless ``magnitudes``). ``choices``: lower lines per nonlinear node (ReLU slopes,
+    max-pool weights) instead of the defaults; ``chosen``: filled, per nonlinear node, with its
+    Λ and the lines chosen per row as a function of its input (what ``relaxed_forward`` runs).
+    ``lam`` may be one-hot ``Patches`` (without choices or shifts): they stay on patches through
+    convolutions, ReLU, max-pool and merges while they are small; Λ_in and |Λ|_in may be
+    patches. ``shifts``: per nonlinear node k, a term (rows, *node k's input shape) added to Λ
+    once it is a function of node k's input — a linear function of that input the caller knows
+    the sign of on its set (``branching``'s split multipliers)."""
+    choices, shifts = choices or {}, shifts or {}
+    if isinstance(lam, Patches) and (choices or shifts or chosen is not None):
         lam = lam.dense()
     start = g.output if start is None else start
-    lams, mags = {start: lam}, {start: np.abs(lam)} if magnitudes else {}
+    lams, mags = {start: lam}, {start: _absolute(lam)} if magnitudes else {}
     const, mag_const = np.zeros(len(lam)), np.zeros(len(lam))
     for k in range(start - 1, -1, -1):
         if k + 1 not in lams:
@@ -132,13 +146,17 @@ def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[i
         out, mag = lams.pop(k + 1), mags.pop(k + 1, None)
         node = g.nodes[k]
         if _keeps_patches(node, out):
-            (ins, c, mag_ins, mag_c), apply = _on_patches(node, relaxed.get(k), out)
+            (ins, c, mag_ins, mag_c), apply = _on_patches(node, relaxed.get(k), out, mag)
         else:
             out = out.dense() if isinstance(out, Patches) else out
+            mag = mag.dense() if isinstance(mag, Patches) else mag
             (ins, c, mag_ins, mag_c), apply = STEPS[type(node)](node, relaxed.get(k), out, mag, choices.get(k))
         const += c
         if magnitudes:
             mag_const += mag_c
+        if k in shifts:
+            ins = [ins[0] + shifts[k]]
+            mag_ins = [mag_ins[0] + np.abs(shifts[k])] if magnitudes else mag_ins
         for i, tensor in enumerate(g.inputs[k]):
             _accumulate(lams, tensor, ins[i])
             if magnitudes:
@@ -165,18 +183,6 @@ def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any) -> dict[int, Any]:
     return inputs
 
 
-def _abs_total(rows: Any) -> Any:
-    """Σ over rows of |row|, batch-1 (rows dense or patches)."""
-    if not isinstance(rows, Patches):
-        return np.abs(rows).sum(axis=0, keepdims=True)
-    (h, w), (ph, pw) = rows.hw, rows.size
-    total = np.zeros((rows.data.shape[1], h + 2 * ph, w + 2 * pw))
-    ys = rows.origin[:, :1] + ph + np.arange(ph)  # shifted by a patch: origins may be negative
-    xs = rows.origin[:, 1:] + pw + np.arange(pw)
-    np.add.at(total.transpose(1, 2, 0), (ys[:, :, None], xs[:, None, :]), np.abs(rows.data).transpose(0, 2, 3, 1))
-    return total[None, :, ph : ph + h, pw : pw + w]
-
-
 def _terms(g: Graph, start: int, size: int) -> int:
     """N of the rounding bound: every sum along the nodes up to tensor ``start`` (as on a chain)."""
     return sum(fan_in(n) + 8 + pool_terms(n) for n in g.nodes[:start]) + 2 * size + 8
@@ -184,15 +190,17 @@ def _terms(g: Graph, start: int, size: int) -> int:
 
 def lower_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
                  choices: dict[int, Any] | None = None, box: InputBox | None = None,
-                 start: int | None = None) -> Any:
-    """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·(tensor ``start``), rounded down
-    (see ``crown.lower_bounds``); ``ranges``: input range of each nonlinear node before it."""
+                 start: int | None = None, shifts: dict[int, Any] | None = None) -> Any:
+    """min over ‖x − x0‖₂ ≤ ε (and x in ``box``) of each row·(tensor ``start``, default the
+    output), rounded down: every computed value is a sum of at most N products (N: fan-ins
+    along the graph, a max-pool's taps and windows per element, a few operations per nonlinear
+    node and for the concretization), so its error is at most γ_N times the same sum of
+    absolute values; Λ_in's error moves the minimum over the set by at most its value at x0
+    plus ε times its norm, the set being inside the ball. ``ranges``: input range of each
+    nonlinear node before ``start``; ``choices``, ``shifts``: as in ``back_substitute``."""
     start = g.output if start is None else start
     relaxed = relaxations(g.nodes, ranges)
-    shared = choices is None and len(rows) > 1
-    lam, const, mag, mag_const = back_substitute(g, relaxed, rows, choices, magnitudes=not shared, start=start)
-    if shared:  # the lines are the rows' own: |Λ| of Σ|rows| bounds every row's (a non-negative linear pass)
-        _, _, mag, mag_const = back_substitute(g, relaxed, _abs_total(rows), start=start)
+    lam, const, mag, mag_const = back_substitute(g, relaxed, rows, choices, start=start, shifts=shifts)
     x0 = np.asarray(x0).reshape(1, *g.input_shape)
     value, _, evaluation = concretize_rows(lam, x0, eps, box)
     mag_centre, mag_norm = dot_and_norm(mag, np.abs(x0))
