@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxlip import branching, load_model
+from onnxlip import branching
+from onnxlip.importer import load_model
 from onnxlip.graph.margins import margin_rows
 from onnxlip.tight import build_secants
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.crown import plus_minus_rows, lower_bounds, output_range, pool_lines, relu_lines
 from onnxlip.patch_passes import Patches
 from onnxlip.ir import MaxPool

@@ -422,7 +422,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
 
 
 def worker(args: argparse.Namespace) -> int:
-    from onnxlip import load_model
+    from onnxlip.importer import load_model
     from onnxlip.ir import parameter_count
 
     model_path, x0_path = model_files(args.model, args.cache)
