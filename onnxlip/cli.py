@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import inspect as pyinspect
 import json
 import math
 import os
@@ -17,28 +16,43 @@ import time
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
-import numpy as np
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 from typing_extensions import Annotated
 
-from . import __version__, methods, progress, report
-from .attacks import default_jacobian_points, lower_bound, min_adversarial_distance
-from .backend import DEVICES, select
-from .bounds import global_bound
+from . import __version__, methods, progress
 from .config import CONFIG_NAME, CheckConfig, load_config
-from .domain import InputBox, InputRange
 from .errors import InputError, OnnxlipError
-from .gates import check_plan, evaluate, junit_xml, plan, radius_of, write_junit
-from .importer import load_model
-from .inputs import check_eps, check_input, read_array
-from .network import Network
-from .nominal import Nominal, load_nominal
-from .radius import margin_of
-from .verify import ensure_matches, verify
+from .lazy import lazy_function, lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .domain import InputBox, InputRange
+    from .network import Network
+    from .nominal import Nominal
+else:  # loaded when a command first needs them: --help and --version start without NumPy or ONNX
+    np = lazy_module("numpy")
+    InputRange = lazy_function("onnxlip.domain", "InputRange")
+
+report = lazy_module("onnxlip.report")
+default_jacobian_points, lower_bound, min_adversarial_distance = (
+    lazy_function("onnxlip.attacks", name) for name in ("default_jacobian_points", "lower_bound",
+                                                         "min_adversarial_distance"))
+select = lazy_function("onnxlip.backend", "select")
+global_bound = lazy_function("onnxlip.bounds", "global_bound")
+check_plan, evaluate, junit_xml, plan, radius_of, write_junit = (
+    lazy_function("onnxlip.gates", name) for name in ("check_plan", "evaluate", "junit_xml", "plan", "radius_of",
+                                                      "write_junit"))
+load_model = lazy_function("onnxlip.importer", "load_model")
+check_eps, check_input, read_array = (lazy_function("onnxlip.inputs", name)
+                                      for name in ("check_eps", "check_input", "read_array"))
+load_nominal = lazy_function("onnxlip.nominal", "load_nominal")
+margin_of = lazy_function("onnxlip.radius", "margin_of")
+ensure_matches, verify = (lazy_function("onnxlip.verify", name) for name in ("ensure_matches", "verify"))
 
 try:  # typer >= 0.22 vendors click
     from typer._click.exceptions import ClickException
@@ -96,12 +110,6 @@ out = Console(highlight=False, width=_width())
 err = Console(stderr=True, highlight=False)
 
 
-def _default_method() -> str:
-    """The engine's default method (the default of ``methods.local_bounds``)."""
-    default = pyinspect.signature(methods.local_bounds).parameters["method"].default
-    return default if isinstance(default, str) else methods.METHODS[0]
-
-
 ModelArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON (no tables, no progress bar).")]
 InputOpt = Annotated[Path, typer.Option("--input", "-i", show_default=False,
@@ -116,12 +124,12 @@ EpsOpt = Annotated[Optional[List[float]], typer.Option("--eps", "-e", show_defau
 OneEps = Annotated[Optional[float], typer.Option("--eps", "-e", show_default=False,
                                                  help="L2 ball radius (default for .vnnlib: the box's L2 radius).")]
 NormOpt = Annotated[str, typer.Option("--norm", help="Norm of bounds and radii (only l2 for now).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|'.join(DEVICES)}; auto: the GPU "
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: cpu|gpu|auto; auto: the GPU "
                                                          "for large networks when CuPy sees one (per-layer method "
                                                          "and global bound only).")]
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
-                                                       f"(default {_default_method()}).")]
+                                                       f"(default {methods.DEFAULT_METHOD}).")]
 CertifiedOpt = Annotated[bool, typer.Option("--certified", metavar="", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
                                             "accounted for) instead of converged estimates.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
@@ -231,10 +239,7 @@ def _device(device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleT
 
 
 def _method(method: str | None) -> str:
-    method = method or _default_method()
-    if method not in methods.METHODS:
-        raise InputError(f"--method must be one of {', '.join(methods.METHODS)}, got '{method}'")
-    return method
+    return methods.check_method(method, "--method")
 
 
 def _common(norm: str, device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
