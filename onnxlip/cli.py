@@ -316,6 +316,22 @@ def _bar(json_: bool, quiet: bool) -> bool:
     return progress.wanted(out, json_, quiet)
 
 
+def _beat(quiet: bool) -> bool:
+    """Heartbeat lines on stderr for logs (stderr not a terminal), also with --json; not with --quiet."""
+    return progress.heartbeat_wanted(sys.stderr, quiet)
+
+
+def _phases(bar: progress.Bar, what: str) -> Callable[[str], None]:
+    """``methods.run_local``'s phases shown on the bar (and heartbeat) as 'what: phase'."""
+    return lambda phase: bar.describe(f"{what}: {phase}")
+
+
+def _choices(choices: Sequence[methods.Choice], quiet: bool) -> None:
+    if not quiet:
+        for line in report.choice_lines(choices):
+            out.print(f"[dim]{line}[/dim]", soft_wrap=True)
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     try:
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -363,7 +379,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
     net = load_model(model)
     ensure_matches(net)
     xp = _sized(xp, device, net)
-    with progress.bar(out, _bar(json_, quiet), "global bound"):
+    with progress.bar(out, _bar(json_, quiet), "global bound", beat=_beat(quiet)):
         result = methods.global_bound_on(net, certified, xp)
     if json_:
         emit_json({**report.global_dict(result), "certified": certified})
@@ -395,13 +411,14 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
     box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
     label, margin = _label_margin(net, nominal.x0)
-    with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box,
-                                       xp)
+    with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid), beat=_beat(quiet)) as bar:
+        run = methods.run_local(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box, xp,
+                                _phases(bar, "local bounds"))
+        results = run.results
         bar.describe("certified radius")
         rad = radius_of(net, nominal.x0, None, method, certified, box) if radius else None
     if json_:
-        data = {**report.local_dict(results, method, margin, label), "certified": certified,
+        data = {**report.local_dict(results, method, margin, label, run.choices), "certified": certified,
                 "input_range": _range_dict(valid)}
         if rad is not None:
             data["radius"] = report.radius_dict(rad)
@@ -415,6 +432,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
         _warnings(net, quiet)
         _range_note(valid, quiet)
         report.print_bounds(out, results, margin=margin, label=label)
+        _choices(run.choices, quiet)
         if rad is not None:
             report.print_radius(out, rad)
 
@@ -444,10 +462,12 @@ def sweep(model: ModelArg, input: InputOpt,
     grid = [float(e) for e in np.geomspace(lo, hi, n)] if n > 1 else [hi]
     ensure_matches(net, [nominal.x0], hi)
     start = time.perf_counter()
-    with progress.bar(out, _bar(json_, quiet), "sweep: local bounds", total=len(grid) * (2 if lower else 1)) as bar:
+    with progress.bar(out, _bar(json_, quiet), "sweep: local bounds", total=len(grid) * (2 if lower else 1),
+                      beat=_beat(quiet)) as bar:
         g = methods.global_bound_on(net, certified, xp).bound
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified,
-                                       xp=xp)
+        run = methods.run_local(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, xp=xp,
+                                on_phase=_phases(bar, "sweep"))
+        results = run.results
         lows = None
         if lower:
             bar.describe("sweep: lower bounds")
@@ -455,7 +475,7 @@ def sweep(model: ModelArg, input: InputOpt,
             for e in grid:
                 lows.append(lower_bound(net, nominal.x0, e, n_random=64, steps=15, restarts=4, n_jacobian=8))
                 bar.advance()
-    data = report.sweep_dict(results, g, method, lows, time.perf_counter() - start)
+    data = report.sweep_dict(results, g, method, lows, time.perf_counter() - start, run.choices)
     if csv_ is not None:
         header = ["eps", "bound", "estimate", "global_bound"] + (["lower", "lower_method", "jacobian"] if lows else [])
         rows = [[p["eps"], p["bound"], p["estimate"], g] + ([p["lower"], p["lower_method"], p["jacobian"]] if lows else [])
@@ -465,7 +485,7 @@ def sweep(model: ModelArg, input: InputOpt,
     if plot is not None:
         from .plots import sweep_plot
 
-        sweep_plot(plot, grid, [r.bound for r in results], g, [lb.value for lb in lows] if lows else None,
+        sweep_plot(plot, grid, [r.bound for r in results], g, [p["lower"] for p in data["points"]] if lows else None,
                    title=f"{Path(net.source).name}, x0 = {nominal.name} ({method})", estimate=data["estimate"])
         data["plot"] = os.fspath(plot)
     if json_:
@@ -476,6 +496,10 @@ def sweep(model: ModelArg, input: InputOpt,
     else:
         _warnings(net, quiet)
         out.print(report.sweep_table(data))
+        _choices(run.choices, quiet)
+        if lows:
+            out.print("[dim]lower: the largest ratio found at this eps or a smaller one (a point of a smaller ball "
+                      "lies in every larger ball)[/dim]")
         if data["estimate"]:
             out.print(f"[dim]{report.ESTIMATE_NOTE}[/dim]")
         for what in ("csv", "plot"):
@@ -581,7 +605,7 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
     ensure_matches(net, [nominal.x0], nominal.eps)
     valid_box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
-    with progress.bar(out, _bar(json_, quiet), "certified radius"):
+    with progress.bar(out, _bar(json_, quiet), "certified radius", beat=_beat(quiet)):
         result = radius_of(net, nominal.x0, label, method, certified, valid_box, branch_seconds)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:

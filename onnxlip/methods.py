@@ -74,14 +74,16 @@ def estimated_seconds(work: float) -> float:
     return work / TIGHT_WORK_PER_SECOND
 
 
-def choose(eps: float, flops: float, unstable: int, max_work: float = TIGHT_MAX_WORK) -> Choice:
-    """``best``'s choice at ε: the secant bound when its estimated work fits ``max_work``."""
+def choose(eps: float, flops: float, unstable: int, max_work: float | None = None) -> Choice:
+    """``best``'s choice at ε: the secant bound when its estimated work fits ``max_work``
+    (default ``TIGHT_MAX_WORK``)."""
+    max_work = TIGHT_MAX_WORK if max_work is None else max_work
     work = tight_work(flops, unstable)
     size = f"{flops:.3g} multiply-adds per pass, {unstable} unstable units"
     if work <= max_work:
-        return Choice(eps, "tight", f"secant bound affordable ({size})", work)
-    return Choice(eps, "paper", f"secant bound skipped: about {estimated_seconds(work):.0f} s of work "
-                                f"({size}); --method tight runs it anyway", work)
+        return Choice(eps, "tight", f"affordable: {size}", work)
+    return Choice(eps, "paper", f"secant bound skipped, about {estimated_seconds(work):.0f} s of work: {size}; "
+                                "--method tight runs it anyway", work)
 
 
 @dataclass(frozen=True)
