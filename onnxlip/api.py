@@ -21,7 +21,7 @@ import numpy as np
 from . import methods, summary
 from .bounds import BoundResult
 from .domain import InputBox, InputRange
-from .errors import InputError
+from .errors import InputError, ModelLoadError
 from .importer import load_model as _import
 from .inputs import check_eps, check_input
 from .network import Network
@@ -32,6 +32,13 @@ from .verify import ensure_matches
 
 summary.install()  # short reprs: a notebook shows "<Network mnist_lenet.onnx: …>", not the weights
 
+def import_model(path: str | os.PathLike[str]) -> Network:
+    """Import an ONNX file as a ``Network`` without comparing it with onnxruntime."""
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{os.fspath(path)}: is a directory, not an ONNX file")
+    return _import(path)
+
+
 def load_model(path: str | os.PathLike[str], verify: bool = True) -> Network:
     """Import an ONNX file as a ``Network``.
 
@@ -40,7 +47,7 @@ def load_model(path: str | os.PathLike[str], verify: bool = True) -> Network:
     ``ModelMismatchError``. Unsupported operators raise ``UnsupportedModelError`` listing every
     offending node; an unreadable file raises ``ModelLoadError``.
     """
-    net = _import(path)
+    net = import_model(path)
     if verify:
         ensure_matches(net)
     return net

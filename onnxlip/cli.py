@@ -47,7 +47,7 @@ global_bound = lazy_function("onnxlip.bounds", "global_bound")
 check_plan, evaluate, junit_xml, plan, radius_of, write_junit = (
     lazy_function("onnxlip.gates", name) for name in ("check_plan", "evaluate", "junit_xml", "plan", "radius_of",
                                                       "write_junit"))
-load_model = lazy_function("onnxlip.importer", "load_model")
+load_model = lazy_function("onnxlip.api", "import_model")
 check_eps, check_input, read_array = (lazy_function("onnxlip.inputs", name)
                                       for name in ("check_eps", "check_input", "read_array"))
 load_nominal = lazy_function("onnxlip.nominal", "load_nominal")
@@ -656,7 +656,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
         from .plots import radius_histogram
 
         radius_histogram(hist, [r["radius"] for r in rows], [r["correct"] for r in rows], radii,
-                         title=f"certified radii, {Path(net.source).name} ({len(rows)} inputs)")
+                         title=f"certified radii, {Path(net.source).name} ({len(rows)} inputs)", labelled=ys is not None)
         data["hist"] = os.fspath(hist)
     if json_:
         emit_json(data)

@@ -67,8 +67,8 @@ def test_bad_method_shape_and_values_are_refused(lenet) -> None:
     net, x0 = lenet
     with pytest.raises(onnxlip.InputError, match="method must be one of best, tight, paper, got 'fast'"):
         onnxlip.local_bound(net, x0, 0.01, method="fast")
-    with pytest.raises(onnxlip.InputError, match=r"x0: shape \[28, 28\] does not match the model input"):
-        onnxlip.local_bound(net, x0[0], 0.01)
+    with pytest.raises(onnxlip.InputError, match=r"x0: shape \[1, 28, 27\] does not match the model input"):
+        onnxlip.local_bound(net, x0[..., :27], 0.01)
     with pytest.raises(onnxlip.InputError, match="contains NaN or Inf"):
         onnxlip.certified_radius(net, np.full_like(x0, np.nan))
     with pytest.raises(onnxlip.InputError, match="label 10 is outside the model's 10 outputs"):
@@ -85,9 +85,16 @@ def test_load_input_reads_vnnlib_like_the_cli(tmp_path: Path) -> None:
     assert np.allclose(onnxlip.load_input(prop, net).reshape(-1), centre)
 
 
-def test_missing_model_is_a_load_error(tmp_path: Path) -> None:
-    with pytest.raises(onnxlip.ModelLoadError):
+def test_missing_model_or_directory_is_a_load_error(tmp_path: Path) -> None:
+    with pytest.raises(onnxlip.ModelLoadError, match="no such file"):
         onnxlip.load_model(tmp_path / "missing.onnx")
+    with pytest.raises(onnxlip.ModelLoadError, match="is a directory, not an ONNX file"):
+        onnxlip.load_model(tmp_path)
+
+
+def test_flat_and_unit_axis_inputs_are_taken_like_the_batch_path(lenet) -> None:
+    net, x0 = lenet
+    assert onnxlip.local_bound(net, x0[0], 0.01).bound == onnxlip.local_bound(net, x0, 0.01).bound
 
 
 def test_reprs_are_short(lenet) -> None:
@@ -101,3 +108,19 @@ def test_public_names_resolve() -> None:
         assert getattr(onnxlip, name) is not None
     with pytest.raises(AttributeError):
         onnxlip.no_such_name  # noqa: B018
+
+
+def test_cli_says_a_directory_is_one(tmp_path: Path) -> None:
+    from .test_cli import run
+
+    code, _, stderr = run("inspect", tmp_path)
+    assert code == 2 and stderr.strip() == f"error: {tmp_path}: is a directory, not an ONNX file"
+    code, _, stderr = run("local", MODELS / "mlp.onnx", "-i", tmp_path, "--eps", "0.1")
+    assert code == 2 and "is a directory, not an input file" in stderr
+
+
+def test_cli_takes_an_input_without_its_unit_axes(tmp_path: Path) -> None:
+    flat = tmp_path / "x.npy"
+    np.save(flat, np.load(LENET_X0).reshape(28, 28))
+    same = run_json("local", LENET, "-i", flat, "--eps", "0.01", "--method", "paper")["bounds"][0]["bound"]
+    assert same == pytest.approx(run_json("local", LENET, "-i", LENET_X0, "--eps", "0.01", "--method", "paper")["bounds"][0]["bound"])

@@ -1,4 +1,4 @@
-"""Heartbeat lines for logs, the sweep's running-maximum lower bound, unwrapped table titles."""
+"""What people see: heartbeat lines for logs, the sweep's running-maximum lower bound, table titles, histograms."""
 from __future__ import annotations
 
 import io
@@ -57,3 +57,22 @@ def test_table_titles_do_not_wrap() -> None:
     console = Console(file=io.StringIO(), width=120)
     console.print(report.sweep_table(data))
     assert "local bound over eps (method best), global bound 103957" in console.file.getvalue()
+
+
+def test_histogram_legend_says_what_it_counts() -> None:
+    from onnxlip.plots import histogram_legend
+
+    assert histogram_legend(8, 2, True) == "8 correctly classified inputs (2 misclassified, not shown)"
+    assert histogram_legend(10, 0, False) == "10 inputs, radius of their predicted label (no labels given)"
+
+
+def test_histogram_counts_on_integer_ticks(tmp_path, monkeypatch) -> None:
+    import matplotlib.pyplot as plt
+
+    from onnxlip import plots
+
+    ticks: list[float] = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: ticks.extend(fig.axes[0].get_yticks()))
+    plots.radius_histogram(tmp_path / "h.png", [0.1, 0.2, 0.2], [True, True, True], labelled=False)
+    plt.close("all")
+    assert ticks and all(float(t).is_integer() for t in ticks)
