@@ -100,10 +100,11 @@ def _heartbeat(enabled: bool, description: str, total: int | None, every: float)
 
 @contextmanager
 def bar(console: Console, enabled: bool, description: str, total: int | None = None, beat: bool = False,
-        every: float = HEARTBEAT_SECONDS) -> Iterator[Bar]:
+        every: float | None = None) -> Iterator[Bar]:
     """A transient bar on ``console`` (a spinner with elapsed time when ``total`` is None; the time
-    left once items are done); with ``beat``, heartbeat lines on stderr every ``every`` seconds."""
-    with _heartbeat(beat, description, total, every) as heartbeat:
+    left once items are done); with ``beat``, heartbeat lines on stderr every ``every`` seconds
+    (default ``HEARTBEAT_SECONDS``)."""
+    with _heartbeat(beat, description, total, HEARTBEAT_SECONDS if every is None else every) as heartbeat:
         if not enabled:
             yield Bar(None, description, total, heartbeat)
             return

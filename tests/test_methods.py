@@ -49,3 +49,33 @@ def test_check_method_names_the_option() -> None:
     assert methods.check_method(None) == methods.DEFAULT_METHOD
     with pytest.raises(Exception, match="--method must be one of best, tight, paper, got 'x'"):
         methods.check_method("x", "--method")
+
+
+def test_cli_says_when_best_skips_the_secant_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_cli import run
+
+    monkeypatch.setattr(methods, "TIGHT_MAX_WORK", 0.0)  # as on an ImageNet-size network
+    args = ("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01")
+    code, stdout, _ = run(*args)
+    assert code == 0 and "method best at eps=0.01: per-layer bound only (secant bound skipped" in stdout
+    data = run_json(*args)
+    assert data["choices"][0]["method"] == "paper" and "--method tight runs it anyway" in data["choices"][0]["reason"]
+    net = load_model(MODELS / "mnist_lenet.onnx")
+    per_layer = local_bound(net, np.load(MODELS / "mnist_lenet_x0.npy"), 0.01, interval=True).bound
+    assert data["bounds"][0]["bound"] == pytest.approx(per_layer, rel=1e-9)
+
+
+def test_cli_writes_heartbeats_to_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from onnxlip import progress
+
+    from .test_cli import run
+
+    monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.01)
+    slow = methods.run_local
+    monkeypatch.setattr(methods, "run_local", lambda *a, **k: (time.sleep(0.1), slow(*a, **k))[1])
+    code, _, stderr = run("local", MODELS / "mlp.onnx", "-i", MODELS / "mlp_x0.npy", "--eps", "0.1", "--json")
+    assert code == 0 and "onnxlip: local bounds — " in stderr and "s elapsed" in stderr
+    code, _, stderr = run("local", MODELS / "mlp.onnx", "-i", MODELS / "mlp_x0.npy", "--eps", "0.1", "--quiet")
+    assert code == 0 and "onnxlip:" not in stderr
