@@ -1,6 +1,6 @@
 """Empirical lower bounds and adversarial attacks: the other side of every certificate.
 
-Lipschitz lower bounds (L2, one point fixed at x0, as in METHOD.md):
+Lipschitz lower bounds (L2, one point fixed at x0, as in docs/method.md):
 ``random_lower_bound`` and ``ascent_lower_bound`` evaluate the ratio
 ‖f(x) − f(x0)‖/‖x − x0‖ at points x of the ball, so each is ≤ L(x0, ε).
 ``jacobian_lower_bound`` is the paper's "gradient" lower bound, max ‖J(x)‖₂ over

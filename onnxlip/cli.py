@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import inspect as pyinspect
 import json
 import math
 import os
@@ -17,28 +16,43 @@ import time
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Sequence, Tuple
 
-import numpy as np
 import typer
 from rich.console import Console
 from typer.core import TyperCommand, TyperGroup
 from typing_extensions import Annotated
 
-from . import __version__, methods, progress, report
-from .attacks import default_jacobian_points, lower_bound, min_adversarial_distance
-from .backend import DEVICES, select
-from .bounds import global_bound
+from . import __version__, methods, progress
 from .config import CONFIG_NAME, CheckConfig, load_config
-from .domain import InputBox, InputRange
 from .errors import InputError, OnnxlipError
-from .gates import check_plan, evaluate, junit_xml, plan, radius_of, write_junit
-from .importer import load_model
-from .inputs import check_eps, check_input, read_array
-from .network import Network
-from .nominal import Nominal, load_nominal
-from .radius import margin_of
-from .verify import ensure_matches, verify
+from .lazy import lazy_function, lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .domain import InputBox, InputRange
+    from .network import Network
+    from .nominal import Nominal
+else:  # loaded when a command first needs them: --help and --version start without NumPy or ONNX
+    np = lazy_module("numpy")
+    InputRange = lazy_function("onnxlip.domain", "InputRange")
+
+report = lazy_module("onnxlip.report")
+default_jacobian_points, lower_bound, min_adversarial_distance = (
+    lazy_function("onnxlip.attacks", name) for name in ("default_jacobian_points", "lower_bound",
+                                                         "min_adversarial_distance"))
+select = lazy_function("onnxlip.backend", "select")
+global_bound = lazy_function("onnxlip.bounds", "global_bound")
+check_plan, evaluate, junit_xml, plan, radius_of, write_junit = (
+    lazy_function("onnxlip.gates", name) for name in ("check_plan", "evaluate", "junit_xml", "plan", "radius_of",
+                                                      "write_junit"))
+load_model = lazy_function("onnxlip.api", "import_model")
+check_eps, check_input, read_array = (lazy_function("onnxlip.inputs", name)
+                                      for name in ("check_eps", "check_input", "read_array"))
+load_nominal = lazy_function("onnxlip.nominal", "load_nominal")
+margin_of = lazy_function("onnxlip.radius", "margin_of")
+ensure_matches, verify = (lazy_function("onnxlip.verify", name) for name in ("ensure_matches", "verify"))
 
 try:  # typer >= 0.22 vendors click
     from typer._click.exceptions import ClickException
@@ -96,12 +110,6 @@ out = Console(highlight=False, width=_width())
 err = Console(stderr=True, highlight=False)
 
 
-def _default_method() -> str:
-    """The engine's default method (the default of ``methods.local_bounds``)."""
-    default = pyinspect.signature(methods.local_bounds).parameters["method"].default
-    return default if isinstance(default, str) else methods.METHODS[0]
-
-
 ModelArg = Annotated[Path, typer.Argument(help="ONNX model file.", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", metavar="", help="Print machine-readable JSON (no tables, no progress bar).")]
 InputOpt = Annotated[Path, typer.Option("--input", "-i", show_default=False,
@@ -116,12 +124,12 @@ EpsOpt = Annotated[Optional[List[float]], typer.Option("--eps", "-e", show_defau
 OneEps = Annotated[Optional[float], typer.Option("--eps", "-e", show_default=False,
                                                  help="L2 ball radius (default for .vnnlib: the box's L2 radius).")]
 NormOpt = Annotated[str, typer.Option("--norm", help="Norm of bounds and radii (only l2 for now).")]
-DeviceOpt = Annotated[str, typer.Option("--device", help=f"Where to compute: {'|'.join(DEVICES)}; auto: the GPU "
+DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: cpu|gpu|auto; auto: the GPU "
                                                          "for large networks when CuPy sees one (per-layer method "
                                                          "and global bound only).")]
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
-                                                       f"(default {_default_method()}).")]
+                                                       f"(default {methods.DEFAULT_METHOD}).")]
 CertifiedOpt = Annotated[bool, typer.Option("--certified", metavar="", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
                                             "accounted for) instead of converged estimates.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
@@ -231,10 +239,7 @@ def _device(device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleT
 
 
 def _method(method: str | None) -> str:
-    method = method or _default_method()
-    if method not in methods.METHODS:
-        raise InputError(f"--method must be one of {', '.join(methods.METHODS)}, got '{method}'")
-    return method
+    return methods.check_method(method, "--method")
 
 
 def _common(norm: str, device: str, quiet: bool = False, gpu_work: bool = False) -> ModuleType:
@@ -311,6 +316,22 @@ def _bar(json_: bool, quiet: bool) -> bool:
     return progress.wanted(out, json_, quiet)
 
 
+def _beat(quiet: bool) -> bool:
+    """Heartbeat lines on stderr for logs (stderr not a terminal), also with --json; not with --quiet."""
+    return progress.heartbeat_wanted(sys.stderr, quiet)
+
+
+def _phases(bar: progress.Bar, what: str) -> Callable[[str], None]:
+    """``methods.run_local``'s phases shown on the bar (and heartbeat) as 'what: phase'."""
+    return lambda phase: bar.describe(f"{what}: {phase}")
+
+
+def _choices(choices: Sequence[methods.Choice], quiet: bool) -> None:
+    if not quiet:
+        for line in report.choice_lines(choices):
+            out.print(f"[dim]{line}[/dim]", soft_wrap=True)
+
+
 def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     try:
         with open(path, "w", newline="", encoding="utf-8") as f:
@@ -358,7 +379,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
     net = load_model(model)
     ensure_matches(net)
     xp = _sized(xp, device, net)
-    with progress.bar(out, _bar(json_, quiet), "global bound"):
+    with progress.bar(out, _bar(json_, quiet), "global bound", beat=_beat(quiet)):
         result = methods.global_bound_on(net, certified, xp)
     if json_:
         emit_json({**report.global_dict(result), "certified": certified})
@@ -390,13 +411,14 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
     box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
     label, margin = _label_margin(net, nominal.x0)
-    with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid)) as bar:
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box,
-                                       xp)
+    with progress.bar(out, _bar(json_, quiet), "local bounds", total=len(grid), beat=_beat(quiet)) as bar:
+        run = methods.run_local(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, box, xp,
+                                _phases(bar, "local bounds"))
+        results = run.results
         bar.describe("certified radius")
         rad = radius_of(net, nominal.x0, None, method, certified, box) if radius else None
     if json_:
-        data = {**report.local_dict(results, method, margin, label), "certified": certified,
+        data = {**report.local_dict(results, method, margin, label, run.choices), "certified": certified,
                 "input_range": _range_dict(valid)}
         if rad is not None:
             data["radius"] = report.radius_dict(rad)
@@ -410,6 +432,7 @@ def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = No
         _warnings(net, quiet)
         _range_note(valid, quiet)
         report.print_bounds(out, results, margin=margin, label=label)
+        _choices(run.choices, quiet)
         if rad is not None:
             report.print_radius(out, rad)
 
@@ -439,10 +462,12 @@ def sweep(model: ModelArg, input: InputOpt,
     grid = [float(e) for e in np.geomspace(lo, hi, n)] if n > 1 else [hi]
     ensure_matches(net, [nominal.x0], hi)
     start = time.perf_counter()
-    with progress.bar(out, _bar(json_, quiet), "sweep: local bounds", total=len(grid) * (2 if lower else 1)) as bar:
+    with progress.bar(out, _bar(json_, quiet), "sweep: local bounds", total=len(grid) * (2 if lower else 1),
+                      beat=_beat(quiet)) as bar:
         g = methods.global_bound_on(net, certified, xp).bound
-        results = methods.local_bounds(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified,
-                                       xp=xp)
+        run = methods.run_local(net, nominal.x0, progress.TrackedList(grid, bar.advance), method, certified, xp=xp,
+                                on_phase=_phases(bar, "sweep"))
+        results = run.results
         lows = None
         if lower:
             bar.describe("sweep: lower bounds")
@@ -450,7 +475,7 @@ def sweep(model: ModelArg, input: InputOpt,
             for e in grid:
                 lows.append(lower_bound(net, nominal.x0, e, n_random=64, steps=15, restarts=4, n_jacobian=8))
                 bar.advance()
-    data = report.sweep_dict(results, g, method, lows, time.perf_counter() - start)
+    data = report.sweep_dict(results, g, method, lows, time.perf_counter() - start, run.choices)
     if csv_ is not None:
         header = ["eps", "bound", "estimate", "global_bound"] + (["lower", "lower_method", "jacobian"] if lows else [])
         rows = [[p["eps"], p["bound"], p["estimate"], g] + ([p["lower"], p["lower_method"], p["jacobian"]] if lows else [])
@@ -460,7 +485,7 @@ def sweep(model: ModelArg, input: InputOpt,
     if plot is not None:
         from .plots import sweep_plot
 
-        sweep_plot(plot, grid, [r.bound for r in results], g, [lb.value for lb in lows] if lows else None,
+        sweep_plot(plot, grid, [r.bound for r in results], g, [p["lower"] for p in data["points"]] if lows else None,
                    title=f"{Path(net.source).name}, x0 = {nominal.name} ({method})", estimate=data["estimate"])
         data["plot"] = os.fspath(plot)
     if json_:
@@ -471,6 +496,10 @@ def sweep(model: ModelArg, input: InputOpt,
     else:
         _warnings(net, quiet)
         out.print(report.sweep_table(data))
+        _choices(run.choices, quiet)
+        if lows:
+            out.print("[dim]lower: the largest ratio found at this eps or a smaller one (a point of a smaller ball "
+                      "lies in every larger ball)[/dim]")
         if data["estimate"]:
             out.print(f"[dim]{report.ESTIMATE_NOTE}[/dim]")
         for what in ("csv", "plot"):
@@ -576,7 +605,7 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
     ensure_matches(net, [nominal.x0], nominal.eps)
     valid_box = _box(valid, nominal.x0)
     _notes(nominal, quiet)
-    with progress.bar(out, _bar(json_, quiet), "certified radius"):
+    with progress.bar(out, _bar(json_, quiet), "certified radius", beat=_beat(quiet)):
         result = radius_of(net, nominal.x0, label, method, certified, valid_box, branch_seconds)
     box = nominal.eps if nominal.kind == "vnnlib" else None
     if json_:
@@ -627,7 +656,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
         from .plots import radius_histogram
 
         radius_histogram(hist, [r["radius"] for r in rows], [r["correct"] for r in rows], radii,
-                         title=f"certified radii, {Path(net.source).name} ({len(rows)} inputs)")
+                         title=f"certified radii, {Path(net.source).name} ({len(rows)} inputs)", labelled=ys is not None)
         data["hist"] = os.fspath(hist)
     if json_:
         emit_json(data)

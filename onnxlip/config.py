@@ -27,10 +27,12 @@ import os
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .domain import InputRange
 from .errors import InputError
+
+if TYPE_CHECKING:  # the CLI reads CONFIG_NAME for its help text without loading NumPy
+    from .domain import InputRange
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -110,6 +112,8 @@ def _input_range(data: dict[str, Any], where: str) -> InputRange | None:
     bounds = _numbers(data["input_range"], f"{where}: input_range")
     if len(bounds) != 2:
         raise InputError(f"{where}: input_range must be [lo, hi], got {data['input_range']!r}")
+    from .domain import InputRange
+
     return InputRange(*bounds, _numbers(data.get("mean", 0.0), f"{where}: mean"),
                       _numbers(data.get("std", 1.0), f"{where}: std"))
 

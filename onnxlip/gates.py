@@ -21,7 +21,7 @@ from .domain import InputBox, InputRange
 from .bounds import global_bound
 from .config import Thresholds
 from .errors import InputError
-from .methods import local_bounds
+from .methods import DEFAULT_METHOD, local_bounds
 from .network import Network
 from .nominal import Nominal
 from .radius import certified_radius
@@ -66,11 +66,9 @@ class Outcome:
 
 def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None,
               certified: bool = False, box: InputBox | None = None, branch_seconds: float = 0.0) -> Any:
-    """``certified_radius`` with ``method`` passed on when given (else the engine's default)."""
-    if method is not None:
-        return certified_radius(net, x0, label, method=method, certified=certified, box=box,
-                                branch_seconds=branch_seconds)
-    return certified_radius(net, x0, label, certified=certified, box=box, branch_seconds=branch_seconds)
+    """``certified_radius`` by ``method`` (None: ``methods.DEFAULT_METHOD``, as everywhere)."""
+    return certified_radius(net, x0, label, method=method or DEFAULT_METHOD, certified=certified, box=box,
+                            branch_seconds=branch_seconds)
 
 
 def plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> int:

@@ -13,6 +13,8 @@ from .network import Network
 def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """Array from a .npy file, or from a .npz file (``key``, or its only array)."""
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InputError(f"{path}: is a directory, not an input file")
     if not os.path.isfile(path):
         raise InputError(f"{path}: no such input file")
     try:
@@ -30,13 +32,19 @@ def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     return np.asarray(data)
 
 
+def without_unit_axes(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """``shape`` without its axes of length 1: [1, 28, 28] and [28, 28] hold the same sample."""
+    return tuple(d for d in shape if d != 1)
+
+
 def check_input(x: Any, net: Network, where: str = "input") -> np.ndarray:
-    """One nominal input as float64 with the model's per-sample shape."""
+    """One nominal input as float64 with the model's per-sample shape; axes of length 1 (a batch
+    axis, a single channel) may be there or not, as ``certify --inputs`` takes them."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
         raise InputError(f"{where}: dtype {x.dtype} is not numeric")
-    if x.shape == (1, *net.input_shape):
-        x = x[0]
+    if x.shape != net.input_shape and without_unit_axes(x.shape) == without_unit_axes(net.input_shape):
+        x = x.reshape(net.input_shape)
     if x.shape != net.input_shape:
         raise InputError(f"{where}: shape {list(x.shape)} does not match the model input "
                          f"'{net.input_name}' of shape {list(net.onnx_input_shape)}")

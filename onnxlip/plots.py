@@ -47,15 +47,26 @@ def sweep_plot(path: str | os.PathLike, eps: Sequence[float], bounds: Sequence[f
     _save(fig, path)
 
 
+def histogram_legend(shown: int, wrong: int, labelled: bool) -> str:
+    """What the bars count: inputs with their certified radius (for the true label when labelled)."""
+    if not labelled:
+        return f"{shown} inputs, radius of their predicted label (no labels given)"
+    return f"{shown} correctly classified inputs" + (f" ({wrong} misclassified, not shown)" if wrong else "")
+
+
 def radius_histogram(path: str | os.PathLike, radii: Sequence[float], correct: Sequence[bool],
-                     thresholds: Sequence[float] = (), title: str = "") -> None:
-    """Histogram of certified radii of correctly classified inputs (misclassified counted in the legend)."""
+                     thresholds: Sequence[float] = (), title: str = "", labelled: bool = True) -> None:
+    """Histogram of certified radii of correctly classified inputs (misclassified counted in the
+    legend); ``labelled``: False when the labels are the model's own predictions."""
+    from matplotlib.ticker import MaxNLocator
+
     r = np.asarray(radii, dtype=float)[np.asarray(correct, dtype=bool)]
     wrong = len(radii) - len(r)
     fig = _figure()
     ax = fig.add_subplot()
     bins = min(max(len(r) // 2, 5), 50)
-    ax.hist(r, bins=bins, color="C0", label=f"{len(r)} correctly classified" + (f" ({wrong} misclassified, not shown)" if wrong else ""))
+    ax.hist(r, bins=bins, color="C0", label=histogram_legend(len(r), wrong, labelled))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts of inputs
     for t in thresholds:
         ax.axvline(t, color="C3", linestyle=":", linewidth=1)
     ax.set_xlabel("certified L2 radius")

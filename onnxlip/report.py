@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .bounds import BoundResult, LayerReport
+from .methods import Choice
 from .ir import describe, parameter_count
 from .network import Network
 from .radius import RadiusResult
@@ -51,8 +52,9 @@ def ball_certified(eps: float, bound: float, margin: float) -> bool:
 
 
 def local_dict(results: list[BoundResult], method: str = "paper", margin: float | None = None,
-               label: int | None = None) -> dict[str, Any]:
+               label: int | None = None, choices: Sequence[Choice] = ()) -> dict[str, Any]:
     data: dict[str, Any] = {
+        "choices": [c.as_dict() for c in choices],
         "bounds": [{"eps": r.eps, "bound": r.bound, "estimate": r.is_estimate, "seconds": r.seconds,
                     **({"certified": ball_certified(r.eps, r.bound, margin)} if margin is not None else {})}
                    for r in results],
@@ -66,19 +68,50 @@ def local_dict(results: list[BoundResult], method: str = "paper", margin: float 
 
 
 def radius_dict(result: RadiusResult) -> dict[str, Any]:
-    return {**result.as_dict(), "notes": list(result.notes)}
+    return result.as_dict()
+
+
+def running_max(values: Sequence[float]) -> list[float]:
+    """Each value raised to the largest before it: a ratio reached inside the ball of radius ε
+    is reached inside every larger ball too, so a lower bound at ε holds at every larger ε."""
+    best, out = -math.inf, []
+    for v in values:
+        best = max(best, v)
+        out.append(best)
+    return out
 
 
 def sweep_dict(results: list[BoundResult], global_value: float, method: str, lower: list[Any] | None,
-               seconds: float) -> dict[str, Any]:
+               seconds: float, choices: Sequence[Choice] = ()) -> dict[str, Any]:
+    """``lower``: the running maximum of the ratios found (``lower_found``: at that ε alone)."""
     points = []
+    held = running_max([lb.value for lb in lower]) if lower is not None else []
     for i, r in enumerate(results):
         point = {"eps": r.eps, "bound": r.bound, "estimate": r.is_estimate, "seconds": r.seconds}
         if lower is not None:
-            point.update(lower=lower[i].value, lower_method=lower[i].method, jacobian=lower[i].jacobian)
+            point.update(lower=held[i], lower_found=lower[i].value, lower_method=lower[i].method,
+                         jacobian=lower[i].jacobian)
         points.append(point)
     return {"points": points, "global_bound": global_value, "method": method,
+            "choices": [c.as_dict() for c in choices],
             "estimate": any(r.is_estimate for r in results), "seconds": seconds}
+
+
+def choice_lines(choices: Sequence[Choice]) -> list[str]:
+    """What ``best`` ran: one line per run of consecutive ε with the same choice, with the reason
+    at its costliest ε."""
+    groups: list[list[Choice]] = []
+    for c in choices:
+        if groups and groups[-1][-1].method == c.method:
+            groups[-1].append(c)
+        else:
+            groups.append([c])
+    lines = []
+    for group in groups:
+        where = f"eps={group[0].eps:g}" + (f"…{group[-1].eps:g}" if len(group) > 1 else "")
+        ran = "secant and per-layer bounds, the smaller" if group[0].method == "tight" else "per-layer bound only"
+        lines.append(f"method best at {where}: {ran} ({max(group, key=lambda c: c.work).reason})")
+    return lines
 
 
 def batch_dict(rows: list[dict[str, Any]], radii: Sequence[float], labelled: bool, seconds: float) -> dict[str, Any]:
@@ -118,8 +151,13 @@ def check_dict(outcomes: list[Any], model: str, seconds: float) -> dict[str, Any
 
 # ---------------------------------------------------------------- rich views
 
+def titled(title: str) -> Table:
+    """A table at least as wide as its title, so the title never wraps mid-phrase."""
+    return Table(title=title, box=box.SIMPLE_HEAD, min_width=len(title))
+
+
 def network_table(net: Network) -> Table:
-    table = Table(title=f"{net.source}: input '{net.input_name}' {list(net.onnx_input_shape)}", box=box.SIMPLE_HEAD)
+    table = titled(f"{net.source}: input '{net.input_name}' {list(net.onnx_input_shape)}")
     for col in ("#", "op", "in", "out", "params", "onnx nodes"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left")
     for i, n in enumerate(net.nodes):
@@ -130,7 +168,7 @@ def network_table(net: Network) -> Table:
 
 def layer_table(layers: list[LayerReport], title: str, local: bool) -> Table:
     """Per-layer table: op, output shape, L_k, ε_k (ball at the layer's input), unit counts."""
-    table = Table(title=title, box=box.SIMPLE_HEAD)
+    table = titled(title)
     certified = any(layer.estimate is not None for layer in layers)
     columns = (["#", "op", "shape", "L_k"] + (["ε_k", "inactive", "active", "unstable"] if local else [])
                + ["norm"] + (["slack"] if certified else []))
@@ -178,8 +216,6 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
     if r.branch_seconds > 0:
         console.print(f"[dim]branch and bound: up to {r.branch_seconds:g} s per radius tested[/dim]")
-    for note in r.notes:
-        console.print(f"[dim]note: {note}[/dim]")
     if r.certified:
         console.print("[dim]certified mode: every radius rests on provable norms[/dim]")
     else:
@@ -188,8 +224,7 @@ def print_radius(console: Console, r: RadiusResult) -> None:
 
 def sweep_table(data: dict[str, Any]) -> Table:
     lower = bool(data["points"]) and "lower" in data["points"][0]
-    table = Table(title=f"local bound over eps (method {data['method']}), global bound {data['global_bound']:.6g}",
-                  box=box.SIMPLE_HEAD)
+    table = titled(f"local bound over eps (method {data['method']}), global bound {data['global_bound']:.6g}")
     for col in ["eps", "L(x0, eps)", "L / global"] + (["lower", "gap ×"] if lower else []):
         table.add_column(col, justify="right")
     for p in data["points"]:
@@ -223,7 +258,7 @@ def inputs_table(rows: list[dict[str, Any]], limit: int = 20) -> Table:
 
 
 def check_table(outcomes: list[Any]) -> Table:
-    table = Table(title="onnxlip check", box=box.SIMPLE_HEAD)
+    table = titled("onnxlip check")
     for col in ("condition", "input", "measured", "threshold", "result"):
         table.add_column(col, justify="right" if col in ("measured", "threshold") else "left")
     for o in outcomes:

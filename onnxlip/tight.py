@@ -324,15 +324,18 @@ def supports(net: Network) -> bool:
 
 @single_blas_thread
 def tight_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None, best: bool = True,
-                refine: bool = False, certified: bool = False, box: InputBox | None = None) -> BoundResult:
+                refine: bool = False, certified: bool = False, box: InputBox | None = None,
+                paper: BoundResult | None = None) -> BoundResult:
     """The whole-network secant bound on L(x0, ε); with ``best``, the minimum of it and the
     paper's. Networks tight mode does not support get the (interval-tightened) paper bound.
     ``refine``: tighter ranges from prefix bounds (see ``build_secants``). ``certified``: every
     norm provable (``certified_segments``) and the paper bound certified too. ``box``: the
-    bound covers only the ball's inputs inside it (the paper bound's interval caps use it too)."""
+    bound covers only the ball's inputs inside it (the paper bound's interval caps use it too).
+    ``paper``: that interval-capped per-layer bound, when the caller has computed it already."""
     start = time.perf_counter()
     acts = net.activations(x0) if acts is None else acts
-    paper = local_bound(net, x0, eps, acts, certified=certified, interval=True, box=box)
+    if paper is None:
+        paper = local_bound(net, x0, eps, acts, certified=certified, interval=True, box=box)
     if not supports(net):
         return _dag_bound(net, x0, eps, paper, best, certified, box, start)
     state = build_secants(net, x0, eps, paper, acts, refine, certified, box)

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxlip import global_bound, load_model, local_bound, sweep
+from onnxlip.bounds import global_bound, local_bound, sweep
+from onnxlip.importer import load_model
 from onnxlip.ir import Dense, Relu
 from onnxlip.network import Network
 from onnxlip.runtime import run_onnx

@@ -14,7 +14,8 @@ import pytest
 import onnx
 
 from helpers import exposing
-from onnxlip import branching, load_model
+from onnxlip import branching
+from onnxlip.importer import load_model
 from onnxlip.graph.margins import margin_rows
 from onnxlip.graph.ranges import graph_ranges
 from random_graphs import random_resnet

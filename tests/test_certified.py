@@ -7,7 +7,8 @@ import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip import global_bound, load_model, local_bound
+from onnxlip.bounds import global_bound, local_bound
+from onnxlip.importer import load_model
 from onnxlip.certified_norms import circulant_bound, exact_certified, l1_linf_bound
 from onnxlip.cholesky_certificate import certify_norm
 from onnxlip.ir import Conv

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.cli import app
 from onnxlip.methods import METHODS
 from onnxlip.runtime import run_onnx

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.crown import plus_minus_rows, pool_lines, relu_lines
 from onnxlip.graph.ranges import unit_range
 from onnxlip.graph.relax import lower_bounds

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from onnxlip import certified_radius, load_model
+from onnxlip.importer import load_model
+from onnxlip.radius import certified_radius
 from onnxlip.attacks import min_adversarial_distance, pgd_l2
 from onnxlip.graph.relax import lower_bounds
 from onnxlip.domain import InputBox, InputRange, ball_box, checked_box, concretize

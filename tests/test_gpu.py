@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.backend import select
 from onnxlip.bounds import global_bound
 from onnxlip.methods import global_bound_on, local_bounds, on_device

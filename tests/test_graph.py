@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from helpers import MODELS_DIR, exposing, run_ort, run_ort_each
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
 from onnxlip.crown import plus_minus_rows
 from onnxlip.graph.margins import margin_bounds, margin_rows

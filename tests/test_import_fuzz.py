@@ -14,7 +14,7 @@ import onnx
 import pytest
 
 from helpers import exposing, run_ort, run_ort_each
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.attacks import min_adversarial_distance
 from onnxlip.methods import local_bounds
 from onnxlip.radius import certified_radius

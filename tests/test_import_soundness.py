@@ -12,7 +12,7 @@ from onnx import TensorProto, helper
 from typer.testing import CliRunner
 
 from helpers import const, node, run_ort
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.cli import app
 from onnxlip.errors import ModelMismatchError, UnsupportedModelError
 from onnxlip.network import Network

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxlip import certified_radius, load_model
+from onnxlip.importer import load_model
+from onnxlip.radius import certified_radius
 from onnxlip.attacks import min_adversarial_distance
 from onnxlip.runtime import run_onnx
 

@@ -11,7 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import MODELS_DIR, adjoint_gap, assert_rel_close, const, make_model, node, run_ort, save_model
-from onnxlip import certified_radius, global_bound, load_model, local_bound, sweep
+from onnxlip.bounds import global_bound, local_bound, sweep
+from onnxlip.importer import load_model
+from onnxlip.radius import certified_radius
 from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
 from onnxlip.errors import UnsupportedModelError
 from onnxlip.ir import Add, Concat, Conv, Dense, Relu, Reshape, Scale

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from onnxlip import load_model
+from onnxlip.importer import load_model
 from onnxlip.crown import relaxations
 from onnxlip.graph.relax import lower_bounds
 from onnxlip.domain import InputBox

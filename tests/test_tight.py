@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxlip import load_model, local_bound
+from onnxlip.bounds import local_bound
+from onnxlip.importer import load_model
 from onnxlip.attacks import ascent_lower_bound, jacobian_lower_bound
 from onnxlip.ir import Dense, Relu
 from onnxlip.methods import local_bounds

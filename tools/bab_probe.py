@@ -25,7 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from onnxlip import branching, crown, load_model  # noqa: E402
+from onnxlip import branching, crown  # noqa: E402
+from onnxlip.importer import load_model  # noqa: E402
 from onnxlip.backend import single_blas_thread  # noqa: E402
 from onnxlip.network import Network  # noqa: E402
 from onnxlip.graph.margins import margin_rows  # noqa: E402

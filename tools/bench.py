@@ -72,7 +72,7 @@ MODELS = SMALL_MODELS + IMAGENET_MODELS + tuple(f"{m}_small" for m in IMAGENET_M
 STAGES = ("paper", "best", "sweep", "baseline")
 PAPER_KEYS = {"mnist_lenet": "mnist_lenet", "cifar10_net": "cifar10_net",
               "alexnet": "alexnet_imagenet", "vgg16": "vgg16_imagenet"}
-AUTHORS_CPU_SECONDS = {"mnist_lenet": 0.60, "cifar10_net": 16.3}  # the authors' code, 2-core CPU (METHOD.md)
+AUTHORS_CPU_SECONDS = {"mnist_lenet": 0.60, "cifar10_net": 16.3}  # the authors' code on a 2-core CPU (docs/benchmarks.md)
 TARGET_SECONDS = {"mnist_lenet": 0.02, "cifar10_net": 0.2, "alexnet": 10.0, "vgg16": 120.0}
 TARGET_PEAK_GIB = 8.0  # AlexNet and VGG16
 TARGET_SWEEP_RATIO = 10.0
@@ -422,7 +422,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
 
 
 def worker(args: argparse.Namespace) -> int:
-    from onnxlip import load_model
+    from onnxlip.importer import load_model
     from onnxlip.ir import parameter_count
 
     model_path, x0_path = model_files(args.model, args.cache)

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxlip import certified_radius, global_bound, load_model, local_bound
+from onnxlip.bounds import global_bound, local_bound
+from onnxlip.importer import load_model
+from onnxlip.radius import certified_radius
 from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
 from onnxlip.domain import InputRange
 from onnxlip.tight import tight_bound
