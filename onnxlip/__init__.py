@@ -16,8 +16,9 @@ __version__ = "0.1.0"
 # Public name → the module that defines it, imported when the name is first read.
 _LAZY = {
     "load_model": "api", "load_input": "api", "global_bound": "api", "local_bound": "api", "sweep": "api",
-    "certified_radius": "api", "BoundResult": "bounds", "LayerReport": "bounds", "RadiusResult": "radius",
-    "Network": "network", "InputRange": "domain", "METHODS": "methods", "DEFAULT_METHOD": "methods",
+    "certified_radius": "api", "BoundResult": "bounds.perlayer.engine", "LayerReport": "bounds.perlayer.engine",
+    "RadiusResult": "robustness.radius", "Network": "graph.network", "InputRange": "bounds.domain",
+    "METHODS": "bounds.methods", "DEFAULT_METHOD": "bounds.methods",
 }
 
 __all__ = sorted([*_LAZY, "InputError", "ModelLoadError", "ModelMismatchError", "OnnxlipError",

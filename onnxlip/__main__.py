@@ -1,4 +1,4 @@
 """``python -m onnxlip`` runs the CLI."""
-from .cli import main
+from .cli.app import main
 
 main()

@@ -18,19 +18,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import methods, summary
-from .bounds import BoundResult
-from .domain import InputBox, InputRange
+from .bounds import methods
+from .bounds.perlayer.engine import BoundResult
+from .bounds.domain import InputBox, InputRange
 from .errors import InputError, ModelLoadError
 from .importer import load_model as _import
-from .inputs import check_eps, check_input
-from .network import Network
-from .nominal import load_nominal
-from .radius import RadiusResult
-from .radius import certified_radius as _radius
-from .verify import ensure_matches
+from .inputs.arrays import check_eps, check_input
+from .graph.network import Network
+from .inputs.nominal import load_nominal
+from .robustness.radius import RadiusResult
+from .robustness.radius import certified_radius as _radius
+from .importer.verify import ensure_matches
 
-summary.install()  # short reprs: a notebook shows "<Network mnist_lenet.onnx: …>", not the weights
 
 def import_model(path: str | os.PathLike[str]) -> Network:
     """Import an ONNX file as a ``Network`` without comparing it with onnxruntime."""

@@ -13,7 +13,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxlip.windows import Window2d
+from onnxlip.linalg.windows import Window2d
 
 OPSET = 17
 IR_VERSION = 8

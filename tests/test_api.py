@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import onnxlip
-from onnxlip import methods
+from onnxlip.bounds import methods
 
 from .test_cli import MODELS, run_json
 from .test_cli_vnnlib import box_text

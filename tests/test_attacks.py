@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip.attacks import (ascent_lower_bound, deepfool, fgsm, jacobian_lower_bound, lower_bound,
-                             min_adversarial_distance, pgd_l2, random_lower_bound)
+from onnxlip.robustness.attacks import deepfool, fgsm, min_adversarial_distance, pgd_l2
+from onnxlip.robustness.lower_bounds import ascent_lower_bound, jacobian_lower_bound, lower_bound, random_lower_bound
 from onnxlip.errors import InputError
 from onnxlip.importer import load_model
-from onnxlip.ir import Dense, Relu
-from onnxlip.network import Network
+from onnxlip.graph.nodes import Dense, Relu
+from onnxlip.graph.network import Network
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 TIGHT = 1 + 1e-9  # float64 room on "≤" comparisons
@@ -133,7 +133,7 @@ def test_wide_output_uses_lanczos(rng: np.random.Generator) -> None:
 
 
 def test_default_jacobian_points_follow_the_network_size() -> None:
-    from onnxlip.attacks import JACOBIAN_POINTS, JACOBIAN_POINTS_LARGE, default_jacobian_points
+    from onnxlip.robustness.lower_bounds import JACOBIAN_POINTS, JACOBIAN_POINTS_LARGE, default_jacobian_points
 
     assert default_jacobian_points(linear_net(np.ones((10, 10)), np.zeros(10))) == JACOBIAN_POINTS
     huge = np.broadcast_to(1.0, (20000, 10000))  # 2e8 multiply-adds, no memory

@@ -10,11 +10,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxlip.bounds import global_bound, local_bound, sweep
+from onnxlip.bounds.perlayer.engine import global_bound, local_bound, sweep
 from onnxlip.importer import load_model
-from onnxlip.ir import Dense, Relu
-from onnxlip.network import Network
-from onnxlip.runtime import run_onnx
+from onnxlip.graph.nodes import Dense, Relu
+from onnxlip.graph.network import Network
+from onnxlip.importer.runtime import run_onnx
 
 from .random_nets import ball_samples, random_conv_net, random_mlp
 

@@ -14,12 +14,12 @@ import pytest
 import onnx
 
 from helpers import exposing
-from onnxlip import branching
+from onnxlip.bounds.relax import branching, domains
 from onnxlip.importer import load_model
-from onnxlip.graph.margins import margin_rows
-from onnxlip.graph.ranges import graph_ranges
+from onnxlip.bounds.relax.margins import margin_rows
+from onnxlip.bounds.relax.ranges import graph_ranges
 from random_graphs import random_resnet
-from onnxlip.tight import build_secants
+from onnxlip.bounds.tight.chain import build_secants
 
 from .random_nets import ball_samples, random_conv_net, random_mlp
 
@@ -90,7 +90,7 @@ def test_splitting_closes_the_gap_on_small_mlps(tmp_path: Path, kind: str, seed:
     rows, base, rng = _margins_and_ranges(net, x0, eps, seed)
     r = 0
     reached = _pgd_min(net, x0, eps, rows[r], rng)
-    root = branching.bound_domain(net.graph, branching.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
+    root = domains.bound_domain(net.graph, domains.Domain({}, dict(base)), rows[r : r + 1], x0, eps)
     below = reached - 0.05 * (reached - root.bound)
     res = branching.branch_and_bound(net.graph, base, rows[r : r + 1], x0, eps, max_domains=2000,
                                      max_seconds=60, root=root, threshold=below)
@@ -104,14 +104,14 @@ def test_a_nan_bound_proves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     eps = 5.0
     rows, base, _ = _margins_and_ranges(net, x0, eps, 1)
     assert not branching.certify_margins(net.graph, base, rows, x0, eps, max_seconds=3).certified
-    real, calls = branching.lower_bounds, [0]
+    real, calls = domains.lower_bounds, [0]
 
     def nan_after_the_roots(*args, **kwargs):
         calls[0] += 1
         out = real(*args, **kwargs)
         return out if calls[0] == 1 else np.full_like(out, np.nan)
 
-    monkeypatch.setattr(branching, "lower_bounds", nan_after_the_roots)
+    monkeypatch.setattr(domains, "lower_bounds", nan_after_the_roots)
     assert not branching.certify_margins(net.graph, base, rows, x0, eps, max_seconds=3).certified
 
 
@@ -120,7 +120,7 @@ def test_best_split_children_cover_the_parent(tmp_path: Path) -> None:
     recomputes (the clamp-only ranges serve only the estimate)."""
     _, net, x0 = _net(tmp_path, "conv", 3)
     rows, base, _ = _margins_and_ranges(net, x0, 0.5, 3)
-    root = branching.bound_domain(net.graph, branching.Domain({}, dict(base)), rows[:1], x0, 0.5)
+    root = domains.bound_domain(net.graph, domains.Domain({}, dict(base)), rows[:1], x0, 0.5)
     (active, inactive), = branching.best_split(net.graph, [root], rows[:1], x0, 0.5)
     k = next(k for k, s in active.signs.items() if np.any(s))
     (i,) = np.flatnonzero(active.signs[k].reshape(-1))

@@ -7,11 +7,11 @@ import scipy.sparse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip.bounds import global_bound, local_bound
+from onnxlip.bounds.perlayer.engine import global_bound, local_bound
 from onnxlip.importer import load_model
-from onnxlip.certified_norms import circulant_bound, exact_certified, l1_linf_bound
-from onnxlip.cholesky_certificate import certify_norm
-from onnxlip.ir import Conv
+from onnxlip.bounds.perlayer.certified import circulant_bound, exact_certified, l1_linf_bound
+from onnxlip.linalg.cholesky import certify_norm
+from onnxlip.graph.nodes import Conv
 
 from .test_bounds import MODELS
 
@@ -132,7 +132,7 @@ def test_cli_certified_flag_reports_provable_layers() -> None:
 
     from typer.testing import CliRunner
 
-    from onnxlip.cli import app
+    from onnxlip.cli.app import app
 
     path, x0 = str(MODELS / "convnet.onnx"), str(MODELS / "convnet_x0.npy")
     result = CliRunner().invoke(app, ["local", path, "-i", x0, "-e", "0.01", "--certified", "--json"])

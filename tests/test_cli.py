@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from onnxlip.cli import app
+from onnxlip.cli.app import app
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"

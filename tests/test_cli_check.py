@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from onnxlip.config import load_config
+from onnxlip.cli.config import load_config
 
 from .test_cli import ROOT, model, run
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from onnxlip.importer import load_model
-from onnxlip.cli import app
-from onnxlip.methods import METHODS
-from onnxlip.runtime import run_onnx
+from onnxlip.cli.app import app
+from onnxlip.bounds.methods import METHODS
+from onnxlip.importer.runtime import run_onnx
 
 from .test_cli import ROOT, model, run, run_json
 
@@ -231,7 +231,7 @@ def test_shared_options_reject_bad_values(args: list[str], message: str) -> None
 
 
 def test_device_gpu_without_cupy_is_a_clean_error() -> None:
-    from onnxlip.backend import _cupy
+    from onnxlip.linalg.backend import _cupy
 
     if _cupy() is not None:
         pytest.skip("CuPy and a GPU are available here")
@@ -249,8 +249,8 @@ def test_missing_option_is_one_line() -> None:
 
 def test_json_is_strict_when_no_attack_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     """inf distances become null: the output stays valid strict JSON."""
-    from onnxlip import cli
-    from onnxlip.attacks import Attack
+    from onnxlip.cli import app as cli
+    from onnxlip.robustness.attacks import Attack
 
     monkeypatch.setattr(cli, "min_adversarial_distance", lambda net, x0, label=None, box=None: Attack(float("inf"), None, "none", 2, None))
     path, x0 = model("mlp")
@@ -276,7 +276,7 @@ def test_demo_on_a_small_model() -> None:
 
 def test_demo_model_ships_with_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default demo runs from any directory: its model is package data, the same as models/'s."""
-    from onnxlip.cli import DEMO_MODEL
+    from onnxlip.cli.app import DEMO_MODEL
 
     monkeypatch.chdir(tmp_path)
     assert DEMO_MODEL.is_file() and DEMO_MODEL.with_name("mnist_lenet_x0.npy").is_file()

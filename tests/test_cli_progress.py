@@ -11,7 +11,8 @@ import sys
 import pytest
 from rich.console import Console
 
-from onnxlip import cli, progress
+from onnxlip.cli import app as cli
+from onnxlip.cli import progress
 
 from .test_cli import ROOT, model, run
 

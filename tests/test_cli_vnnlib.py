@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from onnxlip.errors import InputError
-from onnxlip.vnnlib import box_input, parse_vnnlib
+from onnxlip.inputs.vnnlib import box_input, parse_vnnlib
 
 from .test_cli import model, run, run_json
 

@@ -9,12 +9,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip.importer import load_model
-from onnxlip.crown import plus_minus_rows, pool_lines, relu_lines
-from onnxlip.graph.ranges import unit_range
-from onnxlip.graph.relax import lower_bounds
-from onnxlip.patch_passes import Patches
-from onnxlip.ir import MaxPool
-from onnxlip.tight import build_secants
+from onnxlip.bounds.relax.crown import plus_minus_rows, pool_lines, relu_lines
+from onnxlip.bounds.relax.ranges import unit_range
+from onnxlip.bounds.relax.backsub import lower_bounds
+from onnxlip.bounds.relax.patches import Patches
+from onnxlip.graph.nodes import MaxPool
+from onnxlip.bounds.tight.chain import build_secants
 
 from .helpers import make_window, run_ort
 from .random_nets import ball_samples, random_conv_net, random_mlp

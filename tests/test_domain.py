@@ -9,13 +9,13 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from onnxlip.importer import load_model
-from onnxlip.radius import certified_radius
-from onnxlip.attacks import min_adversarial_distance, pgd_l2
-from onnxlip.graph.relax import lower_bounds
-from onnxlip.domain import InputBox, InputRange, ball_box, checked_box, concretize
+from onnxlip.robustness.radius import certified_radius
+from onnxlip.robustness.attacks import min_adversarial_distance, pgd_l2
+from onnxlip.bounds.relax.backsub import lower_bounds
+from onnxlip.bounds.domain import InputBox, InputRange, ball_box, checked_box, concretize
 from onnxlip.errors import InputError
-from onnxlip.slopes import optimise
-from onnxlip.tight import build_secants
+from onnxlip.bounds.relax.slopes import optimise
+from onnxlip.bounds.tight.chain import build_secants
 
 from .helpers import run_ort
 from .random_nets import ball_samples, random_conv_net, random_mlp

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from onnxlip.importer import load_model
-from onnxlip.backend import select
-from onnxlip.bounds import global_bound
-from onnxlip.methods import global_bound_on, local_bounds, on_device
+from onnxlip.linalg.backend import select
+from onnxlip.bounds.perlayer.engine import global_bound
+from onnxlip.bounds.methods import global_bound_on, local_bounds, on_device
 
 from .helpers import run_ort
 from .test_bounds import MODELS

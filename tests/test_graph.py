@@ -12,17 +12,18 @@ import pytest
 
 from helpers import MODELS_DIR, exposing, run_ort, run_ort_each
 from onnxlip.importer import load_model
-from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
-from onnxlip.crown import plus_minus_rows
-from onnxlip.graph.margins import margin_bounds, margin_rows
-from onnxlip.graph.ranges import graph_ranges
-from onnxlip.graph.relax import lower_bounds
-from onnxlip.graph.tight import dag_tight_bound
-from onnxlip.linop import FlatOperator
-from onnxlip.methods import local_bounds
-from onnxlip.radius import certified_radius
-from onnxlip.spectral import normal_operator, top_eigen
-from onnxlip.tight import supports
+from onnxlip.robustness.attacks import min_adversarial_distance
+from onnxlip.robustness.lower_bounds import ascent_lower_bound
+from onnxlip.bounds.relax.crown import plus_minus_rows
+from onnxlip.bounds.relax.margins import margin_bounds, margin_rows
+from onnxlip.bounds.relax.ranges import graph_ranges
+from onnxlip.bounds.relax.backsub import lower_bounds
+from onnxlip.bounds.tight.graph import dag_tight_bound
+from onnxlip.linalg.operators import FlatOperator
+from onnxlip.bounds.methods import local_bounds
+from onnxlip.robustness.radius import certified_radius
+from onnxlip.linalg.spectral import normal_operator, top_eigen
+from onnxlip.bounds.tight.chain import supports
 from random_graphs import random_resnet
 
 from .random_nets import ball_samples

@@ -15,9 +15,9 @@ import pytest
 
 from helpers import exposing, run_ort, run_ort_each
 from onnxlip.importer import load_model
-from onnxlip.attacks import min_adversarial_distance
-from onnxlip.methods import local_bounds
-from onnxlip.radius import certified_radius
+from onnxlip.robustness.attacks import min_adversarial_distance
+from onnxlip.bounds.methods import local_bounds
+from onnxlip.robustness.radius import certified_radius
 from random_graphs import random_model
 
 SEEDS = range(24)

@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from helpers import const, node, run_ort
 from onnxlip.importer import load_model
-from onnxlip.cli import app
+from onnxlip.cli.app import app
 from onnxlip.errors import ModelMismatchError, UnsupportedModelError
-from onnxlip.network import Network
-from onnxlip.verify import ensure_matches
+from onnxlip.graph.network import Network
+from onnxlip.importer.verify import ensure_matches
 
 runner = CliRunner()
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
@@ -190,8 +190,8 @@ def test_constant_network_has_an_infinite_radius(command, tmp_path, rng):
 def test_dead_relu_layer_has_a_sound_finite_radius(tmp_path, rng):
     path = _two_layer(tmp_path, rng, scale_out=1.0, bias=-50.0)
     net = load_model(path)
-    from onnxlip.attacks import min_adversarial_distance
-    from onnxlip.radius import certified_radius
+    from onnxlip.robustness.attacks import min_adversarial_distance
+    from onnxlip.robustness.radius import certified_radius
     r = certified_radius(net, np.ones(4))
     attack = min_adversarial_distance(net, np.ones(4))
     assert 0 < r.radius < np.inf
@@ -289,7 +289,7 @@ def test_a_misread_network_stops_every_command(tmp_path, monkeypatch, rng):
                      *good.nodes[1:]), good.input_shape, good.input_name, good.output_name, good.source)
     with pytest.raises(ModelMismatchError, match="disagrees with onnxruntime"):
         ensure_matches(wrong, [np.ones(4)], 0.5)
-    import onnxlip.cli as cli
+    import onnxlip.cli.app as cli
     monkeypatch.setattr(cli, "load_model", lambda _: wrong)
     x = _npy(tmp_path, np.ones(4))
     for command in (["global"], ["local", "--input", x, "--eps", "0.1"], ["certify", "--input", x],

@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from helpers import (MODELS_DIR, adjoint_gap, assert_rel_close, conv_matrix, const, dense_matrix, make_model,
                      make_window, maxpool_reference, node, node_matrix, out_size, run_ort, save_model)
-import onnxlip.conv as conv_module
+import onnxlip.linalg.conv as conv_module
 from onnxlip.importer import load_model
-from onnxlip.ir import Conv, Dense, MaxPool, Pad, Relu, Reshape, Scale, Transpose
-from onnxlip.row_norms import masked_row_norms
+from onnxlip.graph.nodes import Conv, Dense, MaxPool, Pad, Relu, Reshape, Scale, Transpose
+from onnxlip.bounds.perlayer.row_norms import masked_row_norms
 
 ADJOINT_TOL = 1e-9
 EXACT_TOL = 1e-12
@@ -377,7 +377,7 @@ def test_flat_operators_keep_scipys_contract_on_numpy() -> None:
     and matrix products behave as SciPy's LinearOperator."""
     import numpy as np
 
-    from onnxlip.linop import FlatOperator, SinglePrecision
+    from onnxlip.linalg.operators import FlatOperator, SinglePrecision
 
     m = np.arange(6.0).reshape(2, 3)
     op = FlatOperator(lambda v: v @ m.T, lambda u: u @ m, (3,), (2,), np.float64)

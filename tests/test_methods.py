@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxlip import methods
-from onnxlip.bounds import local_bound
+from onnxlip.bounds import methods
+from onnxlip.bounds.perlayer.engine import local_bound
 from onnxlip.importer import load_model
 
 from .test_cli import MODELS, run_json
@@ -68,7 +68,7 @@ def test_cli_says_when_best_skips_the_secant_bound(monkeypatch: pytest.MonkeyPat
 def test_cli_writes_heartbeats_to_a_log(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from onnxlip import progress
+    from onnxlip.cli import progress
 
     from .test_cli import run
 

@@ -6,8 +6,8 @@ import pytest
 
 from helpers import MODELS_DIR, assert_rel_close
 from onnxlip.importer import load_model
-from onnxlip.ir import AFFINE_TYPES
-from onnxlip.runtime import run_onnx
+from onnxlip.graph.nodes import AFFINE_TYPES
+from onnxlip.importer.runtime import run_onnx
 
 MODEL_NAMES = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
 RTOL = 1e-4

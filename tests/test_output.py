@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 from rich.console import Console
 
-from onnxlip import progress, report
+from onnxlip.cli import progress
+from onnxlip.cli import report
 
 
 def test_heartbeat_line_says_phase_elapsed_and_time_left() -> None:
@@ -60,7 +61,7 @@ def test_table_titles_do_not_wrap() -> None:
 
 
 def test_histogram_legend_says_what_it_counts() -> None:
-    from onnxlip.plots import histogram_legend
+    from onnxlip.cli.plots import histogram_legend
 
     assert histogram_legend(8, 2, True) == "8 correctly classified inputs (2 misclassified, not shown)"
     assert histogram_legend(10, 0, False) == "10 inputs, radius of their predicted label (no labels given)"
@@ -69,7 +70,7 @@ def test_histogram_legend_says_what_it_counts() -> None:
 def test_histogram_counts_on_integer_ticks(tmp_path, monkeypatch) -> None:
     import matplotlib.pyplot as plt
 
-    from onnxlip import plots
+    from onnxlip.cli import plots
 
     ticks: list[float] = []
     monkeypatch.setattr(plots, "_save", lambda fig, path: ticks.extend(fig.axes[0].get_yticks()))

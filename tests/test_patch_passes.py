@@ -5,10 +5,10 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxlip.ir import Conv, MaxPool, Relu
-from onnxlip.patch_passes import Patches, basis_patches, one_hot_patches, pull_step, push_step
-from onnxlip.pooling import mix_windows, spread_windows
-from onnxlip.segments import basis
+from onnxlip.graph.nodes import Conv, MaxPool, Relu
+from onnxlip.bounds.relax.patches import Patches, basis_patches, one_hot_patches, pull_step, push_step
+from onnxlip.linalg.pooling import mix_windows, spread_windows
+from onnxlip.bounds.tight.segments import basis
 
 from .helpers import make_window
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from onnxlip.importer import load_model
-from onnxlip.radius import certified_radius
-from onnxlip.attacks import min_adversarial_distance
-from onnxlip.runtime import run_onnx
+from onnxlip.robustness.radius import certified_radius
+from onnxlip.robustness.attacks import min_adversarial_distance
+from onnxlip.importer.runtime import run_onnx
 
 from .random_nets import ball_samples
 from .test_bounds import MODELS, PAPER
@@ -83,8 +83,8 @@ def test_wrong_label_gives_zero_radius() -> None:
 def test_branching_proves_a_radius_the_relaxation_cannot(mnist: tuple) -> None:
     """mnist_lenet at 0.235 (ball only): the optimised relaxation and the secant test fail, branch
     and bound on ReLU splits proves it, and PGD inside that ball finds nothing."""
-    from onnxlip.attacks import pgd_l2
-    from onnxlip.radius import _tight_holds
+    from onnxlip.robustness.attacks import pgd_l2
+    from onnxlip.robustness.radius import _tight_holds
 
     net, x0, r = mnist
     acts = net.activations(x0)

@@ -11,14 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import MODELS_DIR, adjoint_gap, assert_rel_close, const, make_model, node, run_ort, save_model
-from onnxlip.bounds import global_bound, local_bound, sweep
+from onnxlip.bounds.perlayer.engine import global_bound, local_bound, sweep
 from onnxlip.importer import load_model
-from onnxlip.radius import certified_radius
-from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
+from onnxlip.robustness.radius import certified_radius
+from onnxlip.robustness.attacks import min_adversarial_distance
+from onnxlip.robustness.lower_bounds import ascent_lower_bound
 from onnxlip.errors import UnsupportedModelError
-from onnxlip.ir import Add, Concat, Conv, Dense, Relu, Reshape, Scale
-from onnxlip.methods import local_bounds
-from onnxlip.network import Network
+from onnxlip.graph.nodes import Add, Concat, Conv, Dense, Relu, Reshape, Scale
+from onnxlip.bounds.methods import local_bounds
+from onnxlip.graph.network import Network
 
 from .random_nets import ball_samples
 

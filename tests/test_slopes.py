@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from onnxlip.importer import load_model
-from onnxlip.crown import relaxations
-from onnxlip.graph.relax import lower_bounds
-from onnxlip.domain import InputBox
-from onnxlip.ir import MaxPool
-from onnxlip.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
-from onnxlip.tight import build_secants
+from onnxlip.bounds.relax.crown import relaxations
+from onnxlip.bounds.relax.backsub import lower_bounds
+from onnxlip.bounds.domain import InputBox
+from onnxlip.graph.nodes import MaxPool
+from onnxlip.bounds.relax.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
+from onnxlip.bounds.tight.chain import build_secants
 
 from .helpers import run_ort
 from .random_nets import ball_samples, random_conv_net, random_mlp

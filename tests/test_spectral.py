@@ -7,12 +7,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-import onnxlip.layer_bounds as layer_bounds
-import onnxlip.spectral as spectral
-from onnxlip.backend import all_blas_threads, single_blas_thread
-from onnxlip.ir import Conv, Dense
-from onnxlip.linop import masked_operator, masked_submatrix
-from onnxlip.windows import Window2d
+import onnxlip.bounds.perlayer.layers as layer_bounds
+import onnxlip.linalg.spectral as spectral
+from onnxlip.linalg.backend import all_blas_threads, single_blas_thread
+from onnxlip.graph.nodes import Conv, Dense
+from onnxlip.bounds.perlayer.masked import masked_operator, masked_submatrix
+from onnxlip.linalg.windows import Window2d
 
 
 def _gram(m: np.ndarray) -> LinearOperator:
@@ -113,7 +113,7 @@ def test_single_precision_operator_is_float32_inside() -> None:
 def test_all_blas_threads_inside_single_thread_section(monkeypatch: pytest.MonkeyPatch) -> None:
     from threadpoolctl import threadpool_info
 
-    import onnxlip.backend as backend
+    import onnxlip.linalg.backend as backend
 
     monkeypatch.setattr(backend, "idle_cores", lambda own: 64)  # a quiet machine
 
@@ -139,7 +139,7 @@ def test_all_blas_threads_inside_single_thread_section(monkeypatch: pytest.Monke
 ])
 def test_idle_cores_follow_the_load_average(load: float, own: int, cores: int, expected: int,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    import onnxlip.backend as backend
+    import onnxlip.linalg.backend as backend
 
     monkeypatch.setattr(backend.os, "getloadavg", lambda: (load, load, load))
     monkeypatch.setattr(backend.os, "cpu_count", lambda: cores)

@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from onnxlip.bounds import local_bound
+from onnxlip.bounds.perlayer.engine import local_bound
 from onnxlip.importer import load_model
-from onnxlip.attacks import ascent_lower_bound, jacobian_lower_bound
-from onnxlip.ir import Dense, Relu
-from onnxlip.methods import local_bounds
-from onnxlip.network import Network
-from onnxlip.tight import tight_bound
+from onnxlip.robustness.lower_bounds import ascent_lower_bound, jacobian_lower_bound
+from onnxlip.graph.nodes import Dense, Relu
+from onnxlip.bounds.methods import local_bounds
+from onnxlip.graph.network import Network
+from onnxlip.bounds.tight.chain import tight_bound
 
 from .random_nets import random_conv_net, random_mlp
 from .test_bounds import MODELS, PAPER, _max_sampled_ratio

@@ -25,15 +25,16 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from onnxlip import branching, crown  # noqa: E402
+from onnxlip.bounds.relax import branching, domains  # noqa: E402
+from onnxlip.bounds.relax import crown  # noqa: E402
 from onnxlip.importer import load_model  # noqa: E402
-from onnxlip.backend import single_blas_thread  # noqa: E402
-from onnxlip.network import Network  # noqa: E402
-from onnxlip.graph.margins import margin_rows  # noqa: E402
-from onnxlip.graph.relax import back_substitute  # noqa: E402
-from onnxlip.radius import largest_certified  # noqa: E402
-from onnxlip.runtime import run_onnx  # noqa: E402
-from onnxlip.tight import build_secants  # noqa: E402
+from onnxlip.linalg.backend import single_blas_thread  # noqa: E402
+from onnxlip.graph.network import Network  # noqa: E402
+from onnxlip.bounds.relax.margins import margin_rows  # noqa: E402
+from onnxlip.bounds.relax.backsub import back_substitute  # noqa: E402
+from onnxlip.robustness.radius import largest_certified  # noqa: E402
+from onnxlip.importer.runtime import run_onnx  # noqa: E402
+from onnxlip.bounds.tight.chain import build_secants  # noqa: E402
 
 MODEL, X0 = ROOT / "models" / "mnist_lenet.onnx", ROOT / "models" / "mnist_lenet_x0.npy"
 RADII = (0.23, 0.24, 0.25, 0.26, 0.27)
@@ -76,11 +77,11 @@ def in_domain(net: Network, xs: Any, signs: dict[int, Any]) -> Any:
     return ok
 
 
-def minorant(net: Network, domain: branching.Domain, row: Any) -> tuple[Any, float]:
+def minorant(net: Network, domain: domains.Domain, row: Any) -> tuple[Any, float]:
     """The domain's affine lower function of row·f on the domain: (Λ_in, c)."""
     relaxed = crown.relaxations(net.nodes, domain.ranges)
     lam, const, _, _ = back_substitute(net.graph, relaxed, row, domain.lines, magnitudes=False,
-                                       shifts=branching._shifts(domain.signs, domain.betas))
+                                       shifts=domains.split_shifts(domain.signs, domain.betas))
     return lam.reshape(-1), float(const[0])
 
 

@@ -168,7 +168,7 @@ def device_info() -> dict[str, Any]:
 
 def gpu_name() -> str | None:
     """The first CUDA GPU's name when CuPy sees one (None otherwise)."""
-    from onnxlip.backend import select
+    from onnxlip.linalg.backend import select
 
     xp = select("auto")
     if xp is np:
@@ -184,12 +184,12 @@ def gpu_name() -> str | None:
 
 def _plain_maps(node: Any) -> tuple[Callable, Callable]:
     """(A·v, Aᵀ·u) on batches, straight from the weights (no cached sparse matrices)."""
-    from onnxlip.ir import Conv, Dense
+    from onnxlip.graph.nodes import Conv, Dense
 
     if isinstance(node, Dense):
         return (lambda v: v @ node.weight.T), (lambda u: u @ node.weight)
     if isinstance(node, Conv):
-        from onnxlip.conv import conv2d, conv2d_adjoint
+        from onnxlip.linalg.conv import conv2d, conv2d_adjoint
 
         return (lambda v: conv2d(v, node.weight, node.window, node.groups),
                 lambda u: conv2d_adjoint(u, node.weight, node.window, node.groups))
@@ -222,7 +222,7 @@ def power_norm(linear: Callable, adjoint: Callable, r: np.ndarray, d: np.ndarray
 
 def naive_paper_bound(net: Any, x0: np.ndarray, eps: float, iterations: int = 100, seed: int = 0) -> float:
     """L(x0, ε) by the paper's per-layer product, computed the way its authors did."""
-    from onnxlip.ir import AFFINE_TYPES, MaxPool, Relu
+    from onnxlip.graph.nodes import AFFINE_TYPES, MaxPool, Relu
 
     acts = net.activations(np.asarray(x0, dtype=np.float64))
     rng = np.random.default_rng(seed)
@@ -314,7 +314,7 @@ def timed(fn: Callable[[], Any], repeat: int, profile: int = 0,
 def layer_timer(active: bool) -> Iterator[None]:
     """Emit each layer's seconds of the paper bound, by wrapping the engine's per-layer step
     (``bounds._local_step``, a private function: skipped quietly if it is gone)."""
-    import onnxlip.bounds as bounds
+    import onnxlip.bounds.perlayer.engine as bounds
 
     original = getattr(bounds, "_local_step", None)
     if not active or original is None:
@@ -354,7 +354,7 @@ def top_functions(profiler: Any, n: int) -> list[dict[str, Any]]:
 def sweep_progress() -> Iterator[None]:
     """Emit a line after each ε of a sweep (``sweep`` calls ``bounds.local_bound`` per point), so a
     sweep stopped by the time limit still tells how far it got."""
-    import onnxlip.bounds as bounds
+    import onnxlip.bounds.perlayer.engine as bounds
 
     original, start, done = bounds.local_bound, time.perf_counter(), [0]
 
@@ -372,9 +372,9 @@ def sweep_progress() -> Iterator[None]:
 
 
 def run_stage(stage: str, net: Any, x0: np.ndarray, args: argparse.Namespace) -> dict[str, Any]:
-    from onnxlip.backend import select
-    from onnxlip.bounds import sweep
-    from onnxlip.methods import local_bounds, on_device, runs_on_device
+    from onnxlip.linalg.backend import select
+    from onnxlip.bounds.perlayer.engine import sweep
+    from onnxlip.bounds.methods import local_bounds, on_device, runs_on_device
 
     xp = select(args.device)
     if stage in ("paper", "sweep"):  # the weights and x0 go to the device once, outside the timed runs
@@ -423,7 +423,7 @@ def blas_threads(limit: int | None) -> Iterator[None]:
 
 def worker(args: argparse.Namespace) -> int:
     from onnxlip.importer import load_model
-    from onnxlip.ir import parameter_count
+    from onnxlip.graph.nodes import parameter_count
 
     model_path, x0_path = model_files(args.model, args.cache)
     start = time.perf_counter()

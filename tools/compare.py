@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
-from onnxlip.bounds import global_bound, local_bound
+from onnxlip.bounds.perlayer.engine import global_bound, local_bound
 from onnxlip.importer import load_model
-from onnxlip.radius import certified_radius
-from onnxlip.attacks import ascent_lower_bound, min_adversarial_distance
-from onnxlip.domain import InputRange
-from onnxlip.tight import tight_bound
+from onnxlip.robustness.radius import certified_radius
+from onnxlip.robustness.attacks import min_adversarial_distance
+from onnxlip.robustness.lower_bounds import ascent_lower_bound
+from onnxlip.bounds.domain import InputRange
+from onnxlip.bounds.tight.chain import tight_bound
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 DEFAULT = ["mnist_lenet", "cifar10_net", "mlp", "convnet", "batchnorm_net", "nhwc_tf", "resnet_small"]

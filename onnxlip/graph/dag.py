@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Node, Shape, node_jvp, node_vjp
+from .nodes import Node, Shape, node_jvp, node_vjp
 
 Wiring = tuple[tuple[int, ...], ...]
 

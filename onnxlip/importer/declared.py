@@ -8,7 +8,7 @@ import os
 import onnx
 
 from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
-from ..ir import Shape
+from ..graph.nodes import Shape
 from .registry import FLOAT_TYPES, POSTPROCESS_OPS, type_name
 
 

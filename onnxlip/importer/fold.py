@@ -13,8 +13,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..conv import conv2d
-from ..ir import Conv, Dense, Node, Pad, Reshape, Scale, Transpose
+from ..linalg.conv import conv2d
+from ..graph.nodes import Conv, Dense, Node, Pad, Reshape, Scale, Transpose
 
 
 def _names(a: Node, b: Node) -> tuple[str, ...]:

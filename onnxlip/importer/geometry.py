@@ -1,7 +1,7 @@
 """Window geometry (pads, strides, output size) from ONNX Conv/Pool attributes."""
 from __future__ import annotations
 
-from ..windows import Window2d
+from ..linalg.windows import Window2d
 from .registry import ConversionError, NodeContext
 
 

@@ -20,8 +20,8 @@ from onnx import numpy_helper, shape_inference
 from onnx.reference import ReferenceEvaluator
 
 from ..errors import ModelLoadError, UnsupportedModelError, UnsupportedNode
-from ..ir import Add, Concat, Node, Reshape, Shape
-from ..network import Network
+from ..graph.nodes import Add, Concat, Node, Reshape, Shape
+from ..graph.network import Network
 from . import ops_activation, ops_affine, ops_pooling, ops_shape  # noqa: F401  (register converters)
 from .declared import analysed_output, data_input, fix_batch, needed_nodes, other_outputs, read_model
 from .fold import fold

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import onnx
 
-from ..ir import Node, Relu
+from ..graph.nodes import Node, Relu
 from .registry import FLOAT_TYPES, ConversionError, NodeContext, converter, type_name
 
 

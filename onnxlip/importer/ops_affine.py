@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Conv, Dense, Node, Reshape, Scale
+from ..graph.nodes import Conv, Dense, Node, Reshape, Scale
 from .geometry import window_from_attrs
 from .registry import ConversionError, NodeContext, converter
 

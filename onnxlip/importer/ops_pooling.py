@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Conv, MaxPool, Node
-from ..windows import Window2d
+from ..graph.nodes import Conv, MaxPool, Node
+from ..linalg.windows import Window2d
 from .geometry import window_from_attrs
 from .registry import ConversionError, NodeContext, converter
 

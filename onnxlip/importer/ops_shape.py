@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Node, Pad, Reshape, Scale, Transpose
+from ..graph.nodes import Node, Pad, Reshape, Scale, Transpose
 from .registry import ConversionError, NodeContext, converter
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from ..ir import Node, Shape
+from ..graph.nodes import Node, Shape
 
 
 class ConversionError(Exception):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import onnx
 
-from ..ir import Node
+from ..graph.nodes import Node
 
 MERGE_OPS = {"Add": (), "Concat": ("axis",)}  # ops that merge data tensors, and the attributes read
 

@@ -1,0 +1,102 @@
+"""Input ranges of every nonlinear node of a DAG over the ball (∩ a box of valid inputs).
+
+Nodes are visited in topological order with an interval enclosure of every tensor. At a
+ReLU, the units its interval leaves unstable get linear-relaxation bounds
+(``relax.lower_bounds`` on rows ±e_i, back-substituted through the ranges found so far),
+where the rows × the flops before it stay within a budget; the tightened range replaces
+the tensor's enclosure for everything after it. Interval steps are widened for their
+rounding, so that it cannot make a unit look stable.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .crown import affordable, plus_minus_rows
+from ..domain import InputBox, ball_box
+from ...graph.nodes import AFFINE_TYPES, MaxPool, Relu, fan_in, node_flops, node_offset, with_weights
+from ...linalg.rounding import gamma
+from ...graph.dag import Graph
+from .backsub import lower_bounds
+
+# Back-substitute a ReLU's unstable units while rows × flops before it stay below this.
+RANGE_FLOPS = 2e10
+CHUNK_ROWS = 256
+
+
+def _widened(lo: Any, hi: Any, pad: Any) -> tuple[Any, Any]:
+    return lo - pad, hi + pad
+
+
+def interval_step(node: Any, ins: list[tuple[Any, Any]]) -> tuple[Any, Any]:
+    """Enclosure of a node's output from enclosures of its inputs (batch-1 arrays), widened for
+    rounding: a sum by a relative 1e-12 of its terms, an affine map by γ_N times the same
+    computation in absolute values (N its fan-in and the bias)."""
+    if node.merge:
+        return node.interval(*ins)
+    lo, hi = ins[0]
+    if isinstance(node, AFFINE_TYPES):
+        centre, half = (lo + hi) / 2, (hi - lo) / 2
+        magnitude = with_weights(node, np.abs)
+        radius = magnitude.linear(half)
+        pad = gamma(fan_in(node) + 4) * (magnitude.linear(np.abs(centre) + half) + np.abs(node_offset(node)))
+        return _widened(node.forward(centre) - radius, node.forward(centre) + radius, pad + 1e-300)
+    return node.forward(lo), node.forward(hi)  # monotone: ReLU, max-pool, reshapes, zero padding
+
+
+def prefix_flops(g: Graph) -> list[int]:
+    """Multiply-adds of one pass from the input to each tensor."""
+    totals = [0]
+    for node in g.nodes:
+        totals.append(totals[-1] + node_flops(node))
+    return totals
+
+
+def unit_range(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, units: Any, x0: Any, eps: float,
+               box: InputBox | None) -> tuple[Any, Any]:
+    """Linear-relaxation lower and upper bounds of ``units`` (flat indices) of ``tensor``."""
+    lo, hi = np.empty(len(units)), np.empty(len(units))
+    for first in range(0, len(units), CHUNK_ROWS):
+        idx = units[first : first + CHUNK_ROWS]
+        rows = plus_minus_rows(idx, g.shape(tensor))
+        bounds = lower_bounds(g, ranges, rows, x0, eps, box=box, start=tensor)
+        lo[first : first + len(idx)], hi[first : first + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
+    return lo, hi
+
+
+def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, eps: float, lo: Any, hi: Any,
+            box: InputBox | None = None) -> tuple[Any, Any]:
+    """[lo, hi] (a range of ``tensor``, batch-1) intersected with the linear-relaxation bounds
+    of its units that straddle 0 — the only ones whose ReLU relaxation they change — when
+    their back-substitution is affordable (``crown.affordable`` on the nodes before it)."""
+    units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
+    if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True):
+        return lo, hi
+    c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
+    lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
+    lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
+    return lo.reshape(1, *g.shape(tensor)), hi.reshape(1, *g.shape(tensor))
+
+
+def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
+                 budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+    """Input range (lo, hi), batch-1, of every nonlinear node, keyed by node index."""
+    x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
+    enclosures = {0: ball_box(x0, eps, box)}
+    flops = prefix_flops(g)
+    ranges: dict[int, tuple[Any, Any]] = {}
+    for k, node in enumerate(g.nodes):
+        ins = [enclosures[i] for i in g.inputs[k]]
+        if isinstance(node, (Relu, MaxPool)):
+            tensor, (lo, hi) = g.inputs[k][0], ins[0]
+            units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1)) if isinstance(node, Relu) else np.array([], int)
+            if units.size and 2 * units.size * flops[tensor] <= budget:
+                c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
+                lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
+                lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
+                lo, hi = lo.reshape(1, *g.shape(tensor)), hi.reshape(1, *g.shape(tensor))
+            ranges[k] = enclosures[tensor] = (lo, hi)
+            ins = [(lo, hi)]
+        enclosures[k + 1] = interval_step(node, ins)
+    return ranges

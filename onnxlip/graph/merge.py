@@ -1,0 +1,78 @@
+"""Merge nodes: read several tensors (``merge = True``); linear, with ``adjoint(u)`` giving one
+cotangent per input, an interval enclosure and ``spread``: how far the output moves given
+how far each input does."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..linalg.backend import array_module
+from .base import NodeBase, Shape
+
+ROUNDING_PAD = 1e-12  # relative widening of a computed sum's enclosure (≫ the unit roundoff)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Add(NodeBase):
+    """The sum of two tensors of one shape: where the branches of a residual block meet."""
+
+    in_shape: Shape
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "add"
+    merge = True
+
+    def forward(self, a: Any, b: Any) -> Any:
+        return a + b
+
+    linear = forward
+
+    def adjoint(self, u: Any) -> tuple[Any, Any]:
+        return u, u
+
+    def interval(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
+        """Enclosure of the sum, widened for its rounding (a relative 1e-12 of the terms)."""
+        xp = array_module(a[0])
+        pad = ROUNDING_PAD * (xp.abs(a[0]) + xp.abs(a[1]) + xp.abs(b[0]) + xp.abs(b[1])) + 1e-300
+        return a[0] + b[0] - pad, a[1] + b[1] + pad
+
+    @staticmethod
+    def spread(*changes: float) -> float:
+        """Bound on how far the output moves from bounds on how far each input moves."""
+        return sum(changes)
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class Concat(NodeBase):
+    """Tensors joined along a sample axis (DenseNet/Inception-style merges)."""
+
+    axis: int  # per-sample axis
+    in_shapes: tuple[Shape, ...]
+    out_shape: Shape
+    names: tuple[str, ...] = ()
+    op = "concat"
+    merge = True
+
+    @property
+    def in_shape(self) -> Shape:
+        return self.in_shapes[0]
+
+    def forward(self, *parts: Any) -> Any:
+        return array_module(parts[0]).concatenate(parts, axis=self.axis + 1)
+
+    linear = forward
+
+    def adjoint(self, u: Any) -> tuple[Any, ...]:
+        ends = np.cumsum([shape[self.axis] for shape in self.in_shapes])[:-1]
+        return tuple(array_module(u).split(u, ends, axis=self.axis + 1))
+
+    def interval(self, *parts: tuple[Any, Any]) -> tuple[Any, Any]:
+        return self.forward(*(lo for lo, _ in parts)), self.forward(*(hi for _, hi in parts))
+
+    @staticmethod
+    def spread(*changes: float) -> float:
+        """‖(Δa, Δb, …)‖₂ from bounds on each ‖Δ‖₂."""
+        return math.sqrt(sum(c * c for c in changes))

@@ -1,0 +1,263 @@
+"""Certified L2 robustness radius at a nominal input.
+
+The label c is certified on the ball of radius ε when no output change allowed by
+the bound can overturn the margin m = y_c − max_{j≠c} y_j:
+- paper-style: ε·L(ε) < m/√2 (a class change needs ‖Δy‖₂ ≥ m/√2);
+- global: ε < m/(√2·L_global);
+- margin folding: ε·L_{<last}(ε)·‖(w_c − w_j)ᵀD‖₂ < y0_c − y0_j for every j ≠ c,
+  with L_{<last} the bound up to the input of the last affine layer (ȳ also capped
+  by interval bounds);
+- tight: ε·‖(e_c − e_j)ᵀ·M‖₂ < y0_c − y0_j for every j ≠ c, bounded over all secant
+  matrices M of the ball (``tight``), or a positive linear-relaxation lower bound of every
+  margin (``crown``) on the same ranges; with a time budget, branch and bound on ReLU splits
+  (``branching``) where both fail.
+L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
+"""
+from __future__ import annotations
+
+import functools
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from ..bounds.relax import branching
+from ..bounds.relax import crown
+from ..bounds.relax import slopes
+from ..linalg.backend import single_blas_thread
+from ..bounds.domain import InputBox, box_reach
+from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
+from ..errors import InputError
+from ..graph.nodes import Dense
+from ..graph.network import Network
+from ..bounds.relax.margins import margin_bounds, margin_rows
+from ..bounds.relax.ranges import graph_ranges
+from ..bounds.relax.backsub import lower_bounds
+from ..bounds.tight.chain import build_secants, supports
+
+SQRT2 = math.sqrt(2.0)
+# Branch and bound extends the tight radius by steps of this factor, then bisects to this
+# relative tolerance: about 6 radii tested, half of which spend the whole budget.
+BRANCH_STEP, BRANCH_REL_TOL = 1.25, 5e-3
+# Each margin test on a DAG computes linear-relaxation ranges for every ReLU: a coarser search.
+DAG_REL_TOL = 1e-2
+
+
+@dataclass(frozen=True)
+class RadiusResult:
+    """Certified radii by each method; ``radius`` is the largest one proven."""
+
+    label: int
+    margin: float
+    radius: float
+    radius_paper: float
+    radius_global: float
+    radius_folded: float | None
+    radius_tight: float | None
+    global_bound: float
+    method: str
+    seconds: float
+    evaluations: int
+    certified: bool = False  # every figure provable (certified layer norms), not an estimate
+    in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
+    branch_seconds: float = 0.0  # budget of branch and bound per radius tested (0: none)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def margin_of(logits: np.ndarray, label: int) -> float:
+    """y_c − max_{j≠c} y_j (negative when x0 is not classified as c)."""
+    others = np.delete(logits, label)
+    return float(logits[label] - others.max())
+
+
+def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
+    """Largest ε in [lo, hi] found by log-bisection with ``holds(ε)``; ``holds(lo)`` must be true."""
+    while hi > lo * (1 + rel_tol):
+        mid = math.sqrt(lo * hi)
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int) -> bool:
+    """Margin-folding test at result.eps: needs the last layer to be a lone Dense layer."""
+    last = net.nodes[-1]
+    prefix = result.bound / result.layers[-1].lipschitz if result.layers[-1].lipschitz > 0 else 0.0
+    diff = last.weight[label][None, :] - np.delete(last.weight, label, axis=0)
+    d = result.final_mask
+    spread = result.eps * prefix * np.sqrt((diff**2) @ d)
+    return bool(np.all(spread < y0[label] - np.delete(y0, label)))
+
+
+def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                      box: InputBox | None) -> bool:
+    """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
+    margin rows: every margin f_c − f_j stays positive (False when the back-substitution of the
+    margin rows is not affordable)."""
+    if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
+        return False
+    rows = margin_rows(y0, label, net.output_shape)
+    lines = slopes.optimise(net.graph, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
+    return bool(lower_bounds(net.graph, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
+
+
+def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
+                 paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
+                 branch_seconds: float = 0.0) -> bool:
+    """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii): the
+    linear-relaxation margin test, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all
+    secants M (``certified``: provable segment norms), or else branch and bound within
+    ``branch_seconds``; ``box``: only for the ball's inputs in it."""
+    state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
+    if _relaxation_holds(net, state, eps, acts, y0, label, box):
+        return True
+    others = np.delete(np.arange(y0.size), label)
+    rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
+    if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) < gaps[i]
+           for i in np.argsort(gaps)):  # the closest runner-up first: fail fast
+        return True
+    if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
+        return False
+    return branching.certify_margins(net.graph, state.ranges, rows, acts[0][0], eps, branch_seconds, box=box).certified
+
+
+def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
+                         box: InputBox | None, seconds: float) -> bool:
+    """Branch and bound on the margins of a DAG over the ball, on the ranges of its relaxation
+    margin test (False when the margin rows' back-substitution is not affordable)."""
+    if not crown.affordable(net.nodes, y0.size - 1):
+        return False
+    g = net.graph
+    x0 = np.asarray(x0, dtype=np.float64).reshape(net.input_shape)
+    ranges = graph_ranges(g, x0, eps, box)
+    rows = margin_rows(y0, label, net.output_shape)
+    return branching.certify_margins(g, ranges, rows, x0, eps, seconds, box=box).certified
+
+
+@single_blas_thread
+def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
+                     method: str = "best", certified: bool = False, box: InputBox | None = None,
+                     branch_seconds: float = 0.0) -> RadiusResult:
+    """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
+    unless ``method`` is 'paper', the tight margin test. With ``certified`` every norm is
+    provable (layers and tight-mode segments), so every radius is a proof, not an estimate.
+    With ``box`` (valid inputs, see ``domain``) the label is certified for the ball's inputs
+    inside the box only: the tight and margin-folding tests use it (folding through its interval
+    caps), the paper-style and global radii hold on the whole ball; no radius is reported past
+    the box's farthest corner (``domain.box_reach``), where the ball holds the whole box.
+    ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
+    (each failing radius of the bisection spends all of it)."""
+    start = time.perf_counter()
+    net.classes()
+    acts = net.activations(x0)
+    y0 = np.asarray(acts[-1][0]).reshape(-1)
+    label = int(np.argmax(y0)) if label is None else net.label_at(x0, label)  # the outputs are at hand
+    if not (math.isfinite(branch_seconds) and branch_seconds >= 0):
+        raise InputError(f"the branch-and-bound budget must be a finite number of seconds ≥ 0, got {branch_seconds}")
+    margin = margin_of(y0, label)
+    g = global_bound(net, certified=certified).bound
+    warm, calls = WarmStart(), [0]
+
+    @functools.lru_cache(maxsize=None)  # the searches revisit their end points
+    def bound_at(eps: float, interval: bool = False) -> BoundResult:
+        calls[0] += 1
+        return local_bound(net, x0, eps, acts, warm, certified, interval, box)
+
+    if margin <= 0 or g == 0:  # misclassified, or a constant network: no input changes the output
+        r = 0.0 if margin <= 0 else math.inf
+        return RadiusResult(label, margin, r, r, r, None, None, g, "misclassified" if margin <= 0 else "constant",
+                            time.perf_counter() - start, 0, certified, box is not None, branch_seconds)
+    r_global = margin / (SQRT2 * g) * (1 - 1e-9)
+    reach = np.inf if box is None else box_reach(x0, box)  # past it, a ball ∩ box is the whole box
+    paper_holds = lambda e: e * bound_at(e).bound < margin / SQRT2  # noqa: E731
+    at_global = bound_at(r_global).bound
+    paper = _bisect(paper_holds, *(_grow_until_fails(paper_holds, r_global) if at_global == 0 else
+                                   (r_global, margin / SQRT2 / at_global * (1 + 1e-9))), rel_tol)
+    folded = None
+    if isinstance(net.nodes[-1], Dense):
+        holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
+        folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
+    best_so_far = max(paper, folded or 0.0)
+    tight, tight_name = None, "tight"
+    if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
+        graph = net.graph
+        worst = functools.lru_cache(maxsize=None)(lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min()))
+        tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+        split = functools.lru_cache(maxsize=None)(lambda e: _dag_branching_holds(
+            net, x0, e, y0, label, box, branch_seconds))
+    elif method != "paper":
+        def test(budget: float) -> Callable[[float], bool]:
+            return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
+                net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
+
+        tight = _search(test(0.0), best_so_far, r_global, reach, rel_tol)
+        split = test(branch_seconds)
+    start_from = max(tight or 0.0, best_so_far)  # what the other tests prove needs no splitting
+    if method != "paper" and branch_seconds > 0 and start_from < reach:
+        # every radius it fails costs the budget: a coarser search
+        branched = _bisect(split, *_grow_until_fails(split, start_from, BRANCH_STEP, reach),
+                           max(rel_tol, BRANCH_REL_TOL))
+        if branched > tight:
+            tight, tight_name = branched, f"{tight_name}+branching"
+    radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
+                         (r_global, "global"))
+    return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
+                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
+
+
+def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """Largest ε that ``holds`` within ``rel_tol``: growing from ``start`` (a radius other tests
+    proved) when it holds there, else bisecting down towards ``floor``."""
+    if holds(start):
+        return _bisect(holds, *_grow_until_fails(holds, start, reach=reach), rel_tol)
+    return _bisect(holds, floor, start, rel_tol)
+
+
+def _root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """``_search`` for a test with a value (ε holds when ``worst(ε)`` > 0): past the doubling,
+    regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
+    fewer tests than bisection where the value falls smoothly."""
+    holds = lambda e: worst(e) > 0  # noqa: E731
+    if not holds(start):
+        return _bisect(holds, floor, start, rel_tol)
+    lo, hi = _grow_until_fails(holds, start, reach=reach)
+    f_lo, f_hi, kept = worst(lo), worst(hi) if hi > lo else 0.0, 0
+    while hi > lo * (1 + rel_tol):
+        t = f_lo / (f_lo - f_hi)
+        guard = rel_tol / 4  # always move inside the bracket
+        mid = min(max(math.exp(math.log(lo) + t * math.log(hi / lo)), lo * (1 + guard)), hi / (1 + guard))
+        value = worst(mid)
+        if value > 0:
+            lo, f_lo = mid, value
+            f_hi, kept = (f_hi / 2 if kept == 1 else f_hi), 1
+        else:
+            hi, f_hi = mid, value
+            f_lo, kept = (f_lo / 2 if kept == -1 else f_lo), -1
+    return lo
+
+
+def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
+    """``largest_certified`` that first checks ``lo`` itself (0 when even lo fails)."""
+    if not holds(lo):
+        return 0.0
+    return lo if hi <= lo else largest_certified(holds, lo, hi, rel_tol)
+
+
+def _grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0,
+                      reach: float = np.inf, limit: int = 60) -> tuple[float, float]:
+    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε;
+    (reach, reach) when even ``reach`` holds (a ball past the box's farthest corner)."""
+    for _ in range(limit):
+        bigger = min(eps * factor, reach)
+        if not holds(bigger):
+            return eps, bigger
+        if bigger >= reach:
+            return reach, reach
+        eps = bigger
+    return eps, eps
