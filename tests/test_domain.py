@@ -53,7 +53,9 @@ def test_concretize_is_the_minimum_over_ball_and_box(seed: int, n: int, eps: flo
     assert np.all(error >= 0) and np.all(error < 1e-10 * (1 + np.abs(value)))
     assert np.all((x >= box.lo) & (x <= box.hi))
     assert np.all(np.linalg.norm(x - x0, axis=1) <= eps * (1 + 1e-9))
-    assert np.allclose(np.sum(lam * x, axis=1), value, rtol=1e-7, atol=1e-9)
+    reached = np.sum(lam * x, axis=1)  # the minimiser's value: above the bound, and close to it
+    assert np.all(reached >= value - 1e-12 * (1 + np.abs(value)))
+    assert np.all(reached - value <= 1e-6 * (1 + np.abs(value)))
     points = _into(box, ball_samples(x0, eps, 200, rng))
     assert np.all(points @ lam.T >= value - error - 1e-12)
 

@@ -848,7 +848,7 @@ def attack(model: ModelArg, input: InputOpt, key: KeyOpt = None,
 
 
 # The paper's MNIST network ships inside the package, so the demo runs from any directory.
-DEMO_MODEL = Path(__file__).resolve().parent / "data" / "mnist_lenet.onnx"
+DEMO_MODEL = Path(__file__).resolve().parent.parent / "data" / "mnist_lenet.onnx"
 
 
 @app.command(cls=Command)
