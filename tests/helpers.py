@@ -4,6 +4,7 @@ independent brute-force references for convolution and max-pooling."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -19,6 +20,8 @@ OPSET = 17
 IR_VERSION = 8
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO_ROOT / "models"
+MODELS = MODELS_DIR
+PAPER = json.loads((MODELS_DIR / "paper_numbers.json").read_text())
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 
@@ -219,3 +222,24 @@ def maxpool_reference(x0: np.ndarray, win: Window2d) -> tuple[np.ndarray, np.nda
         values[ch, oh, ow] = x0[ch, best[2], best[3]]
         select[ch, oh, ow, ch, best[2], best[3]] = 1.0
     return values, select.reshape(c * ho * wo, c * h * w)
+
+
+def box_text(lo: np.ndarray, hi: np.ndarray, outputs: int = 0, extra: str = "") -> str:
+    lines = ["; a VNN-COMP style property", "(set-logic QF_LRA)"]
+    lines += [f"(declare-const X_{i} Real)" for i in range(len(lo))]
+    lines += [f"(declare-const Y_{j} Real)" for j in range(outputs)]
+    for i, (a, b) in enumerate(zip(lo, hi)):
+        lines += [f"(assert (>= X_{i} {float(a)!r}))", f"(assert (<= X_{i} {float(b)!r}))"]
+    return "\n".join(lines) + "\n" + extra
+
+
+def max_sampled_ratio(path: Path, net: Any, x0: np.ndarray, eps: float, n: int, seed: int) -> float:
+    """Largest ‖f(x) − f(x0)‖/‖x − x0‖ over n points of the ball, f run by onnxruntime."""
+    from onnxlip.importer.runtime import run_onnx
+    from random_nets import ball_samples
+
+    points = ball_samples(x0, eps, n, np.random.default_rng(seed))
+    outputs = run_onnx(path, np.concatenate([x0[None], points]), net.output_name).astype(np.float64)
+    deltas = np.linalg.norm((outputs[1:] - outputs[0]).reshape(n, -1), axis=1)
+    dist = np.linalg.norm((points - x0[None]).reshape(n, -1), axis=1)
+    return float(np.max(deltas / dist))

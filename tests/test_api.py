@@ -10,8 +10,8 @@ import pytest
 import onnxlip
 from onnxlip.bounds import methods
 
-from .test_cli import MODELS, run_json
-from .test_cli_vnnlib import box_text
+from cli_runner import MODELS, run_json
+from helpers import box_text
 
 LENET, LENET_X0 = MODELS / "mnist_lenet.onnx", MODELS / "mnist_lenet_x0.npy"
 
@@ -111,7 +111,7 @@ def test_public_names_resolve() -> None:
 
 
 def test_cli_says_a_directory_is_one(tmp_path: Path) -> None:
-    from .test_cli import run
+    from cli_runner import run
 
     code, _, stderr = run("inspect", tmp_path)
     assert code == 2 and stderr.strip() == f"error: {tmp_path}: is a directory, not an ONNX file"

@@ -13,9 +13,9 @@ from onnxlip.linalg.backend import select
 from onnxlip.bounds.perlayer.engine import global_bound
 from onnxlip.bounds.methods import global_bound_on, local_bounds, on_device
 
-from .helpers import run_ort
-from .test_bounds import MODELS
-from .test_cli import run
+from helpers import run_ort
+from helpers import MODELS
+from cli_runner import run
 
 cp = select("auto")
 pytestmark = pytest.mark.skipif(cp is np, reason="needs CuPy and a CUDA GPU")

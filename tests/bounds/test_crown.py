@@ -16,9 +16,9 @@ from onnxlip.bounds.relax.patches import Patches
 from onnxlip.graph.nodes import MaxPool
 from onnxlip.bounds.tight.chain import build_secants
 
-from .helpers import make_window, run_ort
-from .random_nets import ball_samples, random_conv_net, random_mlp
-from .test_bounds import MODELS
+from helpers import make_window, run_ort
+from random_nets import ball_samples, random_conv_net, random_mlp
+from helpers import MODELS
 
 HYPOTHESIS = settings(max_examples=25, deadline=None)
 

@@ -14,8 +14,8 @@ from onnxlip.graph.nodes import MaxPool
 from onnxlip.bounds.relax.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
 from onnxlip.bounds.tight.chain import build_secants
 
-from .helpers import run_ort
-from .random_nets import ball_samples, random_conv_net, random_mlp
+from helpers import run_ort
+from random_nets import ball_samples, random_conv_net, random_mlp
 
 
 def _net_and_ranges(tmp_path: Path, kind: str, seed: int, eps: float):

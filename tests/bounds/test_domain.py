@@ -17,9 +17,9 @@ from onnxlip.errors import InputError
 from onnxlip.bounds.relax.slopes import optimise
 from onnxlip.bounds.tight.chain import build_secants
 
-from .helpers import run_ort
-from .random_nets import ball_samples, random_conv_net, random_mlp
-from .test_bounds import MODELS
+from helpers import run_ort
+from random_nets import ball_samples, random_conv_net, random_mlp
+from helpers import MODELS
 
 HYPOTHESIS = settings(max_examples=25, deadline=None)
 # mnist_lenet's inputs are pixels in [0, 1] normalised by (x − 0.1307) / 0.3081.

@@ -26,7 +26,7 @@ from onnxlip.linalg.spectral import normal_operator, top_eigen
 from onnxlip.bounds.tight.chain import supports
 from random_graphs import random_resnet
 
-from .random_nets import ball_samples
+from random_nets import ball_samples
 
 SEEDS = range(6)
 

@@ -13,7 +13,7 @@ from onnxlip.cli.app import app
 from onnxlip.bounds.methods import METHODS
 from onnxlip.importer.runtime import run_onnx
 
-from .test_cli import ROOT, model, run, run_json
+from cli_runner import ROOT, model, run, run_json
 
 FAST = ["mlp", "convnet", "mnist_lenet"]
 COMMANDS = sorted(c.name or c.callback.__name__ for c in app.registered_commands)

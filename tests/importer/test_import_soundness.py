@@ -19,7 +19,7 @@ from onnxlip.graph.network import Network
 from onnxlip.importer.verify import ensure_matches
 
 runner = CliRunner()
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus"
 
 
 def build(nodes: Sequence[onnx.NodeProto], input_shape: Sequence[int | str], inits: Sequence[onnx.TensorProto] = (),

@@ -14,7 +14,7 @@ from rich.console import Console
 from onnxlip.cli import app as cli
 from onnxlip.cli import progress
 
-from .test_cli import ROOT, model, run
+from cli_runner import ROOT, model, run
 
 BAR = "━"  # rich's bar glyph (tables use ─)
 

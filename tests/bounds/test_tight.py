@@ -17,8 +17,8 @@ from onnxlip.bounds.methods import local_bounds
 from onnxlip.graph.network import Network
 from onnxlip.bounds.tight.chain import tight_bound
 
-from .random_nets import random_conv_net, random_mlp
-from .test_bounds import MODELS, PAPER, _max_sampled_ratio
+from random_nets import random_conv_net, random_mlp
+from helpers import MODELS, PAPER, max_sampled_ratio
 
 SOUNDNESS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -34,7 +34,7 @@ def test_conv_nets_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps
     result = tight_bound(net, x0, eps, best=False, certified=certified)
     assert result.is_estimate != certified
     bound = result.bound
-    assert _max_sampled_ratio(path, net, x0, eps, 200, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
+    assert max_sampled_ratio(path, net, x0, eps, 200, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
     assert ascent_lower_bound(net, x0, eps, steps=15, restarts=2, seed=seed).value <= bound * (1 + 1e-6)
 
 
@@ -45,7 +45,7 @@ def test_mlps_sampling_and_ascent_stay_below(tmp_path: Path, seed: int, eps: flo
     net = load_model(path)
     x0 = np.random.default_rng(seed).standard_normal(net.input_shape)
     bound = tight_bound(net, x0, eps, best=False).bound
-    assert _max_sampled_ratio(path, net, x0, eps, 300, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
+    assert max_sampled_ratio(path, net, x0, eps, 300, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
     assert ascent_lower_bound(net, x0, eps, steps=20, restarts=3, seed=seed).value <= bound * (1 + 1e-6)
 
 

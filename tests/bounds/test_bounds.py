@@ -2,7 +2,6 @@
 and the paper's published figures on its two networks."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,12 +13,10 @@ from onnxlip.bounds.perlayer.engine import global_bound, local_bound, sweep
 from onnxlip.importer import load_model
 from onnxlip.graph.nodes import Dense, Relu
 from onnxlip.graph.network import Network
-from onnxlip.importer.runtime import run_onnx
 
-from .random_nets import ball_samples, random_conv_net, random_mlp
+from helpers import MODELS, PAPER, max_sampled_ratio
+from random_nets import random_conv_net, random_mlp
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
-PAPER = json.loads((MODELS / "paper_numbers.json").read_text())
 
 
 def _two_layer(seed: int, n: int = 7, h: int = 9, m: int = 4) -> tuple[Network, np.ndarray]:
@@ -67,14 +64,6 @@ def test_local_bound_grows_with_eps_and_stays_below_global(name: str) -> None:
     assert bounds[-1] <= global_bound(net).bound * (1 + 1e-6)
 
 
-def _max_sampled_ratio(path: Path, net: Network, x0: np.ndarray, eps: float, n: int, seed: int) -> float:
-    points = ball_samples(x0, eps, n, np.random.default_rng(seed))
-    outputs = run_onnx(path, np.concatenate([x0[None], points]), net.output_name).astype(np.float64)
-    deltas = np.linalg.norm((outputs[1:] - outputs[0]).reshape(n, -1), axis=1)
-    dist = np.linalg.norm((points - x0[None]).reshape(n, -1), axis=1)
-    return float(np.max(deltas / dist))
-
-
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), eps=st.floats(1e-3, 3.0), pool=st.booleans())
 def test_sampled_ratios_never_exceed_local_bound(tmp_path: Path, seed: int, eps: float, pool: bool) -> None:
@@ -83,7 +72,7 @@ def test_sampled_ratios_never_exceed_local_bound(tmp_path: Path, seed: int, eps:
     x0 = np.random.default_rng(seed).uniform(0, 1, net.input_shape)
     bound = local_bound(net, x0, eps).bound
     # float32 in onnxruntime: allow its rounding, relative to the output scale
-    assert _max_sampled_ratio(path, net, x0, eps, 200, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
+    assert max_sampled_ratio(path, net, x0, eps, 200, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -93,7 +82,7 @@ def test_sampled_ratios_on_mlps(tmp_path: Path, seed: int, eps: float) -> None:
     net = load_model(path)
     x0 = np.random.default_rng(seed).standard_normal(net.input_shape)
     bound = local_bound(net, x0, eps).bound
-    assert _max_sampled_ratio(path, net, x0, eps, 300, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
+    assert max_sampled_ratio(path, net, x0, eps, 300, seed) <= bound * (1 + 1e-4) + 1e-3 / eps
 
 
 @pytest.mark.parametrize("name", ["mnist_lenet", "cifar10_net"])

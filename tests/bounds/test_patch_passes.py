@@ -10,7 +10,7 @@ from onnxlip.bounds.relax.patches import Patches, basis_patches, one_hot_patches
 from onnxlip.linalg.pooling import mix_windows, spread_windows
 from onnxlip.bounds.tight.segments import basis
 
-from .helpers import make_window
+from helpers import make_window
 
 GEOMETRY = st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from([1, 2]), st.sampled_from([1, 2]), st.integers(0, 2))
 

@@ -21,7 +21,7 @@ from onnxlip.graph.nodes import Add, Concat, Conv, Dense, Relu, Reshape, Scale
 from onnxlip.bounds.methods import local_bounds
 from onnxlip.graph.network import Network
 
-from .random_nets import ball_samples
+from random_nets import ball_samples
 
 RESNET = MODELS_DIR / "resnet_small.onnx"
 

@@ -21,9 +21,9 @@ from onnxlip.bounds.relax.ranges import graph_ranges
 from random_graphs import random_resnet
 from onnxlip.bounds.tight.chain import build_secants
 
-from .random_nets import ball_samples, random_conv_net, random_mlp
+from random_nets import ball_samples, random_conv_net, random_mlp
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
 import bab_probe  # noqa: E402
 
 CASES = [("mlp", 0, 0.8), ("mlp", 1, 1.2), ("mlp", 2, 0.6), ("conv", 3, 0.5), ("conv", 4, 0.8), ("resnet", 1, 0.3),

@@ -16,7 +16,7 @@ from onnxlip.importer import load_model
 from onnxlip.graph.nodes import Dense, Relu
 from onnxlip.graph.network import Network
 
-MODELS = Path(__file__).resolve().parent.parent / "models"
+MODELS = Path(__file__).resolve().parents[2] / "models"
 TIGHT = 1 + 1e-9  # float64 room on "≤" comparisons
 
 
@@ -105,7 +105,7 @@ def test_mnist_lower_bounds_reach_the_jacobian_norm(mnist: tuple[Network, np.nda
 
 def test_mnist_gradient_lower_bound_reaches_the_papers_over_its_grid(mnist: tuple[Network, np.ndarray]) -> None:
     """Issue #6: the largest Jacobian norm sampled over the paper's ε grid is ≥ its 46.52."""
-    from .test_bounds import PAPER
+    from helpers import PAPER
 
     net, x0 = mnist
     grid = PAPER["mnist_lenet"]["local_bound"]["eps"]

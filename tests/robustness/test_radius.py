@@ -9,8 +9,8 @@ from onnxlip.robustness.radius import certified_radius
 from onnxlip.robustness.attacks import min_adversarial_distance
 from onnxlip.importer.runtime import run_onnx
 
-from .random_nets import ball_samples
-from .test_bounds import MODELS, PAPER
+from random_nets import ball_samples
+from helpers import MODELS, PAPER
 
 
 @pytest.fixture(scope="module")

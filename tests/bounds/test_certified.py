@@ -13,7 +13,7 @@ from onnxlip.bounds.perlayer.certified import circulant_bound, exact_certified, 
 from onnxlip.linalg.cholesky import certify_norm
 from onnxlip.graph.nodes import Conv
 
-from .test_bounds import MODELS
+from helpers import MODELS
 
 HYPOTHESIS = settings(max_examples=60, deadline=None)
 

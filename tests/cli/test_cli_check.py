@@ -13,7 +13,7 @@ import pytest
 
 from onnxlip.cli.config import load_config
 
-from .test_cli import ROOT, model, run
+from cli_runner import ROOT, model, run
 
 MLP, MLP_X0 = model("mlp")
 # the mlp at its x0: 1 < L(x0, 0.1) < 10 (≈ 6.5 paper, ≈ 3.3 tight), certified radius ≈ 0.127, global ≈ 15.6

@@ -10,16 +10,8 @@ import pytest
 from onnxlip.errors import InputError
 from onnxlip.inputs.vnnlib import box_input, parse_vnnlib
 
-from .test_cli import model, run, run_json
-
-
-def box_text(lo: np.ndarray, hi: np.ndarray, outputs: int = 0, extra: str = "") -> str:
-    lines = ["; a VNN-COMP style property", "(set-logic QF_LRA)"]
-    lines += [f"(declare-const X_{i} Real)" for i in range(len(lo))]
-    lines += [f"(declare-const Y_{j} Real)" for j in range(outputs)]
-    for i, (a, b) in enumerate(zip(lo, hi)):
-        lines += [f"(assert (>= X_{i} {float(a)!r}))", f"(assert (<= X_{i} {float(b)!r}))"]
-    return "\n".join(lines) + "\n" + extra
+from cli_runner import model, run, run_json
+from helpers import box_text
 
 
 def test_parse_box_centre_and_radius() -> None:

@@ -8,7 +8,7 @@ from onnxlip.bounds import methods
 from onnxlip.bounds.perlayer.engine import local_bound
 from onnxlip.importer import load_model
 
-from .test_cli import MODELS, run_json
+from cli_runner import MODELS, run_json
 
 
 def test_small_networks_run_the_secant_bound() -> None:
@@ -52,7 +52,7 @@ def test_check_method_names_the_option() -> None:
 
 
 def test_cli_says_when_best_skips_the_secant_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    from .test_cli import run
+    from cli_runner import run
 
     monkeypatch.setattr(methods, "TIGHT_MAX_WORK", 0.0)  # as on an ImageNet-size network
     args = ("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01")
@@ -70,7 +70,7 @@ def test_cli_writes_heartbeats_to_a_log(monkeypatch: pytest.MonkeyPatch) -> None
 
     from onnxlip.cli import progress
 
-    from .test_cli import run
+    from cli_runner import run
 
     monkeypatch.setattr(progress, "HEARTBEAT_SECONDS", 0.01)
     slow = methods.run_local
