@@ -214,6 +214,8 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     parts = [f"paper-style {r.radius_paper:.6g}", f"margin folding {folded}"]
     parts.append(f"tight {'n/a' if r.radius_tight is None else f'{r.radius_tight:.6g}'}")
     console.print("  " + " | ".join(parts + [f"global {r.radius_global:.6g}"]))
+    if r.choice is not None and r.choice["method"] == "paper":
+        console.print(f"[dim]tight tests: {r.choice['reason']}[/dim]")
     if r.branch_seconds > 0:
         console.print(f"[dim]branch and bound: up to {r.branch_seconds:g} s per radius tested[/dim]")
     if r.certified:

@@ -30,7 +30,8 @@ from ..linalg.backend import single_blas_thread
 from ..bounds.domain import InputBox, box_reach
 from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
 from ..errors import InputError
-from ..graph.nodes import Dense
+from ..bounds.methods import choose, unstable_units
+from ..graph.nodes import Dense, chain_flops
 from ..graph.network import Network
 from ..bounds.relax.margins import margin_bounds, margin_rows
 from ..bounds.relax.ranges import graph_ranges
@@ -63,6 +64,7 @@ class RadiusResult:
     certified: bool = False  # every figure provable (certified layer norms), not an estimate
     in_box: bool = False  # the ball is cut by a box of valid inputs: only inputs in it are covered
     branch_seconds: float = 0.0  # budget of branch and bound per radius tested (0: none)
+    choice: dict[str, Any] | None = None  # ``best``'s choice of tests (``methods.choose``), when it chose
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -184,6 +186,11 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
         folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
+    choice = None
+    if method == "best":  # each tight test costs about one secant bound: skipped where ``best`` would skip it
+        at = max(best_so_far, r_global)
+        choice = choose(at, chain_flops(net.nodes), unstable_units(bound_at(at, interval=True)))
+        method = "paper" if choice.method == "paper" else method
     tight, tight_name = None, "tight"
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
@@ -208,7 +215,8 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
                          (r_global, "global"))
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
-                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds)
+                        time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds,
+                        None if choice is None else choice.as_dict())
 
 
 def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:

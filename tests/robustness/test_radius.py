@@ -102,3 +102,16 @@ def test_branching_in_the_radius_search() -> None:
     assert branched.branch_seconds == 0.5 and branched.radius >= plain.radius
     assert branched.method in ("tight", "tight+branching")
     assert branched.radius < min_adversarial_distance(net, x0).distance
+
+
+def test_best_skips_the_tight_tests_where_a_secant_bound_is_unaffordable(monkeypatch) -> None:
+    """A network too large for the secant bound gets the per-layer radius, and says why."""
+    import onnxlip.bounds.methods as methods
+
+    net = load_model(MODELS / "mnist_lenet.onnx")
+    x0 = np.load(MODELS / "mnist_lenet_x0.npy")[0]
+    monkeypatch.setattr(methods, "TIGHT_MAX_WORK", 1.0)
+    r = certified_radius(net, x0)
+    assert r.radius_tight is None and r.method in ("paper", "margin-folding", "global")
+    assert r.choice["method"] == "paper" and "skipped" in r.choice["reason"]
+    assert r.radius == max(r.radius_paper, r.radius_folded or 0.0, r.radius_global)
