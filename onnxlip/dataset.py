@@ -9,6 +9,7 @@ its worker kept dying). A failed input counts as certified at no radius above th
 """
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 import time
@@ -27,6 +28,7 @@ from .network import Network
 from .radius import certified_radius
 
 Record = dict[str, Any]
+DEFAULT_METHOD = inspect.signature(certified_radius).parameters["method"].default
 # Fields of a finished input, in the order of the CSV (``status`` and ``error`` follow).
 FIELDS = ("index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded", "radius_tight",
           "radius_global", "margin", "method", "seconds")
@@ -44,6 +46,7 @@ class Options:
 
     def header(self) -> dict[str, Any]:
         data = asdict(self)
+        data["method"] = self.method or DEFAULT_METHOD  # --method best and no --method: the same run
         data["input_range"] = None if self.input_range is None else self.input_range.as_dict()
         return data
 
@@ -139,20 +142,21 @@ def make_tasks(net: Network, xs: np.ndarray, labels: np.ndarray | None) -> list[
 
 def run_dataset(net: Network, model_bytes: bytes, xs: np.ndarray, labels: np.ndarray | None, options: Options,
                 workers: int | None = None, scheduler: str | None = None, results: Path | None = None,
-                on_record: Callable[[Record], None] | None = None) -> DatasetResult:
+                on_record: Callable[[Record, bool], None] | None = None) -> DatasetResult:
     """``certify_dataset`` on an imported network (``model_bytes``: its ONNX file, for workers)."""
     start = time.perf_counter()
     header = results_file.make_header(results_file.sha256(model_bytes), xs, labels, options.header())
     done = results_file.read_done(results, header) if results is not None else {}
     tasks = [t for t in make_tasks(net, xs, labels) if t.index not in done]
     records, notes = dict(done), []
+    report_ = on_record or _ignore
     for record in done.values():
-        (on_record or _ignore)(record)
+        report_(record, False)
 
     def finished(record: Record) -> None:
         records[record["index"]] = record
         writer.write(record)
-        (on_record or _ignore)(record)
+        report_(record, True)
 
     with results_file.ResultsWriter(results, header) as writer:
         mode, notes = choose_mode(workers, scheduler, len(tasks))
@@ -188,7 +192,7 @@ def certify_dataset(model: str | os.PathLike | bytes, inputs: np.ndarray, labels
                     branch_seconds: float = 0.0, timeout_per_input: float | None = None,
                     workers: int | None = None, scheduler: str | None = None,
                     results: str | os.PathLike | None = None,
-                    on_record: Callable[[Record], None] | None = None) -> DatasetResult:
+                    on_record: Callable[[Record, bool], None] | None = None) -> DatasetResult:
     """Certified L2 radius of every input of a data set ``inputs`` [N, *input shape] (with the
     true ``labels`` [N], else each input's predicted label), on Dask workers.
 
@@ -201,7 +205,8 @@ def certify_dataset(model: str | os.PathLike | bytes, inputs: np.ndarray, labels
     inputs missing from it are computed. ``timeout_per_input``: seconds per radius search; past
     it the input is recorded with status ``timeout`` and the largest radius proven by then. An
     input whose search fails (or whose worker dies) on every retry gets status ``error``.
-    ``on_record`` is called with each record as it arrives (those read from ``results`` first).
+    ``on_record(record, computed)`` is called as each input finishes (first with those read
+    back from ``results``, ``computed`` False).
     Other arguments as in ``certified_radius``. Returns every record in index order
     (``DatasetResult.table(radii)``: certified accuracy at each radius)."""
     net, model_bytes = load_dataset_model(model)
@@ -235,5 +240,5 @@ def network_from_bytes(data: bytes) -> Network:
         return load_model(path)
 
 
-def _ignore(record: Record) -> None:
+def _ignore(record: Record, computed: bool) -> None:
     pass
