@@ -114,7 +114,8 @@ def error_text(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())
 
 
-def run_sequential(net: Network, tasks: Sequence[Task], options: Options, on_record: Callable[[Record], None]) -> None:
+def run_sequential(net: Network, tasks: Sequence[Task], options: Options,
+                   on_record: Callable[[Record], None]) -> None:
     """Certify ``tasks`` one after another in this process (``--workers 1``: no Dask needed)."""
     for task in tasks:
         start = time.perf_counter()
@@ -148,7 +149,7 @@ def run_dataset(net: Network, model_bytes: bytes, xs: np.ndarray, labels: np.nda
     header = results_file.make_header(results_file.sha256(model_bytes), xs, labels, options.header())
     done = results_file.read_done(results, header) if results is not None else {}
     tasks = [t for t in make_tasks(net, xs, labels) if t.index not in done]
-    records, notes = dict(done), []
+    records = dict(done)
     report_ = on_record or _ignore
     for record in done.values():
         report_(record, False)
@@ -158,12 +159,13 @@ def run_dataset(net: Network, model_bytes: bytes, xs: np.ndarray, labels: np.nda
         writer.write(record)
         report_(record, True)
 
+    mode, notes = choose_mode(workers, scheduler, len(tasks))  # refuses before the results file is touched
     with results_file.ResultsWriter(results, header) as writer:
-        mode, notes = choose_mode(workers, scheduler, len(tasks))
         if mode == "dask":
             from .workers import run_on_dask
 
-            run_on_dask(model_bytes, tasks, options, workers or default_workers(), scheduler, finished)
+            size = min(workers or default_workers(), len(tasks))  # no idle processes to start
+            run_on_dask(model_bytes, tasks, options, size, scheduler, finished)
         else:
             run_sequential(net, tasks, options, finished)
     return DatasetResult([records[i] for i in sorted(records)], len(tasks), time.perf_counter() - start,
@@ -173,11 +175,12 @@ def run_dataset(net: Network, model_bytes: bytes, xs: np.ndarray, labels: np.nda
 def choose_mode(workers: int | None, scheduler: str | None, pending: int) -> tuple[str, list[str]]:
     """'dask' or 'sequential', with a note when the default falls back for want of Dask.
     An explicit request for workers (``workers`` > 1 or a scheduler) needs Dask."""
-    from .workers import dask_available
+    from .workers import dask_available, require_dask
 
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
     if scheduler is not None or (workers or 0) > 1:
+        require_dask()
         return ("dask" if pending else "sequential"), []
     if workers == 1 or pending <= 1 or default_workers() == 1:
         return "sequential", []

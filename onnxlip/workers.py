@@ -42,7 +42,7 @@ def dask_available() -> bool:
     return importlib.util.find_spec("distributed") is not None
 
 
-def _distributed() -> Any:
+def require_dask() -> Any:
     """The ``distributed`` module, or the one-line error that says how to get it."""
     try:
         import distributed
@@ -73,7 +73,7 @@ def certify_task(model_bytes: bytes, digest: str, task: Task, options: Options) 
 def client_for(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A Dask client: on the cluster at ``scheduler``, else on a local cluster of ``workers``
     single-threaded processes (closed on exit)."""
-    distributed = _distributed()
+    distributed = require_dask()
     import dask
 
     if scheduler is not None:
@@ -103,7 +103,7 @@ def _outcome(future: Any, task: Task, submitted: float) -> Record:
 def run_on_dask(model_bytes: bytes, tasks: Sequence[Task], options: Options, workers: int, scheduler: str | None,
                 on_record: Callable[[Record], None]) -> None:
     """Certify ``tasks`` on Dask workers, calling ``on_record`` as each input finishes."""
-    distributed = _distributed()
+    distributed = require_dask()
     digest = sha256(model_bytes)
     with client_for(workers, scheduler) as client:
         model = client.scatter(model_bytes, broadcast=True, hash=False)

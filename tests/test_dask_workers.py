@@ -104,9 +104,11 @@ def test_scheduler_address_runs_on_its_workers(scheduler: str, tmp_path: Path) -
 
 def test_timeout_on_a_worker(scheduler: str) -> None:
     xs = inputs("batchnorm_net", 2)
+    full = certify_dataset(MODELS / "batchnorm_net.onnx", xs, scheduler=scheduler)
     result = certify_dataset(MODELS / "batchnorm_net.onnx", xs, scheduler=scheduler, timeout_per_input=0.01)
     assert [r["status"] for r in result.records] == ["timeout", "timeout"]
-    assert all(r["radius"] is not None and r["radius"] > 0 and r["seconds"] < 0.3 for r in result.records)
+    for cut, done in zip(result.records, full.records):  # the search stopped on the worker, with a proven radius
+        assert cut["seconds"] < done["seconds"] / 2 and 0 < cut["radius"] <= done["radius"]
 
 
 def test_a_killed_worker_loses_no_input(scheduler: str, tmp_path: Path) -> None:
