@@ -1,15 +1,18 @@
 """Progress of a batch run: inputs done / total, running certified accuracy, time left.
 
 On a terminal the line is the description of the transient bar (``progress.bar``); into a pipe
-or a CI log (stderr not a terminal) it is printed on stderr every ``every`` seconds, so a long
+or a CI log it is printed on stderr every ``every`` seconds (a short run prints none), so a long
 run shows that it lives without flooding the log; with --json or --quiet nothing is shown.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any, Callable, Sequence
 
 from .progress import Bar
+
+LOG_EVERY = 5.0  # seconds between two progress lines in a log
 
 
 def eta_text(seconds: float | None) -> str:
@@ -51,20 +54,39 @@ class Tally:
 
 class Reporter:
     """Feeds a ``Tally`` and shows it: through ``bar`` (a terminal), or as a line through
-    ``write`` at most every ``every`` seconds (a log); a no-op when neither is given."""
+    ``write`` every ``every`` seconds (a log) from a timer thread, so that an input that takes
+    minutes still shows the run is alive; a no-op when neither is given. Use it as a context
+    manager (the timer runs inside)."""
 
     def __init__(self, tally: Tally, bar: Bar | None = None, write: Callable[[str], None] | None = None,
-                 every: float = 5.0):
-        self.tally, self.bar, self.write, self.every = tally, bar, write, every
-        self._last = tally.clock()
+                 every: float | None = None):
+        self.tally, self.bar, self.write = tally, bar, write
+        self.every = LOG_EVERY if every is None else every
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
 
     def __call__(self, record: dict[str, Any], computed: bool = True) -> None:
         self.tally.add(record, computed)
         if self.bar is not None:
             self.bar.advance()
             self.bar.describe(f"certifying inputs: {self.tally.line()}")
-        now = self.tally.clock()
-        if self.write is not None and (now - self._last >= self.every or self.tally.done == self.tally.total):
-            if now - self.tally.start >= self.every:  # a short run prints nothing
-                self.write(f"certify: {self.tally.line()}")
-            self._last = now
+
+    def tick(self) -> None:
+        """One log line (what the timer writes every ``every`` seconds)."""
+        if self.write is not None:
+            self.write(f"certify: {self.tally.line()}")
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.tick()
+
+    def __enter__(self) -> "Reporter":
+        if self.write is not None:
+            self._timer = threading.Thread(target=self._run, name="onnxlip-progress", daemon=True)
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._timer is not None:
+            self._timer.join()

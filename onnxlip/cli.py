@@ -617,8 +617,8 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
         drawn = _bar(json_, quiet)
         lines = None if drawn or json_ or quiet else (lambda text: err.print(text, soft_wrap=True, markup=False))
-        run = run_dataset(net, model.read_bytes(), xs, ys, options, on_record=batch_progress.Reporter(
-            tally, bar if drawn else None, lines), **where)
+        with batch_progress.Reporter(tally, bar if drawn else None, lines) as reporter:
+            run = run_dataset(net, model.read_bytes(), xs, ys, options, on_record=reporter, **where)
     for note in [] if quiet or json_ else run.notes:
         err.print(f"note: {note}", soft_wrap=True, markup=False)
     rows = run.rows()

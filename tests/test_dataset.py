@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -152,16 +153,37 @@ def test_progress_lines_every_few_seconds_with_accuracy_and_eta() -> None:
     now = [0.0]
     tally = Tally(4, [0.0, 0.1], clock=lambda: now[0])
     written: list[str] = []
-    reporter = Reporter(tally, write=written.append, every=5.0)
-    for t, radius in [(1.0, 0.2), (6.0, 0.05), (7.0, None), (12.0, 0.3)]:
-        now[0] = t
-        reporter({"correct": True, "radius": radius, "status": "ok" if radius is not None else "error"})
-    assert len(written) == 2 and written[0].startswith("certify: 2/4 inputs; certified accuracy at radius 0:100% 0.1:50%")
-    assert written[0].endswith("ETA 6s") and "1 failed" in written[1] and "4/4" in written[1]
+    reporter = Reporter(tally, write=written.append, every=0.05)
+    with reporter:
+        for t, radius in [(1.0, 0.2), (2.0, 0.05)]:
+            now[0] = t
+            reporter({"correct": True, "radius": radius, "status": "ok"})
+        time.sleep(0.3)  # the timer writes while no input finishes
+        assert written and all(w == written[0] for w in written)
+        now[0] = 3.0
+        reporter({"correct": True, "radius": None, "status": "error"})
+        time.sleep(0.3)
+    count = len(written)
+    time.sleep(0.2)
+    assert len(written) == count  # the timer stopped with the run
+    assert written[0] == "certify: 2/4 inputs; certified accuracy at radius 0:100% 0.1:50%; ETA 2s"
+    assert written[-1] == "certify: 3/4 inputs, 1 failed; certified accuracy at radius 0:100% 0.1:33%; ETA 1s"
     assert eta_text(3725) == "ETA 1h02m" and eta_text(75) == "ETA 1m15s" and eta_text(None) == "ETA --"
     resumed = Tally(10, [0.0], clock=lambda: now[0])
     resumed.add({"correct": True, "radius": 1.0}, computed=False)
     assert resumed.eta() is None  # inputs read back from a results file took no time
+
+
+def test_cli_logs_progress_on_stderr_but_not_with_json(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("onnxlip.batch_progress.LOG_EVERY", 0.02)
+    data = _saved(tmp_path, inputs(n=4))
+    code, stdout, stderr = run("certify", MLP, "--inputs", data, "--workers", "1")
+    assert code == 0 and "certified fraction" in stdout and "certify: " not in stdout
+    assert "inputs; certified accuracy at radius 0:" in stderr and "ETA" in stderr
+    code, stdout, stderr = run("certify", MLP, "--inputs", data, "--workers", "1", "--json")
+    assert code == 0 and "certify: " not in stderr and json.loads(stdout)["n"] == 4
+    code, stdout, stderr = run("certify", MLP, "--inputs", data, "--workers", "1", "--quiet")
+    assert code == 0 and "certify: " not in stderr
 
 
 def test_without_dask(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
