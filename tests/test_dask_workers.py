@@ -142,3 +142,17 @@ def test_a_killed_worker_loses_no_input(scheduler: str, tmp_path: Path) -> None:
         os.kill(killed[0], 0)
     with distributed.Client(scheduler) as client:
         client.wait_for_workers(2, timeout=60)  # the nanny restarted it
+
+
+def test_an_input_that_keeps_killing_workers_is_an_error_record() -> None:
+    from onnxlip.dataset import Task
+    from onnxlip.workers import _outcome
+
+    class Dead:
+        def result(self) -> None:
+            worker = type("WorkerState", (), {"address": "tcp://127.0.0.1:1"})()
+            raise distributed.KilledWorker("onnxlip-certify-x-3", worker, allowed_failures=2)
+
+    record = _outcome(Dead(), Task(3, np.zeros(2), 1, 1), time.perf_counter())
+    assert record["index"] == 3 and record["status"] == "error" and record["radius"] is None
+    assert record["error"].startswith("KilledWorker") and record["correct"] is True
