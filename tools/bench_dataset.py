@@ -14,6 +14,7 @@ import argparse
 import datetime
 import os
 import platform
+import resource
 import sys
 import time
 from pathlib import Path
@@ -23,7 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from onnxlip import certify_dataset  # noqa: E402
+from onnxlip import DatasetResult, certify_dataset  # noqa: E402
 from onnxlip.dataset import default_workers  # noqa: E402
 
 RADII = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5)
@@ -34,10 +35,18 @@ def load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def timed(model: Path, xs: np.ndarray, ys: np.ndarray, workers: int) -> tuple[float, list[dict]]:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the local cluster's worker
+    processes count once the cluster has closed)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(model: Path, xs: np.ndarray, ys: np.ndarray, workers: int) -> tuple[float, float, DatasetResult]:
+    """Wall time, CPU time (all processes of the run) and the result of one run."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     result = certify_dataset(model, xs, ys, workers=workers)
-    return time.perf_counter() - start, result
+    return time.perf_counter() - start, cpu_seconds() - cpu, result
 
 
 def same_radii(a: list[dict], b: list[dict]) -> tuple[bool, float]:
@@ -59,14 +68,18 @@ def main() -> None:
     print(f"# {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {platform.machine()} "
           f"{default_workers()}-core CPU, Python {platform.python_version()}")
     print(f"{len(xs)} inputs of {Path(args.data).name} on {Path(args.model).name}; load average {load()}")
-    t_seq, seq = timed(Path(args.model), xs, ys, 1)
-    print(f"sequential (in process):        {t_seq:8.1f} s  ({t_seq / len(xs):.2f} s/input); load {load()}")
-    t_par, par = timed(Path(args.model), xs, ys, args.workers)
-    print(f"Dask, {args.workers} local worker processes: {t_par:8.1f} s  (cluster start included); load {load()}")
+    t_seq, c_seq, seq = timed(Path(args.model), xs, ys, 1)
+    print(f"sequential (in process):        {t_seq:8.1f} s  ({t_seq / len(xs):.2f} s/input), "
+          f"CPU {c_seq:.0f} s = {c_seq / t_seq:.2f} cores; load {load()}")
+    t_par, c_par, par = timed(Path(args.model), xs, ys, args.workers)
+    print(f"Dask, {args.workers} local worker processes: {t_par:8.1f} s  (cluster start included), "
+          f"CPU {c_par:.0f} s = {c_par / t_par:.2f} cores; load {load()}")
     ok, gap = same_radii(seq.records, par.records)
     print(f"same radii: {'yes' if ok else 'NO'} (largest relative difference {gap:.2g}, tolerance {REL_TOL:g}); "
           f"statuses {sorted({r['status'] for r in par.records})}")
-    print(f"speed ratio sequential/Dask: {t_seq / t_par:.2f}x on {args.workers} workers")
+    print(f"speed ratio sequential/Dask: {t_seq / t_par:.2f}x on {args.workers} workers; they received "
+          f"{c_par / t_par:.2f} cores on average against {c_seq / t_seq:.2f} for the sequential run, and used "
+          f"{c_par / c_seq:.2f}x its CPU time")
     print(f"clean accuracy {sum(r['correct'] for r in par.records)}/{len(xs)}")
     print("radius   certified   certified accuracy")
     for row in par.table(RADII):
