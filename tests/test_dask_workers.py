@@ -80,6 +80,16 @@ def test_local_cluster_gives_the_sequential_radii(tmp_path: Path) -> None:
     assert sorted(r["index"] for r in lines(tmp_path / "r.jsonl")[1:]) == list(range(6))
 
 
+def test_local_workers_are_single_threaded_with_glibc_default_trimming() -> None:
+    from onnxlip.workers import client_for
+
+    with client_for(1, None) as client:
+        env = client.run(lambda: {k: os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OPENBLAS_NUM_THREADS")})
+        info = client.scheduler_info()["workers"]
+    assert list(env.values()) == [{"MALLOC_TRIM_THRESHOLD_": None, "OPENBLAS_NUM_THREADS": "1"}]
+    assert [w["nthreads"] for w in info.values()] == [1]
+
+
 def _imports(client: distributed.Client) -> dict[str, int]:
     return client.run(lambda: __import__("onnxlip.workers", fromlist=["IMPORTS"]).IMPORTS[0])
 
