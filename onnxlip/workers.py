@@ -16,8 +16,11 @@ when workers are asked for, so the rest of onnxlip runs without it.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import logging
+import os
+import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -36,6 +39,8 @@ ONE_THREAD_ENV = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREAD
 
 _NETWORKS: dict[str, Network] = {}  # on a worker: imported networks by model digest
 IMPORTS = [0]  # on a worker: how many models it imported (tests check: once per worker)
+MALLOC_KEPT = [False]  # on a worker: whether keep_freed_memory applied
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 
 
 def dask_available() -> bool:
@@ -52,10 +57,26 @@ def require_dask() -> Any:
     return distributed
 
 
+def keep_freed_memory() -> bool:
+    """Undo, in this worker process, what Dask's nanny's ``MALLOC_TRIM_THRESHOLD_`` does to
+    glibc (see ``worker_environ``; workers started with ``dask worker`` have it): large blocks
+    stay in the heap up to 32 MiB (glibc's own ceiling for its adaptive threshold) and up to
+    64 MiB of freed memory is kept for reuse. True when it applied."""
+    if "MALLOC_TRIM_THRESHOLD_" not in os.environ or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (musl): the variable means nothing there
+        return False
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 64 << 20))
+
+
 def worker_network(digest: str, model_bytes: bytes) -> Network:
     """The network on this worker, imported on its first input only."""
     net = _NETWORKS.get(digest)
     if net is None:
+        if not IMPORTS[0]:
+            MALLOC_KEPT[0] = keep_freed_memory()
         net = network_from_bytes(model_bytes)
         net.classes()
         _NETWORKS.clear()  # one model at a time: a long-lived worker should not hoard networks
