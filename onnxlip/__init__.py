@@ -19,6 +19,7 @@ _LAZY = {
     "certified_radius": "api", "BoundResult": "bounds.perlayer.engine", "LayerReport": "bounds.perlayer.engine",
     "RadiusResult": "robustness.radius", "Network": "graph.network", "InputRange": "bounds.domain",
     "METHODS": "bounds.methods", "DEFAULT_METHOD": "bounds.methods",
+    "certify_dataset": "batch.dataset", "DatasetResult": "batch.dataset",
 }
 
 __all__ = sorted([*_LAZY, "InputError", "ModelLoadError", "ModelMismatchError", "OnnxlipError",

@@ -33,6 +33,7 @@ from ..lazy import lazy_function, lazy_module
 if TYPE_CHECKING:
     import numpy as np
 
+    from ..batch.dataset import Options
     from ..bounds.domain import InputBox, InputRange
     from ..graph.network import Network
     from ..inputs.nominal import Nominal
@@ -41,6 +42,8 @@ else:  # loaded when a command first needs them: --help and --version start with
     InputRange = lazy_function("onnxlip.bounds.domain", "InputRange")
 
 report = lazy_module("onnxlip.cli.report")
+batch_progress = lazy_module("onnxlip.cli.batch_progress")
+DatasetOptions, run_dataset = (lazy_function("onnxlip.batch.dataset", name) for name in ("Options", "run_dataset"))
 default_jacobian_points, lower_bound = (lazy_function("onnxlip.robustness.lower_bounds", name)
                                        for name in ("default_jacobian_points", "lower_bound"))
 min_adversarial_distance = lazy_function("onnxlip.robustness.attacks", "min_adversarial_distance")
@@ -575,6 +578,10 @@ def certify(model: ModelArg, input: OptInput = None,
             radii: Annotated[Optional[str], typer.Option("--radii", show_default=False, help="Radii of the certified-accuracy table, e.g. 0.01,0.05,0.1 (default 0,0.01,0.02,0.05,0.1,0.2,0.5).")] = None,
             csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write per-input radii as CSV (with --inputs).")] = None,
             hist: Annotated[Optional[Path], typer.Option("--hist", help="Write a histogram of the radii (with --inputs).")] = None,
+            workers: Annotated[Optional[int], typer.Option("--workers", min=1, show_default=False, help="With --inputs: local Dask worker processes (default: one per core; 1: in this process, no Dask).")] = None,
+            scheduler: Annotated[Optional[str], typer.Option("--scheduler", show_default=False, help="With --inputs: address of a running Dask scheduler to certify on, e.g. tcp://10.0.0.5:8786.")] = None,
+            results: Annotated[Optional[Path], typer.Option("--results", show_default=False, help="With --inputs: JSON-lines file, one line per finished input; rerun with it to resume.")] = None,
+            timeout_per_input: Annotated[Optional[float], typer.Option("--timeout-per-input", show_default=False, help="With --inputs: seconds per input; past it the input is recorded as a timeout with the radius proven so far.")] = None,
             key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
             mean: MeanOpt = None, std: StdOpt = None, branch_seconds: BranchOpt = 0.0, norm: NormOpt = "l2",
             device: DeviceOpt = "auto",
@@ -585,7 +592,9 @@ def certify(model: ModelArg, input: OptInput = None,
     valid = _valid_inputs(input_range, mean, std)
     if (input is None) == (inputs is None):
         raise InputError("certify needs exactly one of --input X (one input) or --inputs DATA (many inputs)")
-    batch_only = {"--labels": labels, "--labels-key": labels_key, "--radii": radii, "--csv": csv_, "--hist": hist}
+    batch_only = {"--labels": labels, "--labels-key": labels_key, "--radii": radii, "--csv": csv_, "--hist": hist,
+                  "--workers": workers, "--scheduler": scheduler, "--results": results,
+                  "--timeout-per-input": timeout_per_input}
     if input is not None:
         given = [name for name, value in batch_only.items() if value is not None]
         if given:
@@ -596,8 +605,11 @@ def certify(model: ModelArg, input: OptInput = None,
         raise InputError("--label works with --input; give --labels or --labels-key with --inputs")
     if labels is not None and labels_key is not None:
         raise InputError("give --labels FILE or --labels-key NAME, not both")
-    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist, method, certified, valid,
-                  branch_seconds, json_, quiet)
+    if timeout_per_input is not None and not (math.isfinite(timeout_per_input) and timeout_per_input > 0):
+        raise InputError(f"--timeout-per-input must be a number of seconds > 0, got {timeout_per_input:g}")
+    _certify_many(model, inputs, key, labels, labels_key, _radii(radii), csv_, hist,
+                  DatasetOptions(method, certified, valid, branch_seconds, timeout_per_input),
+                  {"workers": workers, "scheduler": scheduler, "results": results}, json_, quiet)
 
 
 def _certify_one(model: Path, input: Path, key: str | None, label: int | None, method: str | None, certified: bool,
@@ -627,28 +639,27 @@ def _certify_one(model: Path, input: Path, key: str | None, label: int | None, m
 
 
 def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | None, labels_key: str | None,
-                  radii: list[float], csv_path: Path | None, hist: Path | None, method: str | None, certified: bool,
-                  valid: InputRange | None, branch_seconds: float, json_: bool, quiet: bool) -> None:
+                  radii: list[float], csv_path: Path | None, hist: Path | None, options: Options,
+                  where: dict[str, Any], json_: bool, quiet: bool) -> None:
+    """Certified accuracy over many inputs (``dataset.run_dataset``: workers, results file)."""
     net = load_model(model)
     net.classes()
     xs, ys = _batch_arrays(net, inputs, key, labels, labels_key)
     ensure_matches(net, xs[:2])
-    predicted = np.asarray(net.forward(xs)).reshape(len(xs), -1).argmax(axis=1)
-    start = time.perf_counter()
-    rows = []
+    tally = batch_progress.Tally(len(xs), radii)
     with progress.bar(out, _bar(json_, quiet), "certifying inputs", total=len(xs)) as bar:
-        for i, x in enumerate(xs):
-            c = int(predicted[i]) if ys is None else int(ys[i])
-            r = radius_of(net, x, c, method, certified, _box(valid, x), branch_seconds)
-            rows.append({"index": i, "label": c, "predicted": int(predicted[i]), "correct": c == int(predicted[i]),
-                         "radius": r.radius, "radius_paper": r.radius_paper, "radius_folded": r.radius_folded,
-                         "radius_tight": r.radius_tight,
-                         "radius_global": r.radius_global, "margin": r.margin, "method": r.method,
-                         "seconds": r.seconds})
-            bar.advance()
-    data = {"model": net.source, "inputs_file": os.fspath(inputs), "radii": radii, "certified": certified,
-            "input_range": _range_dict(valid)}
-    data.update(report.batch_dict(rows, radii, ys is not None, time.perf_counter() - start))
+        drawn = _bar(json_, quiet)
+        lines = None if drawn or json_ or quiet else (lambda text: err.print(text, soft_wrap=True, markup=False))
+        with batch_progress.Reporter(tally, bar if drawn else None, lines) as reporter:
+            run = run_dataset(net, model.read_bytes(), xs, ys, options, on_record=reporter, **where)
+    for note in [] if quiet or json_ else run.notes:
+        err.print(f"note: {note}", soft_wrap=True, markup=False)
+    rows = run.rows()
+    data = {"model": net.source, "inputs_file": os.fspath(inputs), "radii": radii, "certified": options.certified,
+            "input_range": _range_dict(options.input_range)}
+    data.update(report.batch_dict(rows, radii, ys is not None, run.seconds))
+    if where["results"] is not None:
+        data.update(results=os.fspath(where["results"]), computed=run.computed)
     if csv_path is not None:
         header = ["index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded",
                   "radius_tight", "radius_global", "margin", "method", "seconds"]
@@ -671,7 +682,7 @@ def _certify_many(model: Path, inputs: Path, key: str | None, labels: Path | Non
         acc = "clean accuracy" if data["labelled"] else "inputs (labels = own predictions)"
         out.print(f"{acc}: {data['accuracy']:.1%} of {data['n']}" if data["labelled"] else f"{data['n']} {acc}")
         out.print(report.accuracy_table(data))
-        for what in ("csv", "hist"):
+        for what in ("csv", "hist", "results"):
             if what in data:
                 out.print(f"wrote {data[what]}")
 

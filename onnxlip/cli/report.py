@@ -9,6 +9,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from ..batch.accuracy import accuracy_table_rows
 from ..bounds.perlayer.engine import BoundResult, LayerReport
 from ..bounds.methods import Choice
 from ..graph.nodes import describe, parameter_count
@@ -120,16 +121,6 @@ def batch_dict(rows: list[dict[str, Any]], radii: Sequence[float], labelled: boo
             "accuracy": sum(r["correct"] for r in rows) / n if n else 0.0,
             "table": accuracy_table_rows(rows, radii),
             "inputs": rows, "seconds": seconds}
-
-
-def accuracy_table_rows(rows: list[dict[str, Any]], radii: Sequence[float]) -> list[dict[str, Any]]:
-    """Certified accuracy at each radius r: correct and certified radius ≥ r."""
-    n = max(len(rows), 1)
-    table = []
-    for r in radii:
-        count = sum(1 for row in rows if row["correct"] and row["radius"] >= r)
-        table.append({"radius": r, "certified": count, "certified_accuracy": count / n})
-    return table
 
 
 def lower_dict(eps: float, lb: Any, seconds: float) -> dict[str, Any]:

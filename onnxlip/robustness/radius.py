@@ -28,6 +28,7 @@ from ..bounds.relax import crown
 from ..bounds.relax import slopes
 from ..linalg.backend import single_blas_thread
 from ..bounds.domain import InputBox, box_reach
+from .deadline import Deadline
 from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
 from ..errors import InputError
 from ..bounds.methods import choose, unstable_units
@@ -145,7 +146,7 @@ def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarra
 @single_blas_thread
 def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel_tol: float = 1e-3,
                      method: str = "best", certified: bool = False, box: InputBox | None = None,
-                     branch_seconds: float = 0.0) -> RadiusResult:
+                     branch_seconds: float = 0.0, time_limit: float | None = None) -> RadiusResult:
     """Largest certified L2 radius around x0: paper test, global bound, margin folding and,
     unless ``method`` is 'paper', the tight margin test. With ``certified`` every norm is
     provable (layers and tight-mode segments), so every radius is a proof, not an estimate.
@@ -154,8 +155,11 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     caps), the paper-style and global radii hold on the whole ball; no radius is reported past
     the box's farthest corner (``domain.box_reach``), where the ball holds the whole box.
     ``branch_seconds``: budget of branch and bound per radius the tight test fails otherwise
-    (each failing radius of the bisection spends all of it)."""
+    (each failing radius of the bisection spends all of it). ``time_limit``: seconds for the whole
+    search, checked before each margin test; past it, ``deadline.SearchTimeout`` carries the
+    largest radius proven so far."""
     start = time.perf_counter()
+    clock = Deadline(time_limit, start)
     net.classes()
     acts = net.activations(x0)
     y0 = np.asarray(acts[-1][0]).reshape(-1)
@@ -176,14 +180,16 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         return RadiusResult(label, margin, r, r, r, None, None, g, "misclassified" if margin <= 0 else "constant",
                             time.perf_counter() - start, 0, certified, box is not None, branch_seconds)
     r_global = margin / (SQRT2 * g) * (1 - 1e-9)
+    clock.margin = margin
+    clock.proved(r_global)
     reach = np.inf if box is None else box_reach(x0, box)  # past it, a ball ∩ box is the whole box
-    paper_holds = lambda e: e * bound_at(e).bound < margin / SQRT2  # noqa: E731
+    paper_holds = clock.guard(lambda e: e * bound_at(e).bound < margin / SQRT2)
     at_global = bound_at(r_global).bound
     paper = _bisect(paper_holds, *(_grow_until_fails(paper_holds, r_global) if at_global == 0 else
                                    (r_global, margin / SQRT2 / at_global * (1 + 1e-9))), rel_tol)
     folded = None
     if isinstance(net.nodes[-1], Dense):
-        holds = lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label)  # noqa: E731
+        holds = clock.guard(lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label))
         folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
     best_so_far = max(paper, folded or 0.0)
     choice = None
@@ -194,14 +200,15 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     tight, tight_name = None, "tight"
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
-        worst = functools.lru_cache(maxsize=None)(lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min()))
+        worst = functools.lru_cache(maxsize=None)(clock.guard_value(
+            lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min())))
         tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
-        split = functools.lru_cache(maxsize=None)(lambda e: _dag_branching_holds(
-            net, x0, e, y0, label, box, branch_seconds))
+        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
+            net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
         def test(budget: float) -> Callable[[float], bool]:
-            return functools.lru_cache(maxsize=None)(lambda e: _tight_holds(
-                net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, budget))
+            return functools.lru_cache(maxsize=None)(clock.guard(lambda e: _tight_holds(
+                net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, clock.budget(budget))))
 
         tight = _search(test(0.0), best_so_far, r_global, reach, rel_tol)
         split = test(branch_seconds)
