@@ -249,7 +249,7 @@ def test_missing_option_is_one_line() -> None:
 
 def test_json_is_strict_when_no_attack_is_found(monkeypatch: pytest.MonkeyPatch) -> None:
     """inf distances become null: the output stays valid strict JSON."""
-    from onnxlip.cli import app as cli
+    from onnxlip.cli import certify_commands as cli
     from onnxlip.robustness.attacks import Attack
 
     monkeypatch.setattr(cli, "min_adversarial_distance", lambda net, x0, label=None, box=None: Attack(float("inf"), None, "none", 2, None))
@@ -276,7 +276,7 @@ def test_demo_on_a_small_model() -> None:
 
 def test_demo_model_ships_with_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default demo runs from any directory: its model is package data, the same as models/'s."""
-    from onnxlip.cli.app import DEMO_MODEL
+    from onnxlip.cli.check_commands import DEMO_MODEL
 
     monkeypatch.chdir(tmp_path)
     assert DEMO_MODEL.is_file() and DEMO_MODEL.with_name("mnist_lenet_x0.npy").is_file()

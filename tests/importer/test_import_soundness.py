@@ -289,8 +289,9 @@ def test_a_misread_network_stops_every_command(tmp_path, monkeypatch, rng):
                      *good.nodes[1:]), good.input_shape, good.input_name, good.output_name, good.source)
     with pytest.raises(ModelMismatchError, match="disagrees with onnxruntime"):
         ensure_matches(wrong, [np.ones(4)], 0.5)
-    import onnxlip.cli.app as cli
-    monkeypatch.setattr(cli, "load_model", lambda _: wrong)
+    from onnxlip.cli import bound_commands, certify_commands, check_commands
+    for commands in (bound_commands, certify_commands, check_commands):
+        monkeypatch.setattr(commands, "load_model", lambda _: wrong)
     x = _npy(tmp_path, np.ones(4))
     for command in (["global"], ["local", "--input", x, "--eps", "0.1"], ["certify", "--input", x],
                     ["sweep", "--input", x, "--eps-max", "0.1", "--n", "2"], ["attack", "--input", x],
