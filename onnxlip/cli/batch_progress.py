@@ -72,8 +72,10 @@ class Reporter:
             self.bar.describe(f"certifying inputs: {self.tally.line()}")
 
     def tick(self) -> None:
-        """One log line (what the timer writes every ``every`` seconds)."""
-        if self.write is not None:
+        """One log line (what the timer writes every ``every`` seconds), once an input has
+        finished: before that it would say nothing (no accuracy, no ETA), and an error met while
+        starting (an unreachable scheduler) stays the only line on stderr."""
+        if self.write is not None and self.tally.done:
             self.write(f"certify: {self.tally.line()}")
 
     def _run(self) -> None:
