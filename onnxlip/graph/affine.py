@@ -13,8 +13,15 @@ from ..linalg.windows import Window2d
 from .base import NodeBase, Shape
 
 
+class Biased(NodeBase):
+    """An affine node whose output is its linear part plus ``bias``."""
+
+    def forward(self, x: Any) -> Any:
+        return self.linear(x) + self.bias
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class Dense(NodeBase):
+class Dense(Biased):
     """y = W x + b on flat vectors; W is (out, in)."""
 
     weight: Any
@@ -30,12 +37,9 @@ class Dense(NodeBase):
     def adjoint(self, u: Any) -> Any:
         return u @ self.weight
 
-    def forward(self, x: Any) -> Any:
-        return self.linear(x) + self.bias
-
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Conv(NodeBase):
+class Conv(Biased):
     """2-D convolution; ``bias`` broadcasts to out_shape ((M,1,1) or (M,Ho,Wo))."""
 
     weight: Any
@@ -62,9 +66,6 @@ class Conv(NodeBase):
         if isinstance(u, np.ndarray) and self.matrix is not None:
             return (self.matrix.T @ u.reshape(len(u), -1).T).T.reshape(len(u), *self.in_shape)
         return conv2d_adjoint(u, self.weight, self.window, self.groups)
-
-    def forward(self, x: Any) -> Any:
-        return self.linear(x) + self.bias
 
 
 @dataclass(frozen=True, eq=False, repr=False)
