@@ -99,6 +99,9 @@ def test_rows_on_patches_give_the_dense_bounds(tmp_path):
     on_patches = lower_bounds(g, earlier, patches, x0, 0.3, start=tensor)
     on_dense = lower_bounds(g, earlier, dense, x0, 0.3, start=tensor)
     assert np.allclose(on_patches, on_dense, rtol=1e-9, atol=1e-9)
+    for rows in (patches, dense):  # one shared rounding magnitude: a looser slack, never a higher bound
+        shared = lower_bounds(g, earlier, rows, x0, 0.3, start=tensor, shared=True)
+        assert np.all(shared <= on_dense + 1e-12) and np.allclose(shared, on_dense, rtol=1e-6, atol=1e-9)
 
 
 @pytest.mark.parametrize("seed", SEEDS)
