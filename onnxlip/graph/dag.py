@@ -45,15 +45,16 @@ class Graph:
         return self.input_shape if tensor == 0 else self.nodes[tensor - 1].out_shape
 
     @cached_property
-    def last_reader(self) -> dict[int, int]:
-        """The last node that reads each tensor (the output: none, it is kept)."""
-        last = {}
+    def _readers(self) -> dict[int, list[int]]:
+        readers: dict[int, list[int]] = {}
         for k, ins in enumerate(self.inputs):
-            last.update({t: k for t in ins})
-        return last
+            for t in dict.fromkeys(ins):
+                readers.setdefault(t, []).append(k)
+        return readers
 
     def readers(self, tensor: int) -> list[int]:
-        return [k for k, ins in enumerate(self.inputs) if tensor in ins]
+        """The nodes that read ``tensor``, in order (none for the output)."""
+        return self._readers.get(tensor, [])
 
     def tensors(self, x: Any) -> list[Any]:
         """Every tensor for a batch of inputs x: len(nodes) + 1 arrays."""
@@ -78,7 +79,7 @@ class Graph:
         for k, (node, ins) in enumerate(zip(self.nodes, self.inputs)):
             values[k + 1] = step(k, node, [values[i] for i in ins])
             for t in set(ins):
-                if self.last_reader[t] == k:
+                if self.readers(t)[-1] == k:
                     del values[t]
         return values[self.output]
 

@@ -116,22 +116,23 @@ def _entries(nodes: list[Node], wiring: list[tuple[int, ...]]) -> list[_Entry]:
     return entries
 
 
-def _rewrite_once(entries: list[_Entry], output: _Entry | None) -> tuple[bool, _Entry | None]:
-    """Apply the first rule that fires to a node and its only reader: (whether one fired, the
-    output entry after it)."""
+def _rewrite_once(entries: list[_Entry]) -> bool:
+    """Apply the first rule that fires to a node and its only reader (the output, the last entry,
+    reads nothing after it, so it stays last); whether one fired."""
     for b in entries:
         a = b.reads[0] if len(b.reads) == 1 else None
-        if a is None or a is output or sum(r is a for e in entries for r in e.reads) != 1:
+        if a is None or sum(r is a for e in entries for r in e.reads) != 1:
             continue
         for first, second, rule in RULES:
             if isinstance(a.node, first) and isinstance(b.node, second):
                 result = rule(a.node, b.node)
                 if result is not None:
-                    return True, _replace(entries, a, b, result if isinstance(result, list) else [result], output)
-    return False, output
+                    _replace(entries, a, b, result if isinstance(result, list) else [result])
+                    return True
+    return False
 
 
-def _replace(entries: list[_Entry], a: _Entry, b: _Entry, nodes: list[Node], output: _Entry | None) -> _Entry | None:
+def _replace(entries: list[_Entry], a: _Entry, b: _Entry, nodes: list[Node]) -> None:
     """Put ``nodes`` (a chain) where b was, reading what a read; b's readers read the last one."""
     new, reads = [], a.reads
     for node in nodes:
@@ -142,16 +143,13 @@ def _replace(entries: list[_Entry], a: _Entry, b: _Entry, nodes: list[Node], out
     j = entries.index(b)
     entries[j : j + 1] = new
     entries.remove(a)
-    return new[-1] if output is b else output
 
 
 def fold(nodes: list[Node], wiring: list[tuple[int, ...]]) -> tuple[list[Node], list[tuple[int, ...]]]:
     """Apply the folding rules until none fires, to each node and its only reader (a tensor that
     two branches read, or the output, is never folded away)."""
     entries = _entries(nodes, wiring)
-    output = entries[-1] if entries else None
-    fired = True
-    while fired:
-        fired, output = _rewrite_once(entries, output)
+    while _rewrite_once(entries):
+        pass
     position = {id(e): k + 1 for k, e in enumerate(entries)}
     return [e.node for e in entries], [tuple(position[id(r)] if r else 0 for r in e.reads) for e in entries]

@@ -244,8 +244,8 @@ def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundRe
     for k, node in enumerate(g.nodes):
         ins = [lips[t] for t in g.inputs[k]]
         if node.merge:
-            value, method, estimate = node.spread(*ins) / max(ins) if max(ins) > 0 else 0.0, "closed-form", None
             lips[k + 1] = node.spread(*ins)
+            value, method, estimate = lips[k + 1] / max(ins) if max(ins) > 0 else 0.0, "closed-form", None
         else:
             value, method, estimate = _global_constant(node, xp, certified)
             lips[k + 1] = ins[0] * value
