@@ -76,22 +76,23 @@ def _box(valid: InputRange | None, x0: np.ndarray) -> InputBox | None:
     return None if valid is None else valid.box(x0)
 
 
-def global_bound(net: Network, certified: bool = False) -> BoundResult:
+def global_bound(net: Network, certified: bool = methods.DEFAULT_CERTIFIED) -> BoundResult:
     """Global Lipschitz bound (``onnxlip global``): ‖f(x) − f(x')‖₂ ≤ bound·‖x − x'‖₂ for all x, x'.
 
-    ``certified``: every layer norm provable (else Lanczos estimates where layers are large;
-    ``result.is_estimate`` says which). ``result.layers`` holds the per-layer constants.
+    ``certified`` (default, as the CLI): every layer norm provable; False: Lanczos estimates
+    where layers are large (``result.is_estimate`` says which). ``result.layers`` holds the per-layer constants.
     """
     return methods.global_bound_on(net, certified)
 
 
-def local_bound(net: Network, x0: Any, eps: float, method: str = methods.DEFAULT_METHOD, certified: bool = False,
-                valid: InputRange | None = None) -> BoundResult:
+def local_bound(net: Network, x0: Any, eps: float, method: str = methods.DEFAULT_METHOD,
+                certified: bool = methods.DEFAULT_CERTIFIED, valid: InputRange | None = None) -> BoundResult:
     """Local Lipschitz bound L(x0, ε) (``onnxlip local``): ‖f(x) − f(x0)‖₂ ≤ L·‖x − x0‖₂ for every x
     with ‖x − x0‖₂ ≤ ε (one point fixed at x0).
 
     ``method``: ``"best"`` (default, as the CLI), ``"tight"`` or ``"paper"`` (the per-layer
-    product of Avant & Morgansen). ``certified``: provable norms only. ``valid``: an
+    product of Avant & Morgansen). ``certified`` (default, as the CLI): provable norms only;
+    False: converged Lanczos estimates, faster on large networks. ``valid``: an
     ``InputRange`` of valid raw inputs (``--input-range``, ``--mean``, ``--std``); the bound then
     covers the ball's inputs in that range only. Raises ``InputError`` for ε ≤ 0, NaN or inf,
     an unknown method, or an x0 that does not fit the model.
@@ -100,7 +101,7 @@ def local_bound(net: Network, x0: Any, eps: float, method: str = methods.DEFAULT
 
 
 def sweep(net: Network, x0: Any, eps_grid: Sequence[float], method: str = methods.DEFAULT_METHOD,
-          certified: bool = False, valid: InputRange | None = None) -> list[BoundResult]:
+          certified: bool = methods.DEFAULT_CERTIFIED, valid: InputRange | None = None) -> list[BoundResult]:
     """Local bounds at each ε of ``eps_grid`` (``onnxlip sweep``), in order; arguments as for
     ``local_bound``. ``np.geomspace(1e-3, 1, 20)`` gives the CLI's log-spaced grid."""
     method = methods.check_method(method)
@@ -112,7 +113,7 @@ def sweep(net: Network, x0: Any, eps_grid: Sequence[float], method: str = method
 
 
 def certified_radius(net: Network, x0: Any, label: int | None = None, method: str = methods.DEFAULT_METHOD,
-                     certified: bool = False, valid: InputRange | None = None,
+                     certified: bool = methods.DEFAULT_CERTIFIED, valid: InputRange | None = None,
                      branch_seconds: float = 0.0) -> RadiusResult:
     """Largest certified L2 radius around x0 (``onnxlip certify``): every input within
     ``result.radius`` of x0 gets the label of x0 (or ``label``); ``result.method`` says which

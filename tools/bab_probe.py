@@ -32,7 +32,7 @@ from onnxlip.linalg.backend import single_blas_thread  # noqa: E402
 from onnxlip.graph.network import Network  # noqa: E402
 from onnxlip.bounds.relax.margins import margin_rows  # noqa: E402
 from onnxlip.bounds.relax.backsub import back_substitute  # noqa: E402
-from onnxlip.robustness.radius import largest_certified  # noqa: E402
+from onnxlip.robustness.search import largest_certified  # noqa: E402
 from onnxlip.importer.runtime import run_onnx  # noqa: E402
 from onnxlip.bounds.tight.chain import build_secants  # noqa: E402
 
@@ -57,7 +57,7 @@ def certify(net: Network, x0: Any, eps: float, max_seconds: float, max_domains: 
 def search(net: Network, x0: Any, seconds: float, max_domains: int, lo: float = 0.2272, hi: float = 0.28,
            rel_tol: float = 0.005) -> float:
     """Largest radius certified within ``seconds`` per radius tested (log-bisection, as
-    ``radius.largest_certified``; ``lo`` is the current method's radius)."""
+    ``search.largest_certified``; ``lo`` is the current method's radius)."""
     def holds(eps: float) -> bool:
         out = certify(net, x0, eps, seconds, max_domains)
         print(f"  {eps:.4f}: {out.certified} ({out.domains} domains, {out.seconds:.1f} s)", flush=True)

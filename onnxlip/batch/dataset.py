@@ -20,6 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..bounds.domain import InputRange
+from ..bounds.methods import DEFAULT_CERTIFIED
 from ..errors import InputError
 from ..graph.network import Network
 from ..importer import load_model
@@ -40,7 +41,7 @@ class Options:
     """What changes a radius (all of it goes into the results file's header)."""
 
     method: str | None = None  # None: the radius search's default
-    certified: bool = False
+    certified: bool = DEFAULT_CERTIFIED
     input_range: InputRange | None = None
     branch_seconds: float = 0.0
     timeout_per_input: float | None = None
@@ -192,7 +193,7 @@ def choose_mode(workers: int | None, scheduler: str | None, pending: int) -> tup
 
 
 def certify_dataset(model: str | os.PathLike | bytes, inputs: np.ndarray, labels: np.ndarray | None = None, *,
-                    method: str | None = None, certified: bool = False, input_range: InputRange | None = None,
+                    method: str | None = None, certified: bool = DEFAULT_CERTIFIED, input_range: InputRange | None = None,
                     branch_seconds: float = 0.0, timeout_per_input: float | None = None,
                     workers: int | None = None, scheduler: str | None = None,
                     results: str | os.PathLike | None = None,

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 METHODS = ("best", "tight", "paper")
 DEFAULT_METHOD = "best"
+# Provable norms by default (``certified``); converged Lanczos estimates only when asked for.
+DEFAULT_CERTIFIED = True
 
 # Networks below this many multiply-adds per forward pass run faster on the CPU than on a GPU, where
 # kernel launches dominate their small products (see docs/benchmarks.md).

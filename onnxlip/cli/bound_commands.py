@@ -52,7 +52,7 @@ def inspect(model: ModelArg, verify_: Annotated[bool, typer.Option("--verify", m
 @app.command("global", cls=Command)
 @handles_errors
 def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False,
-            certified: CertifiedOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+            certified: CertifiedOpt = methods.DEFAULT_CERTIFIED, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Global Lipschitz bound: the product of the layers' norms (holds for all pairs of inputs)."""
     xp = _common(norm, device, quiet, gpu_work=not certified)
     net = load_model(model)
@@ -76,7 +76,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
 def local(model: ModelArg, input: InputOpt, eps: EpsOpt = None, key: KeyOpt = None, method: MethodOpt = None,
           radius: Annotated[bool, typer.Option("--radius", metavar="", help="Also compute the certified radius.")] = False,
           input_range: RangeOpt = None, mean: MeanOpt = None, std: StdOpt = None, norm: NormOpt = "l2",
-          device: DeviceOpt = "auto", json_: JsonOpt = False, certified: CertifiedOpt = False, quiet: QuietOpt = False,
+          device: DeviceOpt = "auto", json_: JsonOpt = False, certified: CertifiedOpt = methods.DEFAULT_CERTIFIED, quiet: QuietOpt = False,
           debug: DebugOpt = False) -> None:
     """Local Lipschitz bound L(x0, eps) on the L2 ball of radius eps around x0, per layer."""
     method = _method(method)
@@ -125,7 +125,7 @@ def sweep(model: ModelArg, input: InputOpt,
           plot: Annotated[Optional[Path], typer.Option("--plot", help="Write the figure (PNG, PDF or SVG by extension).")] = None,
           csv_: Annotated[Optional[Path], typer.Option("--csv", help="Write eps, bound, lower bound as CSV.")] = None,
           lower: Annotated[bool, typer.Option("--lower", metavar="", help="Add the empirical lower bound (random + gradient ascent).")] = False,
-          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, norm: NormOpt = "l2",
+          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = methods.DEFAULT_CERTIFIED, norm: NormOpt = "l2",
           device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Local bound over a log-spaced eps grid, with the global bound (and --lower): the paper's main figure."""
     method = _method(method)

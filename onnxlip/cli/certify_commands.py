@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from typing_extensions import Annotated
 
+from ..bounds import methods
 from ..errors import InputError
 from . import progress
 from .app import Command, app, handles_errors
@@ -95,7 +96,7 @@ def certify(model: ModelArg, input: OptInput = None,
             scheduler: Annotated[Optional[str], typer.Option("--scheduler", show_default=False, help="With --inputs: address of a running Dask scheduler to certify on, e.g. tcp://10.0.0.5:8786.")] = None,
             results: Annotated[Optional[Path], typer.Option("--results", show_default=False, help="With --inputs: JSON-lines file, one line per finished input; rerun with it to resume.")] = None,
             timeout_per_input: Annotated[Optional[float], typer.Option("--timeout-per-input", show_default=False, help="With --inputs: seconds per input; past it the input is recorded as a timeout with the radius proven so far.")] = None,
-            key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
+            key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = methods.DEFAULT_CERTIFIED, input_range: RangeOpt = None,
             mean: MeanOpt = None, std: StdOpt = None, branch_seconds: BranchOpt = 0.0, norm: NormOpt = "l2",
             device: DeviceOpt = "auto",
             json_: JsonOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:

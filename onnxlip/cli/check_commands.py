@@ -35,7 +35,7 @@ def check(model: Annotated[Optional[Path], typer.Argument(show_default=False, he
           max_global_bound: Annotated[Optional[float], typer.Option("--max-global-bound", show_default=False, help="Fail when the global bound > this.")] = None,
           junit: Annotated[Optional[Path], typer.Option("--junit", show_default=False, help="Write a JUnit XML report (one testcase per condition).")] = None,
           config: Annotated[Optional[Path], typer.Option("--config", show_default=False, help=f"Read model, inputs and thresholds from this TOML file (default ./{CONFIG_NAME} when MODEL is not given).")] = None,
-          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = False, input_range: RangeOpt = None,
+          key: KeyOpt = None, method: MethodOpt = None, certified: CertifiedOpt = methods.DEFAULT_CERTIFIED, input_range: RangeOpt = None,
           mean: MeanOpt = None, std: StdOpt = None, branch_seconds: Annotated[Optional[float], typer.Option(
               "--branch-seconds", min=0.0, show_default=False, help="As for certify (default: from the config, else 0)."
           )] = None, norm: NormOpt = "l2", device: DeviceOpt = "auto", json_: JsonOpt = False, quiet: QuietOpt = False,

@@ -79,8 +79,9 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: cpu|
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {methods.DEFAULT_METHOD}).")]
-CertifiedOpt = Annotated[bool, typer.Option("--certified", metavar="", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
-                                            "accounted for) instead of converged estimates.")]
+CertifiedOpt = Annotated[bool, typer.Option("--certified/--estimate", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
+                                            "accounted for; the default), or --estimate: converged Lanczos estimates, "
+                                            "faster on large networks, not a proof.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
     "--input-range", show_default=False, metavar="LO HI",
     help="Valid input values, e.g. 0 1 for pixels: tight bounds, radii and attacks then cover only the "

@@ -17,9 +17,10 @@ from ..graph.network import Network
 from ..robustness.radius import RadiusResult
 
 SQRT2 = math.sqrt(2.0)
-RADIUS_NOTE = "radii rest on norms from Lanczos (converged estimates); --certified gives provable radii"
-ESTIMATE_NOTE = ("estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
-                 "relative tolerance (accurate, not a proof); --certified gives provable bounds")
+RADIUS_NOTE = "--estimate: radii rest on norms from Lanczos (converged estimates, not a proof); without it they are provable"
+ESTIMATE_NOTE = ("--estimate: norms marked lanczos (and tight-mode bounds) come from Lanczos converged to a "
+                 "relative tolerance (accurate, not a proof); without --estimate every bound is provable")
+PROVABLE_NOTE = "provable: every radius rests on provable norms, rounding accounted for (--estimate: faster, not a proof)"
 
 
 def _shape(shape: Sequence[int]) -> str:
@@ -210,7 +211,7 @@ def print_radius(console: Console, r: RadiusResult) -> None:
     if r.branch_seconds > 0:
         console.print(f"[dim]branch and bound: up to {r.branch_seconds:g} s per radius tested[/dim]")
     if r.certified:
-        console.print("[dim]certified mode: every radius rests on provable norms[/dim]")
+        console.print(f"[dim]{PROVABLE_NOTE}[/dim]")
     else:
         console.print(f"[dim]{RADIUS_NOTE}[/dim]")
 

@@ -118,8 +118,22 @@ def unit_scaled(m: Any) -> tuple[Any, int | None]:
 
 
 def _certify_scaled(m: Any, estimate: float) -> float | None:
-    n = min(m.shape)
     gram = smaller_gram(m)
+    col_sum, row_sum, terms = abs_sums(m)
+    top = gram_top_bound(gram, estimate * estimate, gamma(terms) * col_sum * row_sum, terms)
+    if top is None:
+        return None
+    masking = 2.01 * UNIT_ROUNDOFF * np.sqrt(col_sum * row_sum)
+    proven = float(np.sqrt(top) + masking) * (1 + 1e-12)
+    return proven if np.isfinite(proven) else None
+
+
+def gram_top_bound(gram: Any, theta: float, forming: float, terms: int) -> float | None:
+    """A proven upper bound on λ_max(G) from a computed Gram matrix G̃ (dense, or sparse: then
+    banded after RCM), with ‖G̃ − G‖₂ ≤ ``forming`` and at most ``terms`` products summed per
+    entry: μ = θ·(1 + step) for each of SHIFTS, proven by a Cholesky factorization of μI − G̃
+    that completes; None when none does (θ was not near the top) or the band does not fit."""
+    n = gram.shape[0]
     if sp.issparse(gram):
         found = banded_lower(gram)
         if found is None:
@@ -129,16 +143,10 @@ def _certify_scaled(m: Any, estimate: float) -> float | None:
     else:
         neg_gram, band = -gram, n - 1
         diag_max = float(np.max(np.diag(gram), initial=0.0))
-    col_sum, row_sum, terms = abs_sums(m)
-    forming = gamma(terms) * col_sum * row_sum
-    theta = estimate * estimate
     for step in SHIFTS:
         mu = theta * (1 + step)
         if positive_definite(neg_gram, mu, sp.issparse(gram)):
             g = gamma(2 * band + 2)
             underflow = (terms + 2 * band + 4) * n * UNDERFLOW  # Rump's absolute term
-            top = mu + UNIT_ROUNDOFF * (mu + diag_max) + g * n * mu / (1 - g) + forming + underflow
-            masking = 2.01 * UNIT_ROUNDOFF * np.sqrt(col_sum * row_sum)
-            proven = float(np.sqrt(top) + masking) * (1 + 1e-12)
-            return proven if np.isfinite(proven) else None
+            return mu + UNIT_ROUNDOFF * (mu + diag_max) + g * n * mu / (1 - g) + forming + underflow
     return None

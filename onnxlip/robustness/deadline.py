@@ -57,6 +57,15 @@ class Deadline:
 
         return guarded
 
+    def guide(self, holds: Callable[[float], bool]) -> Callable[[float], bool]:
+        """``holds`` with the clock checked before each test, for a test that proves nothing
+        (one on estimated norms, which only guides a search)."""
+        def guided(eps: float) -> bool:
+            self.check()
+            return holds(eps)
+
+        return guided
+
     def guard_value(self, worst: Callable[[float], float]) -> Callable[[float], float]:
         """``guard`` for a test with a value: ε is certified when ``worst(ε)`` > 0."""
         def guarded(eps: float) -> float:

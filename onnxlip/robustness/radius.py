@@ -29,6 +29,7 @@ from ..bounds.relax import slopes
 from ..linalg.backend import single_blas_thread
 from ..bounds.domain import InputBox, box_reach
 from .deadline import Deadline
+from .search import bisect, grow_until_fails, proven, root_search, search
 from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
 from ..errors import InputError
 from ..bounds.methods import choose, unstable_units
@@ -75,17 +76,6 @@ def margin_of(logits: np.ndarray, label: int) -> float:
     """y_c − max_{j≠c} y_j (negative when x0 is not classified as c)."""
     others = np.delete(logits, label)
     return float(logits[label] - others.max())
-
-
-def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
-    """Largest ε in [lo, hi] found by log-bisection with ``holds(ε)``; ``holds(lo)`` must be true."""
-    while hi > lo * (1 + rel_tol):
-        mid = math.sqrt(lo * hi)
-        if holds(mid):
-            lo = mid
-        else:
-            hi = mid
-    return lo
 
 
 def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int) -> bool:
@@ -171,9 +161,17 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     warm, calls = WarmStart(), [0]
 
     @functools.lru_cache(maxsize=None)  # the searches revisit their end points
-    def bound_at(eps: float, interval: bool = False) -> BoundResult:
+    def bound_at(eps: float, interval: bool = False, proof: bool = False) -> BoundResult:
         calls[0] += 1
-        return local_bound(net, x0, eps, acts, warm, certified, interval, box)
+        return local_bound(net, x0, eps, acts, warm, proof, interval, box)
+
+    # With ``certified``, each search runs on estimated norms (fast), and only the radius it
+    # finds is then proven by the same test on provable norms (``search.proven``).
+    def searched(test: Callable[[float, bool], bool], find: Callable[[Callable[[float], bool]], float],
+                 floor: float) -> float:
+        cached = functools.lru_cache(maxsize=None)(test)  # the searches revisit their end points
+        guess = find((clock.guide if certified else clock.guard)(lambda e: cached(e, False)))
+        return proven(clock.guard(lambda e: cached(e, True)), guess, floor, rel_tol) if certified else guess
 
     if margin <= 0 or g == 0:  # misclassified, or a constant network: no input changes the output
         r = 0.0 if margin <= 0 else math.inf
@@ -183,14 +181,15 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     clock.margin = margin
     clock.proved(r_global)
     reach = np.inf if box is None else box_reach(x0, box)  # past it, a ball ∩ box is the whole box
-    paper_holds = clock.guard(lambda e: e * bound_at(e).bound < margin / SQRT2)
     at_global = bound_at(r_global).bound
-    paper = _bisect(paper_holds, *(_grow_until_fails(paper_holds, r_global) if at_global == 0 else
-                                   (r_global, margin / SQRT2 / at_global * (1 + 1e-9))), rel_tol)
+    paper = searched(lambda e, proof: e * bound_at(e, proof=proof).bound < margin / SQRT2,
+                     lambda holds: bisect(holds, *(grow_until_fails(holds, r_global) if at_global == 0 else
+                                                   (r_global, margin / SQRT2 / at_global * (1 + 1e-9))), rel_tol),
+                     r_global)
     folded = None
     if isinstance(net.nodes[-1], Dense):
-        holds = clock.guard(lambda e: _folding_holds(net, bound_at(e, interval=True), y0, label))
-        folded = _bisect(holds, *_grow_until_fails(holds, paper, reach=reach), rel_tol)
+        folded = searched(lambda e, proof: _folding_holds(net, bound_at(e, True, proof), y0, label),
+                          lambda holds: bisect(holds, *grow_until_fails(holds, paper, reach=reach), rel_tol), paper)
     best_so_far = max(paper, folded or 0.0)
     choice = None
     if method == "best":  # each tight test costs about one secant bound: skipped where ``best`` would skip it
@@ -202,20 +201,19 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         graph = net.graph
         worst = functools.lru_cache(maxsize=None)(clock.guard_value(
             lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min())))
-        tight, tight_name = _root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+        tight, tight_name = root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
             net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
-        def test(budget: float) -> Callable[[float], bool]:
-            return functools.lru_cache(maxsize=None)(clock.guard(lambda e: _tight_holds(
-                net, x0, e, acts, y0, label, bound_at(e, interval=True), certified, box, clock.budget(budget))))
+        def test(e: float, proof: bool, budget: float = 0.0) -> bool:
+            return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget))
 
-        tight = _search(test(0.0), best_so_far, r_global, reach, rel_tol)
-        split = test(branch_seconds)
+        tight = searched(test, lambda holds: search(holds, best_so_far, r_global, reach, rel_tol), best_so_far)
+        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: test(e, certified, branch_seconds)))
     start_from = max(tight or 0.0, best_so_far)  # what the other tests prove needs no splitting
     if method != "paper" and branch_seconds > 0 and start_from < reach:
         # every radius it fails costs the budget: a coarser search
-        branched = _bisect(split, *_grow_until_fails(split, start_from, BRANCH_STEP, reach),
+        branched = bisect(split, *grow_until_fails(split, start_from, BRANCH_STEP, reach),
                            max(rel_tol, BRANCH_REL_TOL))
         if branched > tight:
             tight, tight_name = branched, f"{tight_name}+branching"
@@ -224,55 +222,3 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     return RadiusResult(label, margin, radius, paper, r_global, folded, tight, g, chosen,
                         time.perf_counter() - start, calls[0], certified, box is not None, branch_seconds,
                         None if choice is None else choice.as_dict())
-
-
-def _search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:
-    """Largest ε that ``holds`` within ``rel_tol``: growing from ``start`` (a radius other tests
-    proved) when it holds there, else bisecting down towards ``floor``."""
-    if holds(start):
-        return _bisect(holds, *_grow_until_fails(holds, start, reach=reach), rel_tol)
-    return _bisect(holds, floor, start, rel_tol)
-
-
-def _root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
-    """``_search`` for a test with a value (ε holds when ``worst(ε)`` > 0): past the doubling,
-    regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
-    fewer tests than bisection where the value falls smoothly."""
-    holds = lambda e: worst(e) > 0  # noqa: E731
-    if not holds(start):
-        return _bisect(holds, floor, start, rel_tol)
-    lo, hi = _grow_until_fails(holds, start, reach=reach)
-    f_lo, f_hi, kept = worst(lo), worst(hi) if hi > lo else 0.0, 0
-    while hi > lo * (1 + rel_tol):
-        t = f_lo / (f_lo - f_hi)
-        guard = rel_tol / 4  # always move inside the bracket
-        mid = min(max(math.exp(math.log(lo) + t * math.log(hi / lo)), lo * (1 + guard)), hi / (1 + guard))
-        value = worst(mid)
-        if value > 0:
-            lo, f_lo = mid, value
-            f_hi, kept = (f_hi / 2 if kept == 1 else f_hi), 1
-        else:
-            hi, f_hi = mid, value
-            f_lo, kept = (f_lo / 2 if kept == -1 else f_lo), -1
-    return lo
-
-
-def _bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
-    """``largest_certified`` that first checks ``lo`` itself (0 when even lo fails)."""
-    if not holds(lo):
-        return 0.0
-    return lo if hi <= lo else largest_certified(holds, lo, hi, rel_tol)
-
-
-def _grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0,
-                      reach: float = np.inf, limit: int = 60) -> tuple[float, float]:
-    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε;
-    (reach, reach) when even ``reach`` holds (a ball past the box's farthest corner)."""
-    for _ in range(limit):
-        bigger = min(eps * factor, reach)
-        if not holds(bigger):
-            return eps, bigger
-        if bigger >= reach:
-            return reach, reach
-        eps = bigger
-    return eps, eps

@@ -90,7 +90,7 @@ def test_results_file_of_other_options_is_refused(tmp_path: Path) -> None:
     code, _, stderr = run("certify", MLP, "--inputs", data, "--workers", "1", "--results", results, "--method", "paper")
     assert code == 0, stderr
     before = results.read_text()
-    for extra, what in [([], "method"), (["--method", "paper", "--certified"], "certified"),
+    for extra, what in [([], "method"), (["--method", "paper", "--estimate"], "certified"),
                         (["--method", "paper", "--timeout-per-input", "5"], "timeout_per_input")]:
         code, stdout, stderr = run("certify", MLP, "--inputs", data, "--workers", "1", "--results", results, *extra)
         assert code == 2 and stderr.startswith("error: ") and stderr.count("\n") == 1 and what in stderr

@@ -38,8 +38,11 @@ def test_best_falls_back_on_the_interval_per_layer_bound(monkeypatch: pytest.Mon
 
 
 def test_cli_reports_the_choice() -> None:
-    data = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01")
+    data = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01", "--estimate")
     assert [c["method"] for c in data["choices"]] == ["tight"] and data["bounds"][0]["bound"] == pytest.approx(79.1678, rel=1e-5)
+    proven = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01")
+    assert proven["certified"] and not proven["bounds"][0]["estimate"]
+    assert proven["bounds"][0]["bound"] == pytest.approx(data["bounds"][0]["bound"], rel=1e-2)
     paper = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01",
                      "--method", "paper")
     assert paper["choices"] == []
@@ -61,7 +64,7 @@ def test_cli_says_when_best_skips_the_secant_bound(monkeypatch: pytest.MonkeyPat
     data = run_json(*args)
     assert data["choices"][0]["method"] == "paper" and "--method tight runs it anyway" in data["choices"][0]["reason"]
     net = load_model(MODELS / "mnist_lenet.onnx")
-    per_layer = local_bound(net, np.load(MODELS / "mnist_lenet_x0.npy"), 0.01, interval=True).bound
+    per_layer = local_bound(net, np.load(MODELS / "mnist_lenet_x0.npy"), 0.01, certified=True, interval=True).bound
     assert data["bounds"][0]["bound"] == pytest.approx(per_layer, rel=1e-9)
 
 

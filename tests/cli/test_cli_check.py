@@ -176,12 +176,13 @@ def test_pre_commit_hook_definition() -> None:
     assert "- id: onnxlip-check" in text and "entry: onnxlip check" in text and "pass_filenames: false" in text
 
 
-def test_check_certified_gates_on_provable_values() -> None:
-    """--certified: every measured value comes from provable layer norms and says so."""
-    code, stdout, _ = run("check", MLP, "--input", MLP_X0, *PASSING, "--certified", "--json")
+def test_check_gates_on_provable_values_by_default() -> None:
+    """By default every measured value comes from provable layer norms and says so; --estimate
+    marks the values that rest on Lanczos."""
+    code, stdout, _ = run("check", MLP, "--input", MLP_X0, *PASSING, "--json")
     data = json.loads(stdout)
     assert code == 0 and data["certified"] is True and data["method"] == "best"
     assert all(not c["estimate"] for c in data["conditions"])
-    estimated = json.loads(run("check", MLP, "--input", MLP_X0, *PASSING, "--json")[1])
+    estimated = json.loads(run("check", MLP, "--input", MLP_X0, *PASSING, "--estimate", "--json")[1])
     radius = {c["name"]: c for c in estimated["conditions"]}["certified_radius"]
     assert radius["estimate"] is True

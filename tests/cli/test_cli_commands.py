@@ -182,13 +182,19 @@ def test_certify_batch_certified_accuracy(tmp_path: Path) -> None:
 
 
 def test_certify_method_and_certified_options() -> None:
+    """Provable by default (--certified says the same); --estimate reports Lanczos-based radii."""
     path, x0 = model("mlp")
-    paper = run_json("certify", path, "--input", x0, "--method", "paper")
+    paper = run_json("certify", path, "--input", x0, "--method", "paper", "--estimate")
     assert paper["radius"] > 0 and paper["radius_tight"] is None and paper["certified"] is False
-    proven = run_json("certify", path, "--input", x0, "--certified")
-    assert proven["certified"] is True and 0 < proven["radius"] <= run_json("certify", path, "--input", x0)["radius"] * 1.001
-    code, stdout, _ = run("certify", path, "--input", x0, "--certified")
-    assert code == 0 and "certified mode" in stdout
+    proven = run_json("certify", path, "--input", x0)
+    assert proven == {**run_json("certify", path, "--input", x0, "--certified"), "seconds": proven["seconds"]}
+    estimate = run_json("certify", path, "--input", x0, "--estimate")
+    assert proven["certified"] is True and estimate["certified"] is False
+    assert 0 < proven["radius"] <= estimate["radius"] * 1.001
+    code, stdout, _ = run("certify", path, "--input", x0)
+    assert code == 0 and "provable: every radius" in stdout
+    code, stdout, _ = run("certify", path, "--input", x0, "--estimate")
+    assert code == 0 and "--estimate: radii rest on norms from Lanczos" in stdout
 
 
 def test_certify_batch_human_and_unlabelled(tmp_path: Path) -> None:

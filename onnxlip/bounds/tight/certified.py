@@ -21,11 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from ..perlayer.certified import certified_norm, exact_certified
+from scipy.sparse.linalg import aslinearoperator
+
+from ..perlayer.certified import EIGH_FIRST_SIDE, certified_norm, exact_certified
+from ...linalg.cholesky import certify_norm, smaller_gram
 from ...linalg.rounding import gamma
+from ...linalg.spectral import top_eigen
 from ...graph.nodes import AFFINE_TYPES, MaxPool, fan_in, node_cached, node_jvp, node_vjp, with_weights
 from ..perlayer.layers import maxpool_constant
 from .segments import Segments
+from .stacked import GRAM_TOL
 
 
 def node_terms(node: Any, secant: Any) -> int:
@@ -102,15 +107,24 @@ def certified_segment_norm(segments: Segments, a: int, b: int, col: Any, row: An
                            matrix: Any) -> tuple[float, float]:
     """(Provable ‖M‖₂, bound on ‖fl(w·M/√p) − w·M/√p‖₂ / (w/√p)) for a segment; ``matrix`` is
     fl(M) or None."""
-    product = product_bound(segments, a, b, col, row, left)
     r, c = abs_sums(segments, a, b, col, row, left)
     if min(r, c) < UNDERFLOW_GUARD:
-        return product, 0.0
+        return product_bound(segments, a, b, col, row, left), 0.0
     n = chain_terms(segments, a, b)
     sums = n + int(np.prod(segments.shape_at(b))) + (0 if left is None else len(left))
     magnitude = float(np.sqrt(r * c)) * (1 + 2 * gamma(sums))  # the sums themselves rounded up
-    spread = min(magnitude, product)
     if matrix is None:
-        return spread, 0.0
+        return min(magnitude, product_bound(segments, a, b, col, row, left)), 0.0
     error = gamma(n + STACKING_TERMS) * magnitude
-    return min(exact_certified(matrix) + error, spread), error
+    return min(proven_norm(matrix) + error, magnitude), error
+
+
+def proven_norm(matrix: Any) -> float:
+    """Provable ‖M‖₂ of a formed matrix: a Lanczos estimate on its smaller Gram matrix, proven
+    just above by a Cholesky factorization (``certify_norm``) — a third of an eigensolver's
+    work —; LAPACK's eigensolver (``exact_certified``) on small matrices or when the proof fails."""
+    if min(matrix.shape) <= EIGH_FIRST_SIDE:
+        return exact_certified(matrix)
+    theta, _ = top_eigen(aslinearoperator(smaller_gram(matrix)), None, GRAM_TOL)
+    proven = certify_norm(matrix, float(np.sqrt(theta))) if theta > 0 else None
+    return exact_certified(matrix) if proven is None else proven

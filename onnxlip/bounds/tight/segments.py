@@ -27,6 +27,7 @@ EXPLICIT_PATCH_LIMIT = 512  # ... or one-hot ones on a feature map, which travel
 EXPLICIT_FLOPS = 1e9  # ... as long as the batch costs at most this (≈ a Lanczos run)
 EXPLICIT_ENTRIES = 2e7
 PROVABLE_EXPLICIT_FLOPS = 1e10  # the batch budget when segment norms must be provable
+PROVABLE_FORM_FLOPS = 5e10  # ... and the budget of all the batches that form one segment
 
 
 @dataclass
@@ -119,30 +120,62 @@ class Segments:
         ``tags`` name col and the output side, so that passes can be shared."""
         support = np.flatnonzero(col.reshape(-1))
         if left is not None:
-            rows = left
-        else:
-            row = np.ones((1, *self.shape_at(b))) if row is None else row
-            rows = one_hot(row) if np.count_nonzero(row) <= self._batch_limit(a, b, b) else None
-        if rows is not None and len(rows) * len(support) <= EXPLICIT_ENTRIES:
-            return _entries(self.pull(a, b, rows, tags[1], dense=False), support) * col.reshape(-1)[support]
+            if len(left) * len(support) > EXPLICIT_ENTRIES:
+                return None
+            return _entries(self.pull(a, b, left, tags[1], dense=False), support) * col.reshape(-1)[support]
+        row = np.ones((1, *self.shape_at(b))) if row is None else row
+        where = np.flatnonzero(row.reshape(-1))
+        if len(where) * len(support) <= EXPLICIT_ENTRIES and self._affordable(a, b, b, len(where)):
+            parts = self._chunks(a, b, b, row)
+            pulled = [_entries(self.pull(a, b, one_hot(part), _chunk_tag(tags[1], i, parts), dense=False), support)
+                      for i, part in enumerate(parts)]
+            return np.vstack(pulled) * col.reshape(-1)[support]
         n_out = int(np.prod(self.shape_at(b)))
-        if left is None and len(support) <= self._batch_limit(a, b, a) and n_out * len(support) <= EXPLICIT_ENTRIES:
-            where = np.flatnonzero(row.reshape(-1))
-            return (_entries(self.push(a, b, one_hot(col), tags[0], dense=False), where) * row.reshape(-1)[where]).T
+        if n_out * len(support) <= EXPLICIT_ENTRIES and self._affordable(a, b, a, len(support)):
+            parts = self._chunks(a, b, a, col)
+            pushed = [_entries(self.push(a, b, one_hot(part), _chunk_tag(tags[0], i, parts), dense=False), where)
+                      for i, part in enumerate(parts)]
+            return (np.vstack(pushed) * row.reshape(-1)[where]).T
         return None
+
+    def _chunks(self, a: int, b: int, start: int, weights: Any) -> list[Any]:
+        """``weights`` split into parts of at most ``_batch_limit`` non-zero entries each (in
+        order), the batches of basis vectors that form a segment."""
+        flat, idx = weights.reshape(-1), np.flatnonzero(weights.reshape(-1))
+        size = max(self._batch_limit(a, b, start), 1)
+        parts = []
+        for first in range(0, max(len(idx), 1), size):
+            part = np.zeros_like(flat)
+            part[idx[first : first + size]] = flat[idx[first : first + size]]
+            parts.append(part.reshape(weights.shape))
+        return parts
+
+    def _affordable(self, a: int, b: int, start: int, count: int) -> bool:
+        """Whether ``count`` basis vectors from node ``start`` may form a segment: one batch
+        (``_batch_limit``), or, when norms must be provable, several whose passes stay within
+        PROVABLE_FORM_FLOPS — a formed segment's provable norm is exact up to rounding, an
+        unformed one only gets √(row sum · column sum) or a product of node norms."""
+        if count <= self._batch_limit(a, b, start):
+            return True
+        return self.provable and count * self._pass_cost(a, b, start) <= PROVABLE_FORM_FLOPS
+
+    def _pass_cost(self, a: int, b: int, start: int) -> float:
+        """Multiply-adds of one basis vector from node ``start`` through nodes a … b−1 (on a
+        feature map, one-hot vectors travel as patches: ``patch_cost``)."""
+        if len(self.shape_at(start)) == 3:
+            return min(self.flops(a, b), patch_cost(self.net.nodes[a:b]))
+        return self.flops(a, b)
 
     def _batch_limit(self, a: int, b: int, start: int) -> int:
         """How many basis vectors starting at node ``start`` (a: pushed, b: pulled) one batch
         through nodes a … b−1 may hold. ``provable``: on a feature map they travel as patches,
         which cost far fewer flops (``patch_cost``) and far less memory than dense vectors, and
-        a formed segment is worth more (its provable norm is exact up to rounding; an unformed
-        one only gets √(row sum · column sum) or a product of node norms), so the budget is
-        larger. Estimates keep the dense budget: forming larger segments there only traded
-        Lanczos runs for larger Gram matrices (cifar10_net: 0.8 → 1.0 s for 43.868 → 43.865)."""
+        a formed segment is worth more, so the budget is larger. Estimates keep the dense
+        budget: forming larger segments there only traded Lanczos runs for larger Gram matrices
+        (cifar10_net: 0.8 → 1.0 s for 43.868 → 43.865)."""
         if not (self.provable and len(self.shape_at(start)) == 3):
             return min(EXPLICIT_LIMIT, int(EXPLICIT_FLOPS // max(self.flops(a, b), 1)))
-        cost = min(self.flops(a, b), patch_cost(self.net.nodes[a:b]))
-        return min(EXPLICIT_PATCH_LIMIT, int(PROVABLE_EXPLICIT_FLOPS // max(cost, 1)))
+        return min(EXPLICIT_PATCH_LIMIT, int(PROVABLE_EXPLICIT_FLOPS // max(self._pass_cost(a, b, start), 1)))
 
     def norm(self, a: int, b: int, col: Any, row: Any = None, left: Any = None, v0: Any = None,
              tol: float = LANCZOS_TOL) -> NormResult:
@@ -154,6 +187,11 @@ class Segments:
         op = FlatOperator(lambda v: self.forward(a, b, v * col) * row, lambda u: self.backward(a, b, u * row) * col,
                           self.shape_at(a), self.shape_at(b), np.float64)
         return operator_norm(op, v0, tol)
+
+
+def _chunk_tag(tag: Any, i: int, parts: list[Any]) -> Any:
+    """The tag of one batch of a chunked formation (a whole batch keeps its segment's tag)."""
+    return tag if len(parts) == 1 or tag is None else (tag, i)
 
 
 def one_hot(weights: Any) -> Any:

@@ -22,8 +22,8 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ...linalg.spectral import LANCZOS_TOL, matrix_norm, top_eigen, top_singular
-from ..perlayer.certified import exact_certified
 from .certified import certified_segment_norm
+from .stacked import certified_combination
 from .segments import Segments
 
 
@@ -73,6 +73,7 @@ class SecantState:
     tol: float = LANCZOS_TOL
     certified: bool = False  # provable segment norms (``certified_segments``), no Lanczos
     errors: dict[tuple, float] = field(default_factory=dict)  # certified: ‖fl(M) − M‖ per explicit term
+    grams: dict[tuple, Any] = field(default_factory=dict)  # certified: Gram blocks of explicit terms
 
     def unstable(self, a: int, b: int) -> list[int]:
         return sorted(m for m, s in self.segments.secants.items() if a <= m < b and s.left is not None)
@@ -82,6 +83,25 @@ class SecantState:
             tags = (t.key[3] if t.key[3] is not None else "I", t.key[4] if t.key[4] is not None else "I")
             self.matrices[t.key] = self.segments.explicit(t.a, t.b, t.col, t.row, t.left, tags)
         return self.matrices[t.key]
+
+    def gram(self, t: Term) -> Any:
+        """fl(MᵀM) of an explicit term's matrix M, formed once."""
+        return self._block(("G", t.key), lambda: self.matrix(t).T @ self.matrix(t))
+
+    def frobenius(self, t: Term) -> float:
+        """‖M‖_F² of an explicit term's matrix M."""
+        return self._block(("F", t.key), lambda: float(np.sum(self.matrix(t) ** 2)))
+
+    def cross(self, t: Term, u: Term) -> Any:
+        """fl(M_t·M_uᵀ), formed once per pair."""
+        if ("X", u.key, t.key) in self.grams:
+            return self.grams["X", u.key, t.key].T
+        return self._block(("X", t.key, u.key), lambda: self.matrix(t) @ self.matrix(u).T)
+
+    def _block(self, key: tuple, make: Any) -> Any:
+        if key not in self.grams:
+            self.grams[key] = make()
+        return self.grams[key]
 
     def term_norm(self, t: Term) -> float:
         if t.key not in self.norms and self.certified:
@@ -127,14 +147,12 @@ def combine(state: SecantState, terms: list[Term]) -> float:
         return best
     matrices = [state.matrix(t) for t in terms]
     explicit = all(m is not None for m in matrices)
-    if state.certified and not explicit:  # the Gram bound would rest on Lanczos
-        return best
     weights = norms / norms.sum()
+    if state.certified:  # unformed segments: the Gram bound would rest on Lanczos
+        return min(best, certified_combination(state, terms, weights, EXPLICIT_ROUNDS)) if explicit else best
     for _ in range(EXPLICIT_ROUNDS if explicit else OPERATOR_ROUNDS):
         if explicit:
             value, energies = stacked_gram(terms, matrices, weights)
-            if state.certified:
-                value = certified_stacked(state, terms, matrices, weights)
         else:
             value, energies = operator_gram(state, terms, weights)
         best = min(best, value)
@@ -149,15 +167,6 @@ def stacked_gram(terms: list[Term], matrices: list[Any], p: Any) -> tuple[float,
     """Exact sqrt(λ_max(Σ T_iᵀT_i/p_i)) from the explicit matrices, and ‖T_i·v‖² at its top vector v."""
     value, v = top_singular(np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)]))
     return value, np.array([float(np.sum((t.weight * (m @ v)) ** 2)) for t, m in zip(terms, matrices)])
-
-
-def certified_stacked(state: SecantState, terms: list[Term], matrices: list[Any], p: Any) -> float:
-    """Provable sqrt(λ_max(Σ T_iᵀT_i/p_i)): the exact value of the stacked computed matrices plus
-    the stacked bound on their rounding, sqrt(Σ (w_i·E_i)²/p_i)."""
-    stacked = np.vstack([t.weight * m / np.sqrt(pi) for t, m, pi in zip(terms, matrices, p)])
-    error = np.sqrt(sum((t.weight * state.errors[t.key]) ** 2 / pi for t, pi in zip(terms, p)))
-    # Cauchy–Schwarz needs Σp ≤ 1; the computed weights may exceed it by a few ulp.
-    return (exact_certified(stacked) + float(error) * (1 + 1e-12)) * float(np.sqrt(max(1.0, np.sum(p)))) * (1 + 1e-15)
 
 
 def _project(t: Term, z: Any) -> Any:

@@ -1,0 +1,89 @@
+"""Searches for the largest radius ε at which a test holds (tests are monotone in ε: a ball
+proven for ε holds for every smaller one), and the proof of a radius found with estimates."""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+
+# A radius found with estimated norms is proven at these fractions of it, in turn (estimates
+# and proofs differ by about 1e-6 relative), before a bisection below it.
+PROOF_STEPS = (1.0, 1 - 1e-4, 1 - 1e-3, 1 - 1e-2)
+
+
+def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
+    """Largest ε in [lo, hi] found by log-bisection with ``holds(ε)``; ``holds(lo)`` must be true."""
+    while hi > lo * (1 + rel_tol):
+        mid = math.sqrt(lo * hi)
+        if holds(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """Largest ε that ``holds`` within ``rel_tol``: growing from ``start`` (a radius other tests
+    proved) when it holds there, else bisecting down towards ``floor``."""
+    if holds(start):
+        return bisect(holds, *grow_until_fails(holds, start, reach=reach), rel_tol)
+    return bisect(holds, floor, start, rel_tol)
+
+
+def root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
+    """``search`` for a test with a value (ε holds when ``worst(ε)`` > 0): past the doubling,
+    regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
+    fewer tests than bisection where the value falls smoothly."""
+    holds = lambda e: worst(e) > 0  # noqa: E731
+    if not holds(start):
+        return bisect(holds, floor, start, rel_tol)
+    lo, hi = grow_until_fails(holds, start, reach=reach)
+    f_lo, f_hi, kept = worst(lo), worst(hi) if hi > lo else 0.0, 0
+    while hi > lo * (1 + rel_tol):
+        t = f_lo / (f_lo - f_hi)
+        guard = rel_tol / 4  # always move inside the bracket
+        mid = min(max(math.exp(math.log(lo) + t * math.log(hi / lo)), lo * (1 + guard)), hi / (1 + guard))
+        value = worst(mid)
+        if value > 0:
+            lo, f_lo = mid, value
+            f_hi, kept = (f_hi / 2 if kept == 1 else f_hi), 1
+        else:
+            hi, f_hi = mid, value
+            f_lo, kept = (f_lo / 2 if kept == -1 else f_lo), -1
+    return lo
+
+
+def bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:
+    """``largest_certified`` that first checks ``lo`` itself (0 when even lo fails)."""
+    if not holds(lo):
+        return 0.0
+    return lo if hi <= lo else largest_certified(holds, lo, hi, rel_tol)
+
+
+def grow_until_fails(holds: Callable[[float], bool], eps: float, factor: float = 2.0,
+                      reach: float = np.inf, limit: int = 60) -> tuple[float, float]:
+    """(the last ε that holds, the first that fails), growing by ``factor`` from a certified ε;
+    (reach, reach) when even ``reach`` holds (a ball past the box's farthest corner)."""
+    for _ in range(limit):
+        bigger = min(eps * factor, reach)
+        if not holds(bigger):
+            return eps, bigger
+        if bigger >= reach:
+            return reach, reach
+        eps = bigger
+    return eps, eps
+
+
+def proven(holds: Callable[[float], bool], guess: float, floor: float, rel_tol: float) -> float:
+    """The largest radius at or below ``guess`` (found with estimated norms) that the provable
+    test ``holds`` confirms: ``guess`` or a hair below it (``PROOF_STEPS``), else log-bisection
+    down to ``floor``; 0 when even ``floor`` fails. Only radii ``holds`` confirmed are returned."""
+    if guess <= 0:
+        return 0.0
+    for step in PROOF_STEPS:
+        if guess * step <= floor:
+            break
+        if holds(guess * step):
+            return guess * step
+    return bisect(holds, min(floor, guess), guess * PROOF_STEPS[-1], rel_tol)
