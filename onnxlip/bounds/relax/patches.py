@@ -18,7 +18,7 @@ from typing import Any, Optional
 import numpy as np
 
 from ...linalg.conv import conv2d, conv2d_adjoint
-from ...graph.nodes import Conv, MaxPool, Node, Relu, node_flops
+from ...graph.nodes import Conv, MaxPool, Node, Relu
 from ...linalg.pooling import maxpool2d, mix_windows, spread_windows
 from ...linalg.windows import Window2d
 
@@ -199,11 +199,11 @@ def pull_flops(nodes: tuple[Node, ...]) -> float:
         out_area = float(np.prod(node.out_shape[1:])) if len(node.out_shape) == 3 else 0.0
         dense = dense or not supports(node) or size.prod() > MAX_COVER * out_area
         if dense:
-            total += node_flops(node)
+            total += node.flops()
         elif not isinstance(node, Relu):
             win = node.window
             if isinstance(node, Conv):
-                total += float(size.prod()) * node_flops(node) / out_area
+                total += float(size.prod()) * node.flops() / out_area
             size = (size - 1) * np.array(win.strides) + (np.array(win.kernel) - 1) * np.array(win.dilations) + 1
     return total
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.nodes import Relu, chain_flops, node_jvp, node_vjp
+from ...graph.nodes import Relu, chain_flops
+from ...graph.secant import Secant
 from ...linalg.operators import FlatOperator
 from ...graph.network import Network
 from ..relax.patches import Patches, basis_patches, jacobian_factors, one_hot_patches, patch_cost, pull_step, push_step
 from ..relax.patches import supports as patch_supports
-from .secant import Secant
 from ...linalg.spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
 EXPLICIT_LIMIT = 192  # dense basis vectors pushed through a segment in one batch
@@ -49,13 +49,13 @@ class Segments:
     def forward(self, a: int, b: int, v: Any) -> Any:
         for k in range(a, b):
             sec = self.secants.get(k)
-            v = sec.jvp(v) if sec is not None else node_jvp(self.net.nodes[k], self.acts[k], v)
+            v = sec.jvp(v) if sec is not None else self.net.nodes[k].jvp(self.acts[k], v)
         return v
 
     def backward(self, a: int, b: int, u: Any) -> Any:
         for k in reversed(range(a, b)):
             sec = self.secants.get(k)
-            u = sec.vjp(u) if sec is not None else node_vjp(self.net.nodes[k], self.acts[k], u)
+            u = sec.vjp(u) if sec is not None else self.net.nodes[k].vjp(self.acts[k], u)
         return u
 
     def flops(self, a: int, b: int) -> int:
