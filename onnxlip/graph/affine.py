@@ -14,9 +14,10 @@ import scipy.sparse as sp
 from ..linalg.backend import array_module
 from ..linalg.conv import conv2d, conv2d_adjoint
 from ..linalg.conv_matrix import conv_as_sparse
+from ..linalg.patches import Patches, grown, pull_through_window, push_through_window
 from ..linalg.rounding import gamma
 from ..linalg.windows import Window2d
-from .base import Shape, short_text
+from .base import OnPatches, Shape, Step, patch_step, row_sums, short_text
 from .linear import Linear
 
 MANY_ROWS = 32  # back-substitution rows from which a convolution's GEMM beats its sparse matrix
@@ -122,7 +123,7 @@ class Dense(Weighted):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Conv(Weighted):
+class Conv(OnPatches, Weighted):
     """2-D convolution; ``bias`` broadcasts to out_shape ((M,1,1) or (M,Ho,Wo))."""
 
     weight: Any
@@ -155,6 +156,23 @@ class Conv(Weighted):
         if len(lam) > MANY_ROWS:
             return conv2d_adjoint(lam, self.weight, self.window, self.groups)
         return self.adjoint(lam)
+
+    def pull_patches(self, p: Patches, factors: Any = None) -> Patches:
+        return pull_through_window(p, self.window, self.in_shape[1:],
+                                   lambda data, win: conv2d_adjoint(data, self.weight, win, self.groups))
+
+    def push_patches(self, p: Patches, factors: Any = None) -> Patches:
+        return push_through_window(p, self.window, self.out_shape[1:],
+                                   lambda framed, win, out: conv2d(framed, self.weight, win, self.groups))
+
+    def patch_pull_cost(self, size: Any, out_area: float) -> tuple[float, Any]:
+        """(multiply-adds, patch size) of pulling a patch of ``size`` back: its share of the map."""
+        return float(size.prod()) * self.flops() / out_area, grown(size, self.window)
+
+    def patch_back_step(self, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
+        bias = lam.gather(self.offset)
+        return patch_step(self.pull_patches(lam), row_sums(lam.data * bias),
+                          lambda m: self.with_weights(np.abs).pull_patches(m), np.abs(bias), mag)
 
     def mapped(self, fn: Callable[[Any], Any]) -> "Conv":
         mapped = super().mapped(fn)

@@ -19,6 +19,8 @@ from typing import Any, Callable
 import numpy as np
 
 Shape = tuple[int, ...]
+# (Λ per input, constant per row, |Λ| per input, |constant| per row) of one backward step
+Step = tuple[list[Any], Any, list[Any], Any]
 
 
 class NodeBase:
@@ -26,6 +28,7 @@ class NodeBase:
     weighted = False  # has weights: a layer of the per-layer method, its range cut by the ball
     nonlinear = False  # its relaxation and secant depend on an input range (ReLU, max-pool)
     fuses_with_affine = False  # the paper bounds affine + this node as one layer (ReLU)
+    on_patches = False  # passes coefficients kept on per-row patches (``linalg.patches``)
 
     def __repr__(self) -> str:
         from .summary import node_summary  # summary names the op with ``describe``
@@ -57,6 +60,11 @@ class NodeBase:
         its transpose); 0 for nodes that only select, mask or move values."""
         return 0
 
+    def keeps_patches(self, lam: Any) -> bool:
+        """Whether back-substitution keeps coefficients ``lam`` (patches) on patches through this
+        node: while they are small (beyond, a dense pass is cheaper)."""
+        return self.on_patches and lam.covers_little()
+
     def relax_terms(self) -> int:
         """Most products its back-substitution step sums into one coefficient."""
         return self.fan_in()
@@ -72,6 +80,15 @@ class Monotone:
     def ball_interval(self, y0: Any, lo: Any, hi: Any, rho: float) -> tuple[Any, Any]:
         """``interval``: the ball adds nothing the box does not give here."""
         return self.interval(lo, hi)
+
+
+class OnPatches:
+    """Kinds that pass coefficients on patches of a feature map (conv, ReLU, max-pool) with
+    ``pull_patches``/``push_patches`` (in their factor form) and ``patch_back_step``."""
+
+    @property
+    def on_patches(self) -> bool:
+        return len(self.in_shape) == 3
 
 
 @dataclass(frozen=True)
@@ -95,3 +112,12 @@ def short_text(value: Any) -> str:
     if isinstance(value, int):
         return str(value)
     return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
+
+
+def patch_step(new: Any, const: Any, magnitude: Callable[[Any], Any], reach: Any, mag: Any) -> tuple[Step, Any]:
+    """A one-input back-substitution step on patches as ``back_step`` returns it: Λ, its constant
+    per row, and (unless ``mag`` is None) |Λ| through ``magnitude`` with the constant's magnitude
+    from ``reach``, the largest value per entry the lines' constants can reach."""
+    if mag is None:
+        return ([new], const, [None], None), None
+    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach)), None

@@ -8,10 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import NodeBase, row_sums
-
-# (Λ per input, constant per row, |Λ| per input, |constant| per row) of one backward step
-Step = tuple[list[Any], Any, list[Any], Any]
+from .base import NodeBase, Step, row_sums
 
 
 class Linear(NodeBase):
@@ -22,6 +19,10 @@ class Linear(NodeBase):
 
     def vjp(self, a: Any, u: Any) -> Any:
         return self.adjoint(u)
+
+    def factors_at(self, a: Any) -> None:
+        """No factors: the map is the same at every point."""
+        return None
 
     @property
     def offset(self) -> Any:

@@ -4,7 +4,7 @@ closed-form constant √n (n the most windows one input element falls into)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -12,14 +12,14 @@ import numpy as np
 from ..linalg.backend import array_module
 from ..linalg.pooling import (maxpool2d, mix_windows, scatter_winners, select_winners, spread_windows, top_two,
                               window_candidates, window_taps)
+from ..linalg.patches import Patches, grown, input_frame, pull_through_window, push_through_window
 from ..linalg.windows import Window2d
-from .base import LocalConstant, Monotone, NodeBase, Shape, row_sums, short_text
-from .linear import Step
+from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, patch_step, row_sums, short_text
 from .secant import Secant
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class MaxPool(Monotone, NodeBase):
+class MaxPool(OnPatches, Monotone, NodeBase):
     """2-D max-pooling."""
 
     window: Window2d
@@ -55,6 +55,18 @@ class MaxPool(Monotone, NodeBase):
 
     def factored_vjp(self, weights: list[Any], u: Any) -> Any:
         return spread_windows(u, weights, self.window)
+
+    def pull_patches(self, p: Patches, weights: list[Any]) -> Patches:
+        return pull_through_window(p, self.window, self.in_shape[1:],
+                                   lambda data, win: spread_windows(data, [p.gather(w) for w in weights], win))
+
+    def push_patches(self, p: Patches, weights: list[Any]) -> Patches:
+        return push_through_window(p, self.window, self.out_shape[1:], lambda framed, win, out: mix_windows(
+            framed, [out.gather(w) for w in weights], win))
+
+    def patch_pull_cost(self, size: Any, out_area: float) -> tuple[float, Any]:
+        """(multiply-adds, patch size) of pulling a patch of ``size`` back: selection is free."""
+        return 0.0, grown(size, self.window)
 
     def factor_terms(self) -> int:
         return self.window.kernel[0] * self.window.kernel[1]
@@ -105,6 +117,13 @@ class MaxPool(Monotone, NodeBase):
         mag_const = None if mag is None else row_sums(mag * lines.reach)
         return ([new], const, [mag_in], mag_const), apply
 
+    def patch_back_step(self, lines: "PoolLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
+        local, origin = lines.gathered(lam)
+        new, const, magnitude, _ = local.back(lam.data)
+        grid = self.in_shape[1:]
+        return patch_step(lam.in_frame(new, origin, grid), const,
+                          lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach, mag)
+
     def secant(self, z0: Any, lo: Any, hi: Any) -> Secant:
         """The max's difference is a convex combination λ of the window's candidates (mean-value
         argument for a convex function): S̄ averages the candidates of unstable windows (and
@@ -148,6 +167,12 @@ class PoolLines:
     def free(self) -> Any:
         """Where lower weights can be chosen: the allowed taps of each window."""
         return self.allowed
+
+    def gathered(self, p: Patches) -> tuple["PoolLines", Any]:
+        """The lines over each patch's input frame, and the frames' origins."""
+        origin, win = input_frame(p, self.window)
+        arrays = {f.name: p.gather(getattr(self, f.name)) for f in fields(self) if f.name != "window"}
+        return PoolLines(win, **arrays), origin
 
     def weights(self, weights: Any = None) -> list[Any]:
         """Per-tap lower weights: ``weights`` made valid (non-negative, on allowed taps, summing

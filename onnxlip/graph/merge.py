@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from ..linalg.backend import array_module
-from .base import NodeBase, Shape
-from .linear import Step
+from .base import NodeBase, Shape, Step
 
 ROUNDING_PAD = 1e-12  # relative widening of a computed sum's enclosure (≫ the unit roundoff)
 
@@ -43,6 +42,14 @@ class Add(Merge):
 
     def adjoint(self, u: Any) -> tuple[Any, Any]:
         return u, u
+
+    def keeps_patches(self, lam: Any) -> bool:
+        """Always: both inputs get the same patches."""
+        return True
+
+    def patch_back_step(self, lines: Any, lam: Any, mag: Any) -> tuple[Step, Any]:
+        zero = np.zeros(len(lam))
+        return ([lam, lam], zero, [mag, mag], None if mag is None else zero), None
 
     def interval(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
         """Enclosure of the sum, widened for its rounding (a relative 1e-12 of the terms)."""

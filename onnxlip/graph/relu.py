@@ -3,19 +3,19 @@ relaxation on an input range (CROWN's lines); its secant set (tight mode); the p
 closed-form step when it follows no affine layer."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
 
 from ..linalg.backend import array_module
-from .base import LocalConstant, Monotone, NodeBase, Shape, row_sums
-from .linear import Step
+from ..linalg.patches import Patches
+from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, patch_step, row_sums
 from .secant import Secant
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Relu(Monotone, NodeBase):
+class Relu(OnPatches, Monotone, NodeBase):
     """max(x, 0)."""
 
     in_shape: Shape
@@ -41,6 +41,15 @@ class Relu(Monotone, NodeBase):
         return v * slopes
 
     factored_vjp = factored_jvp
+
+    def pull_patches(self, p: Patches, slopes: Any) -> Patches:
+        return p.like(p.data * p.gather(slopes))
+
+    push_patches = pull_patches
+
+    def patch_pull_cost(self, size: Any, out_area: float) -> tuple[float, Any]:
+        """(multiply-adds, patch size) of pulling a patch of ``size`` back: free, same size."""
+        return 0.0, size
 
     def factor_terms(self) -> int:
         return 1
@@ -74,6 +83,11 @@ class Relu(Monotone, NodeBase):
         mag_in = None if mag is None else mag * slope
         mag_const = None if mag is None else row_sums(mag * lines.reach)
         return ([new], const, [mag_in], mag_const), lambda z: line * z + offset
+
+    def patch_back_step(self, lines: "ReluLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
+        local = lines.gathered(lam)
+        new, const, slope, _ = local.back(lam.data)
+        return patch_step(lam.like(new), const, lambda m: m.like(m.data * slope), local.reach, mag)
 
     def secant(self, z0: Any, lo: Any, hi: Any) -> Secant:
         """Slopes s_i ∈ [s_lo, s_hi] from the input range; S̄ = diag(mid), L = R = √half-width."""
@@ -117,6 +131,10 @@ class ReluLines:
     def free(self) -> Any:
         """Where a lower line can be chosen: the unstable units."""
         return self.unstable
+
+    def gathered(self, p: Patches) -> "ReluLines":
+        """The lines at each patch's positions."""
+        return ReluLines(*(p.gather(getattr(self, f.name)) for f in fields(self)))
 
     def back(self, lam: Any, alpha: Any = None) -> tuple[Any, Any, Any, Any]:
         """(new Λ, constant added per row, the largest slope per unit, the line (slope, offset)

@@ -12,7 +12,7 @@ from onnxlip.importer import load_model
 from onnxlip.bounds.relax.crown import plus_minus_rows
 from onnxlip.bounds.relax.ranges import unit_range
 from onnxlip.bounds.relax.backsub import lower_bounds
-from onnxlip.bounds.relax.patches import Patches
+from onnxlip.linalg.patches import Patches
 from onnxlip.graph.nodes import MaxPool, Relu
 from onnxlip.bounds.tight.chain import build_secants
 

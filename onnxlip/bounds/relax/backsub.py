@@ -18,13 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .crown import concretize_rows, dot_and_norm, patch_step, relaxations
-from .patches import Patches
-from .patches import supports as patch_supports
+from .crown import concretize_rows, dot_and_norm, relaxations
 from ..domain import InputBox
-from ...graph.base import row_sums
-from ...graph.linear import Step
-from ...graph.nodes import Add
+from ...linalg.patches import Patches
 from ...linalg.rounding import gamma
 from ...graph.dag import Graph
 
@@ -53,22 +49,12 @@ def _accumulate(store: dict[int, Any], tensor: int, value: Any) -> None:
         store[tensor] = dense[0] + dense[1]
 
 
-def _on_patches(node: Any, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
-    """A step for coefficients (and their magnitudes, unless None) kept on patches."""
-    if isinstance(node, Add):
-        return ([lam, lam], np.zeros(len(lam)), [mag, mag], None if mag is None else np.zeros(len(lam))), None
-    new, const, magnitude, reach = patch_step(node, lines, lam)
-    if mag is None:
-        return ([new], const, [None], None), None
-    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach)), None
-
-
 def _absolute(lam: Any) -> Any:
     return lam.like(np.abs(lam.data)) if isinstance(lam, Patches) else np.abs(lam)
 
 
 def _keeps_patches(node: Any, lam: Any) -> bool:
-    return isinstance(lam, Patches) and (isinstance(node, Add) or (patch_supports(node) and lam.covers_little()))
+    return isinstance(lam, Patches) and node.keeps_patches(lam)
 
 
 def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
@@ -98,7 +84,7 @@ def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[i
         out, mag = lams.pop(k + 1), mags.pop(k + 1, None)
         node = g.nodes[k]
         if _keeps_patches(node, out):
-            (ins, c, mag_ins, mag_c), apply = _on_patches(node, relaxed.get(k), out, mag)
+            (ins, c, mag_ins, mag_c), apply = node.patch_back_step(relaxed.get(k), out, mag)
         else:
             out = out.dense() if isinstance(out, Patches) else out
             mag = mag.dense() if isinstance(mag, Patches) else mag

@@ -20,17 +20,15 @@ and for the margin test of the certified radius (rows = e_label − e_j).
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
 
 from ..domain import InputBox, concretize
 from ...graph.base import row_sums
-from ...graph.maxpool import PoolLines
-from ...graph.nodes import Conv, Node, Relu, chain_flops
-from ...graph.relu import ReluLines
-from .patches import Patches, in_grid, input_frame, patch_cost, pull_step, unit_patches
+from ...graph.nodes import Node, chain_flops
+from ...linalg.patches import Patches, unit_patches
+from .patches import patch_cost
 
 # Back-substitute a layer's rows only when rows × flops of the prefix stay below this.
 CROWN_FLOPS = 1e9
@@ -39,32 +37,6 @@ CROWN_FLOPS = 1e9
 def relaxations(nodes: tuple[Node, ...], ranges: dict[int, tuple[Any, Any]]) -> dict[int, Any]:
     """The lines of every nonlinear node of the chain, from its input range."""
     return {k: nodes[k].relax(lo, hi) for k, (lo, hi) in ranges.items() if k < len(nodes)}
-
-
-def _on_patches(lines: Any, p: Patches) -> tuple[Any, Any]:
-    """The lines at each patch's positions: (ReluLines on the same patches, None), or (PoolLines
-    over each patch's input frame, the frame's origins)."""
-    if isinstance(lines, ReluLines):
-        return ReluLines(*(p.gather(getattr(lines, f.name)) for f in fields(lines))), None
-    origin, win = input_frame(p, lines.window)
-    arrays = {f.name: p.gather(getattr(lines, f.name)) for f in fields(lines) if f.name != "window"}
-    return PoolLines(win, **arrays), origin
-
-
-def patch_step(node: Node, lines: Any, lam: Patches) -> tuple[Any, Any, Any, Any]:
-    """``back_substitute``'s step for one node on patches: (Λ, constant per row, the magnitude
-    pass for |Λ| on the same patches, the magnitude its constant can reach per entry)."""
-    if isinstance(node, Conv):
-        bias = lam.gather(node.offset)
-        return (pull_step(node, lam), row_sums(lam.data * bias),
-                lambda m: pull_step(node.with_weights(np.abs), m), np.abs(bias))
-    local, origin = _on_patches(lines, lam)
-    if isinstance(node, Relu):
-        new, const, slope, _ = local.back(lam.data)
-        return lam.like(new), const, lambda m: m.like(m.data * slope), local.reach
-    new, const, magnitude, _ = local.back(lam.data)
-    grid = in_grid(node)
-    return lam.in_frame(new, origin, grid), const, lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach
 
 
 def concretize_rows(lam: Any, x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any, Any]:

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.nodes import Relu, chain_flops
+from ...graph.nodes import chain_flops
 from ...graph.secant import Secant
 from ...linalg.operators import FlatOperator
+from ...linalg.patches import Patches, basis_patches, one_hot_patches
 from ...graph.network import Network
-from ..relax.patches import Patches, basis_patches, jacobian_factors, one_hot_patches, patch_cost, pull_step, push_step
-from ..relax.patches import supports as patch_supports
+from ..relax.patches import patch_cost
 from ...linalg.spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
 EXPLICIT_LIMIT = 192  # dense basis vectors pushed through a segment in one batch
@@ -103,13 +103,10 @@ class Segments:
         grow too wide or meet a node they do not support."""
         node = self.net.nodes[k]
         if isinstance(u, Patches):
-            if patch_supports(node) and u.covers_little():
+            if node.keeps_patches(u):
                 sec = self.secants.get(k)
-                if sec is None:
-                    factors = jacobian_factors(node, self.acts[k])
-                else:
-                    factors = (sec.center, None) if isinstance(node, Relu) else (None, sec.center)
-                return (push_step if forward else pull_step)(node, u, *factors)
+                factors = node.factors_at(self.acts[k]) if sec is None else sec.center
+                return node.push_patches(u, factors) if forward else node.pull_patches(u, factors)
             u = u.dense()
         return self.forward(k, k + 1, u) if forward else self.backward(k, k + 1, u)
 
