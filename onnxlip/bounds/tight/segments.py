@@ -89,7 +89,7 @@ class Segments:
     def _passes(self, key: tuple, start: int, batch: Any) -> dict[int, Any]:
         """The batch at each node it has passed (cached when ``key`` has a tag: a tag must name
         one batch, a second call with the same tag reuses the first batch's passes); one-hot
-        batches travel as patches while they stay small (``patch_passes``)."""
+        batches travel as patches while they stay small (``linalg.patches``)."""
         if key[2] is not None and key in self.passes:
             return self.passes[key]
         patches = batch if isinstance(batch, Patches) else one_hot_patches(batch)
