@@ -89,7 +89,8 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
         eps_out = state.rho[stop] if stop in state.rho else state.eps * bound
         eps_in = state.rho[k]
         inactive, active, unstable = _unit_counts(state, k, stop)
-        label = " + ".join(n.describe() for n in net.nodes[k:stop] if n.weighted or n.nonlinear)  # not moves
+        # the nodes that compute; reshapes, transposes and pads would only clutter the label
+        label = " + ".join(n.describe() for n in net.nodes[k:stop] if n.weighted or n.nonlinear)
         reports.append(LayerReport(k, label, sum((n.names for n in net.nodes[k:stop]), ()), net.nodes[stop - 1].out_shape,
                                    eps_out / eps_in if eps_in > 0 else 0.0,
                                    "tight-certified" if state.certified else "tight", eps_in, eps_out,
