@@ -222,7 +222,7 @@ def power_norm(linear: Callable, adjoint: Callable, r: np.ndarray, d: np.ndarray
 
 def naive_paper_bound(net: Any, x0: np.ndarray, eps: float, iterations: int = 100, seed: int = 0) -> float:
     """L(x0, ε) by the paper's per-layer product, computed the way its authors did."""
-    from onnxlip.graph.nodes import AFFINE_TYPES, MaxPool, Relu
+    from onnxlip.graph.nodes import MaxPool, Relu
 
     acts = net.activations(np.asarray(x0, dtype=np.float64))
     rng = np.random.default_rng(seed)
@@ -230,8 +230,8 @@ def naive_paper_bound(net: Any, x0: np.ndarray, eps: float, iterations: int = 10
     d, ball, total, i = np.ones(net.input_shape), float(eps), 1.0, 0
     while i < len(nodes):
         node = nodes[i]
-        fused = isinstance(node, AFFINE_TYPES) and i + 1 < len(nodes) and isinstance(nodes[i + 1], Relu)
-        if isinstance(node, AFFINE_TYPES):
+        fused = node.weighted and i + 1 < len(nodes) and isinstance(nodes[i + 1], Relu)
+        if node.weighted:
             linear, adjoint = _plain_maps(node)
             r, d_out = np.ones(node.out_shape), np.ones(node.out_shape)
             if fused:

@@ -12,7 +12,7 @@ from rich.table import Table
 from ..batch.accuracy import accuracy_table_rows
 from ..bounds.perlayer.engine import BoundResult, LayerReport
 from ..bounds.methods import Choice
-from ..graph.nodes import describe, parameter_count
+from ..graph.nodes import parameter_count
 from ..graph.network import Network
 from ..robustness.radius import RadiusResult
 
@@ -35,7 +35,7 @@ def _finite(value: float | None) -> float | None:
 # ---------------------------------------------------------------- JSON views
 
 def network_dict(net: Network) -> dict[str, Any]:
-    nodes = [{"index": i, "op": n.op, "detail": describe(n), "in_shape": list(n.in_shape),
+    nodes = [{"index": i, "op": n.op, "detail": n.describe(), "in_shape": list(n.in_shape),
               "out_shape": list(n.out_shape), "params": parameter_count(n), "names": list(n.names)}
              for i, n in enumerate(net.nodes)]
     return {"model": net.source, "input": net.input_name, "input_shape": list(net.onnx_input_shape),
@@ -153,7 +153,7 @@ def network_table(net: Network) -> Table:
     for col in ("#", "op", "in", "out", "params", "onnx nodes"):
         table.add_column(col, justify="right" if col in ("#", "params") else "left")
     for i, n in enumerate(net.nodes):
-        table.add_row(str(i), describe(n), _shape(n.in_shape), _shape(n.out_shape),
+        table.add_row(str(i), n.describe(), _shape(n.in_shape), _shape(n.out_shape),
                       str(parameter_count(n)), ", ".join(n.names))
     return table
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .nodes import Node, Shape, node_jvp, node_vjp
+from .nodes import Node, Shape
 
 Wiring = tuple[tuple[int, ...], ...]
 
@@ -70,7 +70,7 @@ class Graph:
     def jvp(self, tensors: list[Any], v: Any) -> Any:
         """J(x0)·v for a batch of directions v, the activation pattern fixed at ``tensors``."""
         def step(k: int, node: Node, args: list[Any]) -> Any:
-            return node.linear(*args) if node.merge else node_jvp(node, tensors[self.inputs[k][0]], args[0])
+            return node.linear(*args) if node.merge else node.jvp(tensors[self.inputs[k][0]], args[0])
         return self.push(v, step)
 
     def push(self, x: Any, step: Any) -> Any:
@@ -90,7 +90,7 @@ class Graph:
             if k + 1 not in lams:
                 continue
             lam, node, ins = lams.pop(k + 1), self.nodes[k], self.inputs[k]
-            parts = node.adjoint(lam) if node.merge else (node_vjp(node, tensors[ins[0]], lam),)
+            parts = node.adjoint(lam) if node.merge else (node.vjp(tensors[ins[0]], lam),)
             for t, part in zip(ins, parts):
                 lams[t] = part if t not in lams else lams[t] + part
         return lams.get(0, np.zeros((len(u), *self.input_shape)))

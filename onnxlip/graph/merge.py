@@ -10,20 +10,30 @@ from typing import Any
 import numpy as np
 
 from ..linalg.backend import array_module
-from .base import NodeBase, Shape
+from .base import NodeBase, Shape, Step
 
 ROUNDING_PAD = 1e-12  # relative widening of a computed sum's enclosure (≫ the unit roundoff)
 
 
+class Merge(NodeBase):
+    """A linear node of several inputs: back-substitution hands each input its part of Λ."""
+
+    merge = True
+
+    def back_step(self, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+        zero, parts = np.zeros(len(lam)), list(self.adjoint(lam))
+        mags = [None] * len(parts) if mag is None else list(self.adjoint(mag))
+        return (parts, zero, mags, None if mag is None else zero), None
+
+
 @dataclass(frozen=True, eq=False, repr=False)
-class Add(NodeBase):
+class Add(Merge):
     """The sum of two tensors of one shape: where the branches of a residual block meet."""
 
     in_shape: Shape
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "add"
-    merge = True
 
     def forward(self, a: Any, b: Any) -> Any:
         return a + b
@@ -32,6 +42,14 @@ class Add(NodeBase):
 
     def adjoint(self, u: Any) -> tuple[Any, Any]:
         return u, u
+
+    def keeps_patches(self, lam: Any) -> bool:
+        """Always: both inputs get the same patches."""
+        return True
+
+    def patch_back_step(self, lines: Any, lam: Any, mag: Any) -> tuple[Step, Any]:
+        zero = np.zeros(len(lam))
+        return ([lam, lam], zero, [mag, mag], None if mag is None else zero), None
 
     def interval(self, a: tuple[Any, Any], b: tuple[Any, Any]) -> tuple[Any, Any]:
         """Enclosure of the sum, widened for its rounding (a relative 1e-12 of the terms)."""
@@ -46,7 +64,7 @@ class Add(NodeBase):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Concat(NodeBase):
+class Concat(Merge):
     """Tensors joined along a sample axis (DenseNet/Inception-style merges)."""
 
     axis: int  # per-sample axis
@@ -54,7 +72,6 @@ class Concat(NodeBase):
     out_shape: Shape
     names: tuple[str, ...] = ()
     op = "concat"
-    merge = True
 
     @property
     def in_shape(self) -> Shape:
@@ -68,6 +85,9 @@ class Concat(NodeBase):
     def adjoint(self, u: Any) -> tuple[Any, ...]:
         ends = np.cumsum([shape[self.axis] for shape in self.in_shapes])[:-1]
         return tuple(array_module(u).split(u, ends, axis=self.axis + 1))
+
+    def describe(self) -> str:
+        return f"concat axis {self.axis}"
 
     def interval(self, *parts: tuple[Any, Any]) -> tuple[Any, Any]:
         return self.forward(*(lo for lo, _ in parts)), self.forward(*(hi for _, hi in parts))

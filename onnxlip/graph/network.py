@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import InputError
 from .dag import Graph, Wiring, chain_wiring
-from .nodes import AFFINE_TYPES, Node, Shape, map_arrays
+from .nodes import Node, Shape, map_arrays
 
 
 @dataclass(frozen=True, eq=False, repr=False)
@@ -30,7 +30,7 @@ class Network:
     wiring: Wiring | None = None
 
     def __repr__(self) -> str:
-        from .summary import network_summary  # summary describes nodes with ``nodes.describe``
+        from .summary import network_summary  # summary describes each node with ``describe``
         return network_summary(self)
 
     @cached_property
@@ -98,5 +98,5 @@ class Network:
         return self.map_arrays(lambda a: xp.asarray(a, dtype=dtype))
 
     def affine_nodes(self) -> list[Node]:
-        return [n for n in self.nodes if isinstance(n, AFFINE_TYPES)]
+        return [n for n in self.nodes if n.weighted]
 

@@ -1,4 +1,5 @@
-"""Nodes that only move values: reshape, transpose, zero padding (linear, no bias)."""
+"""Nodes that only move values: reshape, transpose, zero padding (linear, no bias, and
+monotone: their interval maps the box's ends exactly)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,11 +8,25 @@ from typing import Any
 import numpy as np
 
 from ..linalg.backend import array_module
-from .base import NodeBase, Shape
+from .base import LocalConstant, Monotone, Shape
+from .linear import Linear
+
+
+class Mover(Monotone, Linear):
+    """A linear node that only moves values (entries of A are 0 or 1, one per row at most)."""
+
+    def lipschitz_constant(self) -> float:
+        return 1.0
+
+    norm_bound = lipschitz_constant  # exact
+
+    def local_constant(self, x0: Any, d: Any, ball: float, box: tuple[Any, Any] | None) -> LocalConstant:
+        """1-Lipschitz; the inputs that may change move with the values."""
+        return LocalConstant(1.0, self.linear(d[None])[0])
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Reshape(NodeBase):
+class Reshape(Mover):
     """Row-major reshape (Flatten, Reshape, Squeeze, Unsqueeze)."""
 
     in_shape: Shape
@@ -29,7 +44,7 @@ class Reshape(NodeBase):
 
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Transpose(NodeBase):
+class Transpose(Mover):
     """Axis permutation of a sample (batch axis stays first)."""
 
     perm: tuple[int, ...]
@@ -47,9 +62,12 @@ class Transpose(NodeBase):
 
     forward = linear
 
+    def describe(self) -> str:
+        return f"transpose {self.perm}"
+
 
 @dataclass(frozen=True, eq=False, repr=False)
-class Pad(NodeBase):
+class Pad(Mover):
     """Zero padding; ``pads`` is ((begin, end), ...) per sample axis."""
 
     pads: tuple[tuple[int, int], ...]

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip.importer import load_model
-from onnxlip.bounds.relax.crown import plus_minus_rows, pool_lines, relu_lines
+from onnxlip.bounds.relax.crown import plus_minus_rows
 from onnxlip.bounds.relax.ranges import unit_range
 from onnxlip.bounds.relax.backsub import lower_bounds
-from onnxlip.bounds.relax.patches import Patches
-from onnxlip.graph.nodes import MaxPool
+from onnxlip.linalg.patches import Patches
+from onnxlip.graph.nodes import MaxPool, Relu
 from onnxlip.bounds.tight.chain import build_secants
 
 from helpers import make_window, run_ort
@@ -33,7 +33,7 @@ def test_relu_relaxation_holds_on_its_range(seed: int, optimised: bool) -> None:
     hi = lo + rng.exponential(size=(1, 20)) * rng.integers(0, 2, size=(1, 20))  # some zero-width
     lam = rng.normal(size=(3, 20))
     alpha = rng.uniform(-0.5, 1.5, size=(3, 20)) if optimised else None
-    new, const, *_ = relu_lines(lo, hi).back(lam, alpha)
+    new, const, *_ = Relu((20,), (20,)).relax(lo, hi).back(lam, alpha)
     for t in np.linspace(0, 1, 11):
         z = lo + t * (hi - lo)
         assert np.all((lam * np.maximum(z, 0)).sum(axis=1) >= (new * z).sum(axis=1) + const - 1e-12)
@@ -60,7 +60,7 @@ def test_maxpool_relaxation_holds_on_its_range(seed: int, pool: str, optimised: 
     lam = rng.normal(size=(2, *node.out_shape))
     taps = node.window.kernel[0] * node.window.kernel[1]
     weights = rng.uniform(-0.2, 1.0, size=(2, *node.out_shape, taps)) if optimised else None
-    new, const, *_ = pool_lines(node, lo, hi).back(lam, weights)
+    new, const, *_ = node.relax(lo, hi).back(lam, weights)
     for z in [lo, hi, *(lo + rng.random(lo.shape) * (hi - lo) for _ in range(5))]:
         exact = (lam * node.forward(z)).reshape(2, -1).sum(axis=1)
         assert np.all(exact >= (new * z).reshape(2, -1).sum(axis=1) + const - 1e-9)

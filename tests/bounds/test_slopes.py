@@ -11,7 +11,7 @@ from onnxlip.bounds.relax.crown import relaxations
 from onnxlip.bounds.relax.backsub import lower_bounds
 from onnxlip.bounds.domain import InputBox
 from onnxlip.graph.nodes import MaxPool
-from onnxlip.bounds.relax.slopes import _done, _project, _value_and_gradient, free_lines, initial_lines, optimise
+from onnxlip.bounds.relax.slopes import _done, _value_and_gradient, free_lines, initial_lines, optimise
 from onnxlip.bounds.tight.chain import build_secants
 
 from helpers import run_ort
@@ -39,7 +39,7 @@ def test_gradient_matches_finite_differences(tmp_path: Path, kind: str, boxed: b
     free = free_lines(relaxed)
     assert free, "the test needs unstable units"
     rng = np.random.default_rng(1)
-    lines = {k: _project(net.graph, k, 0.5 * a + 0.25 * rng.random(a.shape), free[k])
+    lines = {k: relaxed[k].project(0.5 * a + 0.25 * rng.random(a.shape), free[k])
              for k, a in initial_lines(relaxed, free, len(rows)).items()}
     value, grads = _value_and_gradient(net.graph, relaxed, rows, x0, eps, lines, free, box)
     for k in lines:

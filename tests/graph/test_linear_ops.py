@@ -15,7 +15,6 @@ from helpers import (MODELS_DIR, adjoint_gap, assert_rel_close, conv_matrix, con
 import onnxlip.linalg.conv as conv_module
 from onnxlip.importer import load_model
 from onnxlip.graph.nodes import Conv, Dense, MaxPool, Pad, Relu, Reshape, Scale, Transpose
-from onnxlip.bounds.perlayer.row_norms import masked_row_norms
 
 ADJOINT_TOL = 1e-9
 EXACT_TOL = 1e-12
@@ -127,14 +126,14 @@ def test_masked_row_norms_binary_mask(name, rng):
     node_, mat = build_linear(name, rng)
     for d in binary_masks(node_.in_shape, rng):
         expected = np.linalg.norm(mat * d.ravel()[None, :], axis=1).reshape(node_.out_shape)
-        assert_rel_close(masked_row_norms(node_, d), expected, 1e-12, "masked row norms")
+        assert_rel_close(node_.row_norms(d), expected, 1e-12, "masked row norms")
 
 
 def test_masked_row_norms_fractional_mask(rng):
     node_, mat = build_linear("dense", rng)
     d = np.full(node_.in_shape, 0.5)
     expected = np.linalg.norm(mat * np.sqrt(d)[None, :], axis=1)  # documented: sqrt(sum_j A_ij^2 d_j)
-    assert_rel_close(masked_row_norms(node_, d), expected, 1e-12, "masked row norms, d = 0.5")
+    assert_rel_close(node_.row_norms(d), expected, 1e-12, "masked row norms, d = 0.5")
 
 
 # --------------------------------------------------------------------------

@@ -6,7 +6,6 @@ import pytest
 
 from helpers import MODELS_DIR, assert_rel_close
 from onnxlip.importer import load_model
-from onnxlip.graph.nodes import AFFINE_TYPES
 from onnxlip.importer.runtime import run_onnx
 
 MODEL_NAMES = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
@@ -36,7 +35,7 @@ def test_imports(model):
     for node, ins in zip(g.nodes, g.inputs):  # the graph is shape-consistent
         expects = getattr(node, "in_shapes", (node.in_shape,) * len(ins))
         assert expects == tuple(g.shape(t) for t in ins), f"{name}: {node.op} expects {expects}"
-    assert all(np.all(np.isfinite(getattr(n, "weight", 0))) for n in net.nodes if isinstance(n, AFFINE_TYPES))
+    assert all(np.all(np.isfinite(getattr(n, "weight", 0))) for n in net.nodes if n.weighted)
 
 
 def test_forward_matches_onnxruntime_at_x0(model):

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from ...linalg.cholesky import certify_norm, smaller_gram, unit_scaled
 from ...linalg.conv_matrix import conv_as_sparse
-from ...graph.nodes import Affine, Conv, Scale, node_cached, with_weights
+from ...graph.nodes import Affine, Conv
 from .masked import masked_submatrix, sliced
 from ...linalg.rounding import UNDERFLOW, UNIT_ROUNDOFF
 from ...linalg.spectral import NormResult
@@ -66,7 +66,7 @@ def circulant_bound(node: Conv) -> float:
 
 def l1_linf_bound(node: Affine, r: Any, d: Any) -> float:
     """sqrt(max row sum × max column sum) of |R·A·D|."""
-    absolute = with_weights(node, np.abs)
+    absolute = node.with_weights(np.abs)
     rows = np.abs(r) * absolute.linear(np.abs(d)[None])[0]
     cols = np.abs(d) * absolute.adjoint(np.abs(r)[None])[0]
     return float(np.sqrt(rows.max() * cols.max())) * (1 + 1e-12)
@@ -75,8 +75,9 @@ def l1_linf_bound(node: Affine, r: Any, d: Any) -> float:
 def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None) -> NormResult:
     """A provable upper bound on ‖R·A·D‖₂ with the way it was obtained; ``estimate`` (a
     Lanczos value) lets the Cholesky certificate prove a bound just above it."""
-    if isinstance(node, Scale):
-        return NormResult(float(np.max(np.abs(r * node.scale * d))), "closed-form")
+    closed = node.closed_norm(r, d)
+    if closed is not None:
+        return NormResult(closed, "closed-form")
     rows, cols = int(np.count_nonzero(r)), int(np.count_nonzero(d))
     if rows == 0 or cols == 0:
         return NormResult(0.0, "exact")
@@ -100,7 +101,7 @@ def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None) 
 def certifiable_matrix(node: Affine, r: Any, d: Any) -> Any:
     """The sliced R·A·D (sparse for convolutions, dense for dense layers), or None when too big."""
     if isinstance(node, Conv):
-        matrix = node_cached(node, "certified_matrix",  # built once per layer, not per ε
+        matrix = node.cached("certified_matrix",  # built once per layer, not per ε
                              lambda: node.matrix if node.matrix is not None else conv_as_sparse(node, CERTIFIED_CONV_NNZ))
         return None if matrix is None else sliced(matrix, r, d).tocsr()
     if np.count_nonzero(r) * np.count_nonzero(d) > CERTIFIED_EXACT_ENTRIES:

@@ -17,12 +17,10 @@ import numpy as np
 
 from ...linalg.backend import array_module, single_blas_thread
 from ...graph.dag import Graph
-from ...graph.nodes import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Node, Relu, describe
-from .layers import (LayerStep, affine_relu_step, affine_step, full_mask, masked_norm,
-                           maxpool_constant, maxpool_step, passthrough_step, secant_slopes)
+from ...graph.nodes import Node
+from .layers import LayerStep, affine_relu_step, affine_step, full_mask, masked_norm
 from ...graph.network import Network
 from ..domain import InputBox, ball_box
-from ..intervals import affine_range, monotone_range
 
 
 @dataclass(frozen=True)
@@ -76,19 +74,19 @@ class WarmStart:
 
 
 def graph_layers(g: Graph) -> Iterator[tuple[int, Node, bool]]:
-    """(index, node, fused) per layer: ``fused`` when an affine node's only reader is a ReLU
-    (on a chain: an affine node followed by ReLU)."""
+    """(index, node, fused) per layer: ``fused`` when an affine node's only reader is a node the
+    paper bounds with it as one layer (a ReLU; on a chain: an affine node followed by ReLU)."""
     k = 0
     while k < len(g.nodes):
         node = g.nodes[k]
-        fused = (isinstance(node, AFFINE_TYPES) and k + 1 < len(g.nodes) and isinstance(g.nodes[k + 1], Relu)
+        fused = (node.weighted and k + 1 < len(g.nodes) and g.nodes[k + 1].fuses_with_affine
                  and g.inputs[k + 1] == (k + 1,) and g.readers(k + 1) == [k + 1])
         yield k, node, fused
         k += 2 if fused else 1
 
 
 def _op_label(node: Node, fused: bool) -> str:
-    return describe(node) + (" + relu" if fused else "")
+    return node.describe() + (" + relu" if fused else "")
 
 
 @dataclass(frozen=True)
@@ -108,40 +106,16 @@ class _Carry:
     box: tuple[Any, Any] | None
 
 
-def _lone_relu_step(x0: Any, d: Any, ball: float, box: tuple[Any, Any] | None) -> LayerStep:
-    """A ReLU after a node other than an affine one (e.g. after a residual Add): input i moves by
-    at most ``ball``, so units with x0_i + ball ≤ 0 cannot change; L = max secant slope of the rest."""
-    xp = array_module(x0)
-    upper, lower = x0 + ball, x0 - ball
-    if box is not None:
-        lower, upper = xp.maximum(lower, box[0]), xp.minimum(upper, box[1])
-    mask = (d * (upper > 0)).astype(x0.dtype)
-    slopes = secant_slopes(x0, upper) * mask
-    inactive = int(xp.count_nonzero(upper <= 0))
-    active = int(xp.count_nonzero(lower > 0))
-    return LayerStep(float(xp.max(slopes)), mask, "closed-form",
-                     inactive=inactive, active=active, unstable=int(x0.size) - inactive - active)
-
-
 def _local_step(node: Node, fused: bool, x0: Any, y0: Any, carry: _Carry, v0: Any, certified: bool,
                 box: tuple[Any, Any] | None) -> LayerStep:
     d, eps = carry.mask, carry.ball
     if fused:
         return affine_relu_step(node, y0, d, eps, v0, certified, box)
-    if isinstance(node, AFFINE_TYPES):
+    if node.weighted:
         return affine_step(node, d, v0, certified)
-    if isinstance(node, MaxPool):
-        return maxpool_step(node, d)
-    if isinstance(node, SHAPE_TYPES):
-        return passthrough_step(node.linear(d[None])[0])
-    return _lone_relu_step(x0, d, eps, None if carry.box is None else (carry.box[0][0], carry.box[1][0]))
-
-
-def _advance_box(node: Node, fused: bool, y0: Any, box: tuple[Any, Any], ball: float) -> tuple[Any, Any]:
-    """Interval enclosure of the layer's output (pre-ReLU when fused) and of what follows it."""
-    if isinstance(node, AFFINE_TYPES):
-        return affine_range(node, y0, box[0], box[1], ball)
-    return monotone_range(node, *box)
+    step = node.local_constant(x0, d, eps, None if carry.box is None else (carry.box[0][0], carry.box[1][0]))
+    return LayerStep(step.lipschitz, step.mask, "closed-form", inactive=step.inactive, active=step.active,
+                     unstable=step.unstable)
 
 
 def _layer_bound(k: int, g: Graph, fused: bool, tensors: list[Any], carry: _Carry,
@@ -149,12 +123,13 @@ def _layer_bound(k: int, g: Graph, fused: bool, tensors: list[Any], carry: _Carr
     """One layer of the paper's method (affine + ReLU, affine, MaxPool, ReLU, shape op)."""
     node, x0, y0 = g.nodes[k], tensors[g.inputs[k][0]], tensors[k + 1]
     v0 = opts.warm.vectors.get(k) if opts.warm else None
-    y_box = _advance_box(node, fused, y0, carry.box, carry.ball) if carry.box is not None else None
+    # the layer's output (pre-ReLU when fused) within its box and the ball
+    y_box = node.ball_interval(y0, carry.box[0], carry.box[1], carry.ball) if carry.box is not None else None
     step = _local_step(node, fused, x0[0], y0[0], carry, v0, opts.certified,
                        None if y_box is None else (y_box[0][0], y_box[1][0]))
     box = None
     if y_box is not None:
-        box = monotone_range(g.nodes[k + 1], *y_box) if fused else y_box
+        box = g.nodes[k + 1].interval(*y_box) if fused else y_box
     if opts.warm is not None and step.vector is not None:
         opts.warm.vectors[k] = step.vector
     names = node.names + (g.nodes[k + 1].names if fused else ())
@@ -177,7 +152,7 @@ def _merge_bound(k: int, g: Graph, tensors: list[Any], parts: list[_Carry]) -> t
         lo, hi = node.interval(*(p.box for p in parts))
         box = (xp.maximum(lo, y0 - ball), xp.minimum(hi, y0 + ball))
     widest = max(p.ball for p in parts)
-    report = LayerReport(k, describe(node), node.names, node.out_shape, ball / widest if widest > 0 else 0.0,
+    report = LayerReport(k, node.describe(), node.names, node.out_shape, ball / widest if widest > 0 else 0.0,
                          "closed-form", widest, ball)
     return report, _Carry(lip, ball, mask, box)
 
@@ -226,12 +201,10 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
 
 
 def _global_constant(node: Node, xp: Any, certified: bool) -> tuple[float, str, float | None]:
-    if isinstance(node, AFFINE_TYPES):
+    if node.weighted:
         norm = masked_norm(node, full_mask(node.out_shape, xp), full_mask(node.in_shape, xp), certified=certified)
         return norm.value, norm.method, norm.estimate
-    if isinstance(node, MaxPool):
-        return maxpool_constant(node), "closed-form", None
-    return 1.0, "closed-form", None
+    return node.lipschitz_constant(), "closed-form", None
 
 
 @single_blas_thread
@@ -249,7 +222,7 @@ def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundRe
         else:
             value, method, estimate = _global_constant(node, xp, certified)
             lips[k + 1] = ins[0] * value
-        reports.append(LayerReport(k, describe(node), node.names, node.out_shape, value, method, estimate=estimate))
+        reports.append(LayerReport(k, node.describe(), node.names, node.out_shape, value, method, estimate=estimate))
     return BoundResult(lips[g.output], reports, None, time.perf_counter() - start)
 
 

@@ -6,17 +6,16 @@ the layer constant with the mask of outputs that may change.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ...linalg.backend import array_module
-from ...graph.nodes import Affine, Conv, MaxPool, Scale
+from ...graph.nodes import Affine
+from ...graph.relu import secant_slopes
 from .masked import masked_operator, masked_submatrix
 from .certified import certified_norm
-from .row_norms import masked_row_norms
 from ...linalg.spectral import NormResult, fits_exact, matrix_norm, operator_norm
 
 
@@ -40,11 +39,8 @@ SINGLE_MIN_FLOPS = 5e7
 
 
 def product_flops(node: Affine, rows: int, cols: int) -> float:
-    """Flops of one product AᵀA·v of a layer masked to ``rows`` outputs and ``cols`` inputs
-    (a dense layer is sliced to them, a convolution runs whole)."""
-    if isinstance(node, Conv):
-        return 4.0 * float(np.prod(node.out_shape)) * float(np.prod(node.weight.shape[1:]))
-    return 4.0 * rows * cols
+    """Flops of one product AᵀA·v of a layer masked to ``rows`` outputs and ``cols`` inputs."""
+    return 4.0 * node.masked_flops(rows, cols)
 
 
 def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = False) -> NormResult:
@@ -54,9 +50,10 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
         estimate = masked_norm(node, r, d, v0)
         bound = certified_norm(node, r, d, estimate.value)
         return NormResult(max(bound.value, estimate.value), bound.method, estimate.vector, estimate.value)
+    closed = node.closed_norm(r, d)
+    if closed is not None:
+        return NormResult(closed, "closed-form")
     xp = array_module(r, d)
-    if isinstance(node, Scale):  # diagonal: the norm is the largest |r·s·d|
-        return NormResult(float(xp.max(xp.abs(r * node.scale * d))), "closed-form")
     n_rows, n_cols = int(xp.count_nonzero(r)), int(xp.count_nonzero(d))
     if n_rows == 0 or n_cols == 0:
         return NormResult(0.0, "exact")
@@ -71,21 +68,12 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
     return NormResult(norm.value, norm.method, full)
 
 
-def secant_slopes(y0: Any, y_upper: Any) -> Any:
-    """r_i = (ReLU(ȳ_i) − ReLU(y0_i)) / (ȳ_i − y0_i), 0 where ȳ_i = y0_i."""
-    xp = array_module(y0)
-    gap = y_upper - y0
-    rise = xp.maximum(y_upper, 0) - xp.maximum(y0, 0)
-    safe = xp.where(gap > 0, gap, 1)
-    return xp.where(gap > 0, rise / safe, 0.0)
-
-
 def affine_relu_step(node: Affine, y0: Any, d: Any, eps: float, v0: Any = None, certified: bool = False,
                      box: tuple[Any, Any] | None = None) -> LayerStep:
     """Bound of ReLU(Ax + b) on the ball: L = ‖R A D‖₂, d_out = (ȳ > 0); ``box`` is another
     valid enclosure of y (e.g. from interval bounds) that tightens ȳ."""
     xp = array_module(y0)
-    spread = eps * masked_row_norms(node, d)
+    spread = eps * node.row_norms(d)
     y_upper, y_lower = y0 + spread, y0 - spread
     if box is not None:
         y_lower, y_upper = xp.maximum(y_lower, box[0]), xp.minimum(y_upper, box[1])
@@ -104,20 +92,6 @@ def affine_step(node: Affine, d: Any, v0: Any = None, certified: bool = False) -
     ones = xp.ones(node.out_shape, dtype=d.dtype)
     norm = masked_norm(node, ones, d, v0, certified)
     return LayerStep(norm.value, ones, norm.method, norm.vector, estimate=norm.estimate)
-
-
-def maxpool_constant(node: MaxPool) -> float:
-    """√n, n the most windows one input element falls into."""
-    return math.sqrt(node.window.max_windows_per_element())
-
-
-def maxpool_step(node: MaxPool, d: Any) -> LayerStep:
-    return LayerStep(maxpool_constant(node), node.mask(d[None])[0], "closed-form")
-
-
-def passthrough_step(mask: Any) -> LayerStep:
-    """ReLU alone, reshapes, transposes, zero padding: 1-Lipschitz."""
-    return LayerStep(1.0, mask, "closed-form")
 
 
 def full_mask(shape: tuple[int, ...], xp: Any = np, dtype: Any = np.float64) -> Any:

@@ -13,22 +13,9 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, aslinearoperator
 
-from ...graph.nodes import Affine, Conv, Dense, Scale, with_weights
+from ...graph.nodes import Affine
 from ...linalg.backend import array_module, to_numpy
 from ...linalg.operators import FlatOperator, SinglePrecision, to_single
-
-
-def explicit_matrix(node: Affine) -> Any:
-    """The layer's (out × in) matrix, dense or sparse, or None when it is too large to store."""
-    if isinstance(node, Dense):
-        return node.weight
-    if isinstance(node, Conv):
-        return node.matrix
-    return sp.diags(np.broadcast_to(node.scale, node.in_shape).reshape(-1))
-
-
-def _dtype(node: Affine) -> Any:
-    return node.scale.dtype if isinstance(node, Scale) else node.weight.dtype
 
 
 def masked_operator(node: Affine, r: Any, d: Any, single: bool = False) -> tuple[LinearOperator, Any, Any]:
@@ -39,10 +26,10 @@ def masked_operator(node: Affine, r: Any, d: Any, single: bool = False) -> tuple
     With an explicit matrix, the rows and columns the masks zero out are sliced
     away first, so the eigensolver works in the smaller space.
     """
-    matrix = explicit_matrix(node) if array_module(r) is np else None
+    matrix = node.explicit_matrix() if array_module(r) is np else None
     if matrix is None:
         op = _flat_masked(node, r, d)
-        fast = SinglePrecision(_flat_masked(with_weights(node, to_single), to_single(r), to_single(d))) if single else None
+        fast = SinglePrecision(_flat_masked(node.with_weights(to_single), to_single(r), to_single(d))) if single else None
         return op, fast, None
     block = sliced(matrix, r, d)
     fast = SinglePrecision(aslinearoperator(to_single(block))) if single else None
@@ -51,7 +38,7 @@ def masked_operator(node: Affine, r: Any, d: Any, single: bool = False) -> tuple
 
 def _flat_masked(node: Affine, r: Any, d: Any) -> FlatOperator:
     return FlatOperator(lambda v: node.linear(v * d) * r, lambda u: node.adjoint(u * r) * d,
-                        node.in_shape, node.out_shape, _dtype(node), array_module(r, d))
+                        node.in_shape, node.out_shape, node.dtype, array_module(r, d))
 
 
 def sliced(matrix: Any, r: Any, d: Any) -> Any:
@@ -70,7 +57,7 @@ def sliced(matrix: Any, r: Any, d: Any) -> Any:
 def masked_submatrix(node: Affine, r: Any, d: Any) -> np.ndarray:
     """Dense R·A·D restricted to rows with r ≠ 0 and columns with d ≠ 0, in host memory."""
     xp = array_module(r, d)
-    matrix = explicit_matrix(node) if xp is np else None
+    matrix = node.explicit_matrix() if xp is np else None
     if matrix is not None:
         block = sliced(matrix, r, d)
         return block.toarray() if sp.issparse(block) else block

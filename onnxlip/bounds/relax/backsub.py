@@ -3,9 +3,9 @@
 To bound Λ·f(x) from below over the ball (∩ a box), the rows' coefficients live on tensors.
 Nodes are visited in reverse topological order: a node takes the coefficients Λ of its
 output tensor (the sum over all of that tensor's readers, e.g. both sides of a residual
-block) and passes Λ·(its relaxation) to its inputs — affine and shape nodes exactly, an
-``Add`` Λ to both inputs, a ``Concat`` each input its slice, ReLU and max-pool through the
-lines of ``crown`` (valid on their input ranges). A chain is the DAG where node k reads
+block) and passes Λ·(its relaxation) to its inputs by its ``back_step`` — linear nodes
+exactly, an ``Add`` Λ to both inputs, a ``Concat`` each input its slice, ReLU and max-pool
+through their lines (``relax``, valid on their input ranges). A chain is the DAG where node k reads
 tensor k, so this one engine serves chains and graphs, the margin tests, the ranges of
 tight mode, the α-optimisation (``slopes``) and branch and bound (``branching``).
 
@@ -14,67 +14,15 @@ rounded down by γ_N times the same pass in absolute values (N counting every no
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
-from .crown import (PoolLines, ReluLines, concretize_rows, dot_and_norm, patch_step, pool_terms, relaxations,
-                     row_sums)
-from .patches import Patches
-from .patches import supports as patch_supports
+from .crown import concretize_rows, dot_and_norm, relaxations
 from ..domain import InputBox
-from ...linalg.conv import conv2d_adjoint
-from ...graph.nodes import AFFINE_TYPES, SHAPE_TYPES, Add, Concat, Conv, MaxPool, Relu, fan_in, node_offset, with_weights
+from ...linalg.patches import Patches
 from ...linalg.rounding import gamma
 from ...graph.dag import Graph
-
-Step = tuple[list[Any], Any, list[Any], Any]  # (Λ per input, constant, |Λ| per input, |constant|)
-MANY_ROWS = 32
-
-
-def _adjoint(node: Any, lam: Any) -> Any:
-    """Aᵀ·Λ; many rows through a convolution go faster as one GEMM per kernel tap than through
-    its sparse matrix."""
-    if isinstance(node, Conv) and len(lam) > MANY_ROWS:
-        return conv2d_adjoint(lam, node.weight, node.window, node.groups)
-    return node.adjoint(lam)
-
-
-def _linear_step(node: Any, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-    bias = node_offset(node)
-    mag_in = mag_const = None
-    if mag is not None:
-        mag_const = row_sums(mag * np.abs(bias))
-        mag_in = _adjoint(with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node, mag)
-    return ([_adjoint(node, lam)], row_sums(lam * bias), [mag_in], mag_const), None
-
-
-def _relu_step(node: Relu, lines: ReluLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-    new, const, slope, (line, offset) = lines.back(lam, choice)
-    mag_in = None if mag is None else mag * slope
-    mag_const = None if mag is None else row_sums(mag * lines.reach)
-    return ([new], const, [mag_in], mag_const), lambda z: line * z + offset
-
-
-def _pool_step(node: MaxPool, lines: PoolLines, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-    new, const, magnitude, apply = lines.back(lam, choice)
-    mag_in = None if mag is None else magnitude(mag)
-    mag_const = None if mag is None else row_sums(mag * lines.reach)
-    return ([new], const, [mag_in], mag_const), apply
-
-
-def _merge_step(node: Any, lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-    zero, parts = np.zeros(len(lam)), list(node.adjoint(lam))
-    mags = [None] * len(parts) if mag is None else list(node.adjoint(mag))
-    return (parts, zero, mags, None if mag is None else zero), None
-
-
-# One backward step per node kind: (node, its lines, Λ, |Λ| or None, chosen lower lines)
-# → ((Λ per input, constant, |Λ| per input, |constant|), the chosen lines as a function).
-STEPS: dict[type, Callable[..., tuple[Step, Any]]] = {
-    **{t: _linear_step for t in AFFINE_TYPES + SHAPE_TYPES}, Relu: _relu_step, MaxPool: _pool_step,
-    Add: _merge_step, Concat: _merge_step,
-}
 
 
 def _merged(a: Patches, b: Patches) -> Patches:
@@ -101,22 +49,12 @@ def _accumulate(store: dict[int, Any], tensor: int, value: Any) -> None:
         store[tensor] = dense[0] + dense[1]
 
 
-def _on_patches(node: Any, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
-    """A step for coefficients (and their magnitudes, unless None) kept on patches."""
-    if isinstance(node, Add):
-        return ([lam, lam], np.zeros(len(lam)), [mag, mag], None if mag is None else np.zeros(len(lam))), None
-    new, const, magnitude, reach = patch_step(node, lines, lam)
-    if mag is None:
-        return ([new], const, [None], None), None
-    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach)), None
-
-
 def _absolute(lam: Any) -> Any:
     return lam.like(np.abs(lam.data)) if isinstance(lam, Patches) else np.abs(lam)
 
 
 def _keeps_patches(node: Any, lam: Any) -> bool:
-    return isinstance(lam, Patches) and (isinstance(node, Add) or (patch_supports(node) and lam.covers_little()))
+    return isinstance(lam, Patches) and node.keeps_patches(lam)
 
 
 def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[int, Any] | None = None,
@@ -146,11 +84,11 @@ def back_substitute(g: Graph, relaxed: dict[int, Any], lam: Any, choices: dict[i
         out, mag = lams.pop(k + 1), mags.pop(k + 1, None)
         node = g.nodes[k]
         if _keeps_patches(node, out):
-            (ins, c, mag_ins, mag_c), apply = _on_patches(node, relaxed.get(k), out, mag)
+            (ins, c, mag_ins, mag_c), apply = node.patch_back_step(relaxed.get(k), out, mag)
         else:
             out = out.dense() if isinstance(out, Patches) else out
             mag = mag.dense() if isinstance(mag, Patches) else mag
-            (ins, c, mag_ins, mag_c), apply = STEPS[type(node)](node, relaxed.get(k), out, mag, choices.get(k))
+            (ins, c, mag_ins, mag_c), apply = node.back_step(relaxed.get(k), out, mag, choices.get(k))
         const += c
         if magnitudes:
             mag_const += mag_c
@@ -179,7 +117,7 @@ def relaxed_forward(g: Graph, lines: dict[int, Any], x: Any) -> dict[int, Any]:
         elif node.merge:
             values.append(node.linear(*args))
         else:
-            values.append(node.linear(args[0]) + node_offset(node))
+            values.append(node.linear(args[0]) + node.offset)
     return inputs
 
 
@@ -197,7 +135,7 @@ def _abs_total(rows: Any) -> Any:
 
 def _terms(g: Graph, start: int, size: int) -> int:
     """N of the rounding bound: every sum along the nodes up to tensor ``start`` (as on a chain)."""
-    return sum(fan_in(n) + 8 + pool_terms(n) for n in g.nodes[:start]) + 2 * size + 8
+    return sum(n.relax_terms() + 8 for n in g.nodes[:start]) + 2 * size + 8
 
 
 def lower_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,

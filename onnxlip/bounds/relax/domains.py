@@ -30,9 +30,7 @@ from typing import Any
 import numpy as np
 
 from ...graph.dag import Graph
-from ...graph.nodes import AFFINE_TYPES, Relu
 from ..domain import InputBox
-from ..intervals import monotone_range
 from . import crown, slopes
 from .backsub import lower_bounds
 from .ranges import tighten
@@ -77,10 +75,10 @@ def domain_ranges(g: Graph, base: dict[int, tuple[Any, Any]], signs: dict[int, A
         tensor = g.inputs[k][0]
         if k > start and tensor > 0:
             prev = g.nodes[tensor - 1]
-            if isinstance(prev, AFFINE_TYPES):  # a new CROWN range on the clamped ranges before it
+            if prev.weighted:  # a new CROWN range on the clamped ranges before it
                 lo, hi = tighten(g, ranges, tensor, x0, eps, lo, hi, box)
             elif tensor - 1 in ranges:  # a pool after a ReLU: the ReLU's clamped range passes through
-                p_lo, p_hi = monotone_range(prev, *ranges[tensor - 1])
+                p_lo, p_hi = prev.interval(*ranges[tensor - 1])
                 lo, hi = np.maximum(lo, p_lo), np.minimum(hi, p_hi)
         ranges[k] = clamp(lo, hi, signs.get(k))
     return ranges
@@ -155,11 +153,11 @@ def bound_domains(g: Graph, domains: list[Domain], row: Any, x0: Any, eps: float
         grads = {("a", k): g for k, g in g_lines.items()} | {("b", k): g for k, g in g_betas.items()}
         slopes.adam_ascent(params, grads, moments, step)
         for k in lines:
-            lines[k] = slopes._project(g, k, lines[k], free[k])
+            lines[k] = relaxed[k].project(lines[k], free[k])
         for k in betas:
             betas[k] = np.maximum(betas[k], 0.0)
     bounds = lower_bounds(g, ranges, rows, x0, eps, best_lines, box, shifts=split_shifts(signs, best_betas))
-    scores = intercept_scores(g, relaxed, best_outs, signs)
+    scores = intercept_scores(relaxed, best_outs, signs)
     for i, d in enumerate(domains):
         d.bound = float(bounds[i]) if np.isfinite(bounds[i]) else -np.inf  # fail closed: NaN proves nothing
         d.lines = {k: a[i : i + 1] for k, a in best_lines.items()}
@@ -174,14 +172,13 @@ def bound_domain(g: Graph, domain: Domain, row: Any, x0: Any, eps: float,
     return bound_domains(g, [domain], row, x0, eps, steps, use_beta, np.inf, box)[0]
 
 
-def intercept_scores(g: Graph, relaxed: dict[int, Any], outs: dict[int, Any],
+def intercept_scores(relaxed: dict[int, Any], outs: dict[int, Any],
                      signs: dict[int, Any]) -> dict[int, Any]:
-    """Per ReLU node: |Λ_i|·u·(−l)/(u − l) for unstable unsplit units (the triangle's height
-    weighted by the row's coefficient), 0 elsewhere."""
+    """Per node with units to split (ReLU): |Λ_i|·u·(−l)/(u − l) for unstable unsplit units
+    (the triangle's height weighted by the row's coefficient), 0 elsewhere (``lines.scores``)."""
     scores = {}
     for k, lines in relaxed.items():
-        if not isinstance(g.nodes[k], Relu) or k not in outs:
-            continue
-        free = lines.unstable & (signs[k] == 0 if k in signs else True)
-        scores[k] = np.where(free, np.abs(outs[k]) * lines.offset, 0.0)  # offset = u·(−l)/(u − l)
+        score = lines.scores(outs[k], signs.get(k)) if k in outs else None
+        if score is not None:
+            scores[k] = score
     return scores

@@ -1,187 +1,19 @@
-"""Passing one-hot batches through convolutional segments on per-row patches.
-
-Tight mode forms segment matrices by pulling one-hot rows back (or pushing one-hot columns
-forward) through a few layers, one per unstable unit. Through convolutions, ReLU and max-pool
-a vector that starts at one pixel stays inside that pixel's receptive field (or its image),
-so each is kept as a small (C, Ph, Pw) patch with its own origin in the layer's (H, W) grid
-instead of a full (C, H, W) map: a window op maps a patch to the patch it touches, and the
-diagonal or per-window weights of ReLU and max-pool are gathered at each patch's positions.
-Entries that fall outside the map (padding) are dropped, so the result holds the same sums as
-the dense pass (up to their order). On cifar10_net's segments the dense passes cost 10–100 ms each (58–155 vectors through
-one or two 3×3 convolutions on 14–30 pixel maps); the patches are a few pixels wide.
+"""What passing one-hot batches on per-row patches (``linalg.patches``) costs, against dense
+passes. On cifar10_net's segments the dense passes cost 10–100 ms each (58–155 vectors
+through one or two 3×3 convolutions on 14–30 pixel maps); the patches are a few pixels wide.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Optional
-
 import numpy as np
 
-from ...linalg.conv import conv2d, conv2d_adjoint
-from ...graph.nodes import Conv, MaxPool, Node, Relu, node_flops
-from ...linalg.pooling import maxpool2d, mix_windows, spread_windows
-from ...linalg.windows import Window2d
+from ...graph.nodes import Node
+from ...linalg.patches import MAX_COVER
 
-# Stay on patches while they cover at most this share of the map (then a dense pass is cheaper).
-MAX_COVER = 0.25
 # A multiply-add on patches (small GEMMs per kernel offset) costs about this many dense ones:
 # measured on cifar10_net, where with it the linear-relaxation ranges tighten the tight bound
 # 45.60 → 43.87 at ε = 0.001 in the same time (0.65–0.77 s); a budget twice as large tightens
 # one more layer (34.41) but takes 1.2–1.6 s.
 PATCH_COST = 3.0
-
-
-@dataclass(frozen=True)
-class Patches:
-    """Row r of a (q, C, H, W) batch: ``data[r]`` placed at rows/cols origin[r] + [0, P), zero elsewhere."""
-
-    data: Any  # (q, C, Ph, Pw)
-    origin: Any  # (q, 2) int: top-left corner of each patch in the (H, W) grid (may lie outside)
-    hw: tuple[int, int]
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.data.shape[2], self.data.shape[3]
-
-    def inside(self) -> Any:
-        """(q, 1, Ph, Pw) mask of the patch positions that lie in the map."""
-        (h, w), (ph, pw) = self.hw, self.size
-        ys = self.origin[:, :1] + np.arange(ph)
-        xs = self.origin[:, 1:] + np.arange(pw)
-        return (((ys >= 0) & (ys < h))[:, None, :, None] & ((xs >= 0) & (xs < w))[:, None, None, :])
-
-    def gather(self, full: Any) -> Any:
-        """Values of a batch-1 (1, C, H, W, …) array at each row's patch positions (0 outside):
-        (q, C, Ph, Pw, …)."""
-        (h, w), (ph, pw) = self.hw, self.size
-        ys = np.clip(self.origin[:, :1] + np.arange(ph), 0, h - 1)
-        xs = np.clip(self.origin[:, 1:] + np.arange(pw), 0, w - 1)
-        values = np.moveaxis(full[0][:, ys[:, :, None], xs[:, None, :]], 1, 0)
-        inside = self.inside()
-        return values * inside.reshape(*inside.shape, *[1] * (values.ndim - 4))
-
-    def like(self, data: Any) -> "Patches":
-        """Other values on the same patches."""
-        return Patches(data, self.origin, self.hw)
-
-    def in_frame(self, data: Any, origin: Any, hw: tuple[int, int]) -> "Patches":
-        """``data`` as patches at ``origin`` of an (H, W) map, entries outside the map dropped."""
-        out = Patches(data, origin, hw)
-        return out.like(data * out.inside())
-
-    def dense(self) -> Any:
-        """The (q, C, H, W) batch."""
-        (h, w), (ph, pw) = self.hw, self.size
-        q, c = self.data.shape[:2]
-        ys = self.origin[:, :1] + np.arange(ph)
-        xs = self.origin[:, 1:] + np.arange(pw)
-        top, left = max(0, -int(ys.min())), max(0, -int(xs.min()))
-        bottom, right = max(0, int(ys.max()) - h + 1), max(0, int(xs.max()) - w + 1)
-        out = np.zeros((q, h + top + bottom, w + left + right, c), dtype=self.data.dtype)
-        out[np.arange(q)[:, None, None], (ys + top)[:, :, None], (xs + left)[:, None, :]] = self.data.transpose(0, 2, 3, 1)
-        return out[:, top : top + h, left : left + w].transpose(0, 3, 1, 2)
-
-    def entries(self, flat: Any) -> Any:
-        """(q, len(flat)) values at flat indices of the (C, H, W) map."""
-        (h, w), (ph, pw) = self.hw, self.size
-        c, y, x = np.unravel_index(flat, (self.data.shape[1], h, w))
-        dy, dx = y[None, :] - self.origin[:, :1], x[None, :] - self.origin[:, 1:]
-        inside = (dy >= 0) & (dy < ph) & (dx >= 0) & (dx < pw)
-        rows = np.arange(len(self))[:, None]
-        return self.data[rows, c[None, :], np.clip(dy, 0, ph - 1), np.clip(dx, 0, pw - 1)] * inside
-
-    def covers_little(self) -> bool:
-        return self.size[0] * self.size[1] <= MAX_COVER * self.hw[0] * self.hw[1]
-
-
-def unit_patches(flat: Any, shape: tuple[int, ...], values: Any = None) -> Patches:
-    """Rows values_i·e_i (default 1) for flat indices ``flat`` of a (C, H, W) map, in that
-    order, as 1×1 patches (one zero row when ``flat`` is empty, like ``segments.basis``)."""
-    c, h, w = shape
-    channel, y, x = np.unravel_index(flat, shape)
-    data = np.zeros((max(len(flat), 1), c, 1, 1))
-    data[np.arange(len(flat)), channel, 0, 0] = 1.0 if values is None else values
-    origin = np.zeros((len(data), 2), dtype=np.int64)
-    origin[: len(flat)] = np.stack([y, x], axis=1)
-    return Patches(data, origin, (h, w))
-
-
-def basis_patches(weights: Any) -> Patches:
-    """``segments.basis`` as 1×1 patches: one row e_i·w_i per non-zero entry of the batch-1
-    (1, C, H, W) ``weights``, in flat order, without forming the dense batch."""
-    flat = np.flatnonzero(weights.reshape(-1))
-    return unit_patches(flat, weights.shape[1:], weights.reshape(-1)[flat])
-
-
-def one_hot_patches(rows: Any) -> Optional[Patches]:
-    """The batch as 1×1 patches when every row is zero outside one pixel (all channels)."""
-    if rows.ndim != 4 or len(rows) == 0:
-        return None
-    q, c, h, w = rows.shape
-    pixels = np.abs(rows).sum(axis=1).reshape(q, -1)
-    where = pixels.argmax(axis=1)
-    if np.count_nonzero(pixels, axis=1).max() > 1:
-        return None
-    ys, xs = where // w, where % w
-    data = rows[np.arange(q), :, ys, xs][:, :, None, None]
-    return Patches(data, np.stack([ys, xs], axis=1), (h, w))
-
-
-def input_frame(p: Patches, win: Window2d) -> tuple[Any, Window2d]:
-    """Origins in a window op's input grid, and the window (unpadded) that maps each output
-    patch to its input patch."""
-    (sh, sw), (dh, dw), (kh, kw) = win.strides, win.dilations, win.kernel
-    ph, pw = p.size
-    size = ((ph - 1) * sh + (kh - 1) * dh + 1, (pw - 1) * sw + (kw - 1) * dw + 1)
-    origin = p.origin * np.array([sh, sw]) - np.array([win.pads[0], win.pads[1]])
-    return origin, Window2d(win.kernel, win.strides, win.dilations, (0, 0, 0, 0), size, (ph, pw))
-
-
-def in_grid(node: Node) -> tuple[int, int]:
-    """The (H, W) grid of a window op's input."""
-    return node.in_shape[1], node.in_shape[2]
-
-
-def pull_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
-    """One node's transpose on patches: a Conv, a ReLU with slopes ``diag`` (batch-1), or a
-    MaxPool with per-tap window weights ``weights`` (batch-1 arrays)."""
-    if isinstance(node, Relu):
-        return p.like(p.data * p.gather(diag))
-    origin, win = input_frame(p, node.window)
-    if isinstance(node, Conv):
-        data = conv2d_adjoint(p.data, node.weight, win, node.groups)
-    else:
-        data = spread_windows(p.data, [p.gather(w) for w in weights], win)
-    return p.in_frame(data, origin, in_grid(node))
-
-
-def push_step(node: Node, p: Patches, diag: Any = None, weights: Any = None) -> Patches:
-    """One node's linear map on patches (``pull_step``'s transpose)."""
-    if isinstance(node, Relu):
-        return p.like(p.data * p.gather(diag))
-    win = node.window
-    stride, span = np.array(win.strides), (np.array(win.kernel) - 1) * np.array(win.dilations)
-    pads = np.array(win.pads[:2])
-    # outputs whose window meets the patch: the first one per patch, and at most this many
-    first = -((span - pads - p.origin) // stride)
-    count = (np.array(p.size) - 1 + span) // stride + 1
-    origin_in = first * stride - pads
-    size_in = (count - 1) * stride + span + 1
-    framed = Patches(p.data, p.origin - origin_in, (int(size_in[0]), int(size_in[1]))).dense()
-    local = Window2d(win.kernel, win.strides, win.dilations, (0, 0, 0, 0), framed.shape[2:], (int(count[0]), int(count[1])))
-    out = Patches(np.zeros((len(first), 1, *local.out_hw)), first, (node.out_shape[1], node.out_shape[2]))
-    if isinstance(node, Conv):
-        data = conv2d(framed, node.weight, local, node.groups)
-    else:
-        data = mix_windows(framed, [out.gather(w) for w in weights], local)
-    return out.in_frame(data, first, out.hw)
-
-
-def supports(node: Node) -> bool:
-    return isinstance(node, (Conv, Relu, MaxPool)) and len(node.in_shape) == 3
 
 
 def patch_cost(nodes: tuple[Node, ...]) -> float:
@@ -197,22 +29,12 @@ def pull_flops(nodes: tuple[Node, ...]) -> float:
     total = 0.0
     for node in reversed(nodes):
         out_area = float(np.prod(node.out_shape[1:])) if len(node.out_shape) == 3 else 0.0
-        dense = dense or not supports(node) or size.prod() > MAX_COVER * out_area
+        dense = dense or not node.on_patches or size.prod() > MAX_COVER * out_area
         if dense:
-            total += node_flops(node)
-        elif not isinstance(node, Relu):
-            win = node.window
-            if isinstance(node, Conv):
-                total += float(size.prod()) * node_flops(node) / out_area
-            size = (size - 1) * np.array(win.strides) + (np.array(win.kernel) - 1) * np.array(win.dilations) + 1
+            total += node.flops()
+        else:
+            flops, size = node.patch_pull_cost(size, out_area)
+            total += flops
     return total
 
 
-def jacobian_factors(node: Node, a: Any) -> tuple[Any, Any]:
-    """(ReLU slopes, max-pool tap weights) of a node's Jacobian at its nominal input ``a``."""
-    if isinstance(node, Relu):
-        return (a > 0) * 1.0, None
-    if isinstance(node, MaxPool):
-        arg = maxpool2d(a, node.window)[1]
-        return None, [(arg == k) * 1.0 for k in range(node.window.kernel[0] * node.window.kernel[1])]
-    return None, None

@@ -15,8 +15,6 @@ import numpy as np
 
 from .crown import affordable, plus_minus_rows
 from ..domain import InputBox, ball_box
-from ...graph.nodes import AFFINE_TYPES, MaxPool, Relu, fan_in, node_flops, node_offset, with_weights
-from ...linalg.rounding import gamma
 from ...graph.dag import Graph
 from .backsub import lower_bounds
 
@@ -25,31 +23,17 @@ RANGE_FLOPS = 2e10
 CHUNK_ROWS = 256
 
 
-def _widened(lo: Any, hi: Any, pad: Any) -> tuple[Any, Any]:
-    return lo - pad, hi + pad
-
-
 def interval_step(node: Any, ins: list[tuple[Any, Any]]) -> tuple[Any, Any]:
     """Enclosure of a node's output from enclosures of its inputs (batch-1 arrays), widened for
-    rounding: a sum by a relative 1e-12 of its terms, an affine map by γ_N times the same
-    computation in absolute values (N its fan-in and the bias)."""
-    if node.merge:
-        return node.interval(*ins)
-    lo, hi = ins[0]
-    if isinstance(node, AFFINE_TYPES):
-        centre, half = (lo + hi) / 2, (hi - lo) / 2
-        magnitude = with_weights(node, np.abs)
-        radius = magnitude.linear(half)
-        pad = gamma(fan_in(node) + 4) * (magnitude.linear(np.abs(centre) + half) + np.abs(node_offset(node)))
-        return _widened(node.forward(centre) - radius, node.forward(centre) + radius, pad + 1e-300)
-    return node.forward(lo), node.forward(hi)  # monotone: ReLU, max-pool, reshapes, zero padding
+    rounding (the node's ``interval``; a merge takes one pair per input)."""
+    return node.interval(*ins) if node.merge else node.interval(*ins[0])
 
 
 def prefix_flops(g: Graph) -> list[int]:
     """Multiply-adds of one pass from the input to each tensor."""
     totals = [0]
     for node in g.nodes:
-        totals.append(totals[-1] + node_flops(node))
+        totals.append(totals[-1] + node.flops())
     return totals
 
 
@@ -89,9 +73,9 @@ def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
     ranges: dict[int, tuple[Any, Any]] = {}
     for k, node in enumerate(g.nodes):
         ins = [enclosures[i] for i in g.inputs[k]]
-        if isinstance(node, (Relu, MaxPool)):
+        if node.nonlinear:
             tensor, (lo, hi) = g.inputs[k][0], ins[0]
-            units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1)) if isinstance(node, Relu) else np.array([], int)
+            units = node.unstable_inputs(lo, hi)
             if units.size and 2 * units.size * flops[tensor] <= budget:
                 c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
                 lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)

@@ -22,8 +22,6 @@ from . import crown
 from ..domain import InputBox
 from ...graph.dag import Graph
 from .backsub import back_substitute, relaxed_forward
-from ...graph.nodes import MaxPool, Relu
-from ...linalg.pooling import window_taps
 
 STEPS = 20
 LEARNING_RATE = 0.25
@@ -38,12 +36,7 @@ BETAS = (0.9, 0.999)
 def free_lines(relaxed: dict[int, Any]) -> dict[int, Any]:
     """Per nonlinear node with a choice of lower line: its unstable ReLU units, or the allowed
     taps of each max-pool window (stable windows: the winner alone)."""
-    free = {}
-    for k, lines in relaxed.items():
-        mask = lines.unstable if isinstance(lines, crown.ReluLines) else lines.allowed
-        if np.any(lines.unstable):
-            free[k] = mask
-    return free
+    return {k: lines.free for k, lines in relaxed.items() if np.any(lines.unstable)}
 
 
 def initial_lines(relaxed: dict[int, Any], free: dict[int, Any], rows: int) -> dict[int, Any]:
@@ -64,10 +57,7 @@ def relaxed_pass(g: Graph, relaxed: dict[int, Any], rows: Any, x0: Any, eps: flo
     inputs = relaxed_forward(g, chosen, worst.reshape(len(lam), *g.input_shape))
     grads = {}
     for k, mask in free.items():
-        out, z = chosen[k][0], inputs[k]
-        if isinstance(g.nodes[k], MaxPool):  # the lower line is used where Λ ≥ 0
-            out, z = out[..., None], np.stack(window_taps(z, g.nodes[k].window), axis=-1)
-        grads[k] = np.where((out >= 0) & mask, out * z, 0.0)
+        grads[k] = relaxed[k].gradient(chosen[k][0], inputs[k], mask)
     return value + const, grads, chosen, inputs
 
 
@@ -88,21 +78,6 @@ def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any
         v += (1 - BETAS[1]) * grads[key] ** 2
         m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
         a += LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12)
-
-
-def _project_simplex(w: Any, allowed: Any) -> Any:
-    """Euclidean projection of each window's weights (last axis) on the simplex of its allowed taps."""
-    v = np.where(allowed, w, -1e30)
-    u = -np.sort(-v, axis=-1)
-    cumulative = np.cumsum(u, axis=-1) - 1
-    count = np.arange(1, w.shape[-1] + 1)
-    last = np.maximum((u - cumulative / count > 0).sum(axis=-1, keepdims=True), 1)
-    shift = np.take_along_axis(cumulative, last - 1, axis=-1) / last
-    return np.where(allowed, np.maximum(v - shift, 0.0), 0.0)
-
-
-def _project(g: Graph, k: int, line: Any, free: Any) -> Any:
-    return np.clip(line, 0.0, 1.0) if isinstance(g.nodes[k], Relu) else _project_simplex(line, free)
 
 
 def _done(worst: list[float], target: float) -> bool:
@@ -137,5 +112,5 @@ def optimise(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, e
             break
         adam_ascent(lines, grads, moments, step)
         for k in lines:
-            lines[k] = _project(g, k, lines[k], free[k])
+            lines[k] = relaxed[k].project(lines[k], free[k])
     return best

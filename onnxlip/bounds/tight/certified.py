@@ -27,8 +27,6 @@ from ..perlayer.certified import EIGH_FIRST_SIDE, certified_norm, exact_certifie
 from ...linalg.cholesky import certify_norm, smaller_gram
 from ...linalg.rounding import gamma
 from ...linalg.spectral import top_eigen
-from ...graph.nodes import AFFINE_TYPES, MaxPool, fan_in, node_cached, node_jvp, node_vjp, with_weights
-from ..perlayer.layers import maxpool_constant
 from .segments import Segments
 from .stacked import GRAM_TOL
 
@@ -36,23 +34,19 @@ from .stacked import GRAM_TOL
 def node_terms(node: Any, secant: Any) -> int:
     """Most products summed into one value when the node (or its secant) is applied either way."""
     if secant is None:
-        return fan_in(node)  # ReLU masks, winner selection, reshapes: exact
-    return node.window.kernel[0] * node.window.kernel[1] if isinstance(node, MaxPool) else 1
+        return node.fan_in()  # ReLU masks, winner selection, reshapes: exact
+    return secant.terms()
 
 
 def chain_terms(segments: Segments, a: int, b: int) -> int:
     return sum(node_terms(segments.net.nodes[k], segments.secants.get(k)) for k in range(a, b)) + 2
 
 
-def _abs_node(node: Any) -> Any:
-    return with_weights(node, np.abs) if isinstance(node, AFFINE_TYPES) else node
-
-
 def abs_forward(segments: Segments, a: int, b: int, v: Any) -> Any:
     """|C[a,b)|·v for v ≥ 0."""
     for k in range(a, b):
         sec = segments.secants.get(k)
-        v = sec.jvp(v) if sec is not None else node_jvp(_abs_node(segments.net.nodes[k]), segments.acts[k], v)
+        v = sec.jvp(v) if sec is not None else segments.net.nodes[k].with_weights(np.abs).jvp(segments.acts[k], v)
     return v
 
 
@@ -60,7 +54,7 @@ def abs_backward(segments: Segments, a: int, b: int, u: Any) -> Any:
     """|C[a,b)|ᵀ·u for u ≥ 0."""
     for k in reversed(range(a, b)):
         sec = segments.secants.get(k)
-        u = sec.vjp(u) if sec is not None else node_vjp(_abs_node(segments.net.nodes[k]), segments.acts[k], u)
+        u = sec.vjp(u) if sec is not None else segments.net.nodes[k].with_weights(np.abs).vjp(segments.acts[k], u)
     return u
 
 
@@ -80,14 +74,12 @@ def abs_sums(segments: Segments, a: int, b: int, col: Any, row: Any = None, left
 
 def node_norm(node: Any, secant: Any) -> float:
     """A provable bound on the norm of one node of C (its centre secant where one is set)."""
-    if isinstance(node, MaxPool):  # winner selection, or convex rows: a column meets ≤ n windows
-        return maxpool_constant(node) * (1 + 1e-15)
     if secant is not None:
-        return float(np.max(np.abs(secant.center), initial=0.0))
-    if isinstance(node, AFFINE_TYPES):  # unmasked: the same for every segment
-        return node_cached(node, "certified_norm",
+        return secant.norm_bound()
+    if node.weighted:  # unmasked: the same for every segment
+        return node.cached("certified_norm",
                            lambda: certified_norm(node, np.ones(node.out_shape), np.ones(node.in_shape)).value)
-    return 1.0  # ReLU masks, reshapes, zero padding
+    return node.norm_bound()  # ReLU masks, winner selection, moves
 
 
 def product_bound(segments: Segments, a: int, b: int, col: Any, row: Any, left: Any) -> float:

@@ -12,14 +12,10 @@ import numpy as np
 
 from ...linalg.backend import single_blas_thread
 from ..perlayer.engine import BoundResult, LayerReport, local_bound
-from ...graph.nodes import AFFINE_TYPES, SHAPE_TYPES, MaxPool, Relu, describe, fan_in, node_offset, with_weights
-
 from ...graph.network import Network
 from ..relax.ranges import tighten
 from .graph import dag_tight_bound
 from ..domain import InputBox, ball_box
-from ..intervals import affine_range, monotone_range
-from .secant import secant
 from .segments import Segments
 from ...linalg.rounding import gamma
 
@@ -46,19 +42,19 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     state = SecantState(Segments(net, acts, provable=certified), acts, eps, tol=RANGE_TOL, certified=certified)
     lo, hi = ball_box(acts[0], eps, box)
     for k, node in enumerate(net.nodes):
-        if isinstance(node, AFFINE_TYPES):
+        if node.weighted:
             rho = min(eps * state.prefix_bound(k) if refine else np.inf, paper_rho.get(k, np.inf))
             state.rho[k] = rho
             slack = range_rounding(node, lo, hi) if certified else 0.0
-            lo, hi = affine_range(node, acts[k + 1], lo, hi, rho)
+            lo, hi = node.ball_interval(acts[k + 1], lo, hi, rho)
             lo, hi = lo - slack, hi + slack
             if k > 0 or box is not None:  # the first layer's ball range is exact (the relaxation rounds outward)
                 lo, hi = tighten(net.graph, state.ranges, k + 1, acts[0][0], eps, lo, hi, box)
             continue
-        if isinstance(node, (Relu, MaxPool)):
+        if node.nonlinear:
             state.ranges[k] = (lo, hi)
-            state.segments.secants[k] = secant(node, acts[k], lo, hi)
-        lo, hi = monotone_range(node, lo, hi)
+            state.segments.secants[k] = node.secant(acts[k], lo, hi)
+        lo, hi = node.interval(lo, hi)
     return state
 
 
@@ -66,9 +62,9 @@ def range_rounding(node: Any, lo: Any, hi: Any) -> Any:
     """Bound on the rounding of an affine node's interval and ball ranges for inputs in [lo, hi]:
     every value is a sum of fan-in products of at most |W|·max(|lo|, |hi|) + |b|, so γ_{fan-in+8}
     times that (the ball radius ρ·‖w_i‖ errs by far less than RANGE_ROUNDING of the width)."""
-    magnitude = with_weights(node, np.abs).linear(np.maximum(np.abs(lo), np.abs(hi)))
-    magnitude = magnitude + np.abs(node_offset(node))
-    return gamma(fan_in(node) + 8) * magnitude * (1 + 1e-6) + RANGE_ROUNDING * (1 + magnitude)
+    magnitude = node.with_weights(np.abs).linear(np.maximum(np.abs(lo), np.abs(hi)))
+    magnitude = magnitude + np.abs(node.offset)
+    return gamma(node.fan_in() + 8) * magnitude * (1 + 1e-6) + RANGE_ROUNDING * (1 + magnitude)
 
 
 def _unit_counts(state: SecantState, start: int, stop: int) -> tuple[int, int, int]:
@@ -79,10 +75,8 @@ def _unit_counts(state: SecantState, start: int, stop: int) -> tuple[int, int, i
         if sec is None:
             continue
         unstable += sec.unstable
-        if isinstance(sec.node, Relu):
-            fixed = sec.center if sec.left is None else sec.center * (sec.left == 0)
-            active += int(np.count_nonzero(fixed == 1))
-            inactive += int(sec.center.size) - sec.unstable - int(np.count_nonzero(fixed == 1))
+        off, on = sec.fixed_units()
+        inactive, active = inactive + off, active + on
     return inactive, active, unstable
 
 
@@ -95,7 +89,8 @@ def _reports(net: Network, state: SecantState, bound: float) -> list[LayerReport
         eps_out = state.rho[stop] if stop in state.rho else state.eps * bound
         eps_in = state.rho[k]
         inactive, active, unstable = _unit_counts(state, k, stop)
-        label = " + ".join(describe(n) for n in net.nodes[k:stop] if not isinstance(n, SHAPE_TYPES))
+        # the nodes that compute; reshapes, transposes and pads would only clutter the label
+        label = " + ".join(n.describe() for n in net.nodes[k:stop] if n.weighted or n.nonlinear)
         reports.append(LayerReport(k, label, sum((n.names for n in net.nodes[k:stop]), ()), net.nodes[stop - 1].out_shape,
                                    eps_out / eps_in if eps_in > 0 else 0.0,
                                    "tight-certified" if state.certified else "tight", eps_in, eps_out,

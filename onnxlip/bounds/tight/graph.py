@@ -27,10 +27,9 @@ import numpy as np
 from ..perlayer.certified import exact_certified
 from ..domain import InputBox
 from .certified import node_terms
-from ...graph.nodes import AFFINE_TYPES, node_flops, with_weights
+from ...graph.secant import Secant
 from ...linalg.operators import FlatOperator
 from ...linalg.rounding import gamma
-from .secant import Secant, secant
 from .telescoping import SECANT_ROUNDING
 from ...linalg.spectral import LANCZOS_TOL, normal_operator, top_eigen, top_singular
 from ...graph.dag import Graph
@@ -75,7 +74,7 @@ def pull(g: Graph, secants: dict[int, Secant], end: int, u: Any, absolute: bool 
 
 
 def _linear(node: Any, absolute: bool) -> Any:
-    return with_weights(node, np.abs) if absolute and isinstance(node, AFFINE_TYPES) else node
+    return node.with_weights(np.abs) if absolute else node
 
 
 def _columns(diag: Any) -> tuple[Any, Any]:
@@ -144,10 +143,10 @@ def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None, 
     ranges = graph_ranges(g, x0, eps, box)
     if not all(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) for lo, hi in ranges.values()):
         return None  # an overflow proves nothing: the per-layer bound instead
-    secants = {k: secant(g.nodes[k], tensors[g.inputs[k][0]], lo, hi) for k, (lo, hi) in ranges.items()}
+    secants = {k: g.nodes[k].secant(tensors[g.inputs[k][0]], lo, hi) for k, (lo, hi) in ranges.items()}
     unstable = [k for k in sorted(secants) if secants[k].left is not None]
     units = sum(int(np.count_nonzero(secants[k].left)) + int(np.count_nonzero(secants[k].right)) for k in unstable)
-    passes = int(budget // max(sum(node_flops(n) for n in g.nodes), 1))  # one-pass costs that fit the budget
+    passes = int(budget // max(sum(n.flops() for n in g.nodes), 1))  # one-pass costs that fit the budget
     if units > passes:
         return None
     norms = _Norms(certified, _terms(g, secants))

@@ -14,12 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from ...graph.nodes import Relu, chain_flops, node_jvp, node_vjp
+from ...graph.nodes import chain_flops
+from ...graph.secant import Secant
 from ...linalg.operators import FlatOperator
+from ...linalg.patches import Patches, basis_patches, one_hot_patches
 from ...graph.network import Network
-from ..relax.patches import Patches, basis_patches, jacobian_factors, one_hot_patches, patch_cost, pull_step, push_step
-from ..relax.patches import supports as patch_supports
-from .secant import Secant
+from ..relax.patches import patch_cost
 from ...linalg.spectral import LANCZOS_TOL, NormResult, matrix_norm, operator_norm
 
 EXPLICIT_LIMIT = 192  # dense basis vectors pushed through a segment in one batch
@@ -50,13 +50,13 @@ class Segments:
     def forward(self, a: int, b: int, v: Any) -> Any:
         for k in range(a, b):
             sec = self.secants.get(k)
-            v = sec.jvp(v) if sec is not None else node_jvp(self.net.nodes[k], self.acts[k], v)
+            v = sec.jvp(v) if sec is not None else self.net.nodes[k].jvp(self.acts[k], v)
         return v
 
     def backward(self, a: int, b: int, u: Any) -> Any:
         for k in reversed(range(a, b)):
             sec = self.secants.get(k)
-            u = sec.vjp(u) if sec is not None else node_vjp(self.net.nodes[k], self.acts[k], u)
+            u = sec.vjp(u) if sec is not None else self.net.nodes[k].vjp(self.acts[k], u)
         return u
 
     def flops(self, a: int, b: int) -> int:
@@ -90,7 +90,7 @@ class Segments:
     def _passes(self, key: tuple, start: int, batch: Any) -> dict[int, Any]:
         """The batch at each node it has passed (cached when ``key`` has a tag: a tag must name
         one batch, a second call with the same tag reuses the first batch's passes); one-hot
-        batches travel as patches while they stay small (``patch_passes``)."""
+        batches travel as patches while they stay small (``linalg.patches``)."""
         if key[2] is not None and key in self.passes:
             return self.passes[key]
         patches = batch if isinstance(batch, Patches) else one_hot_patches(batch)
@@ -104,13 +104,10 @@ class Segments:
         grow too wide or meet a node they do not support."""
         node = self.net.nodes[k]
         if isinstance(u, Patches):
-            if patch_supports(node) and u.covers_little():
+            if node.keeps_patches(u):
                 sec = self.secants.get(k)
-                if sec is None:
-                    factors = jacobian_factors(node, self.acts[k])
-                else:
-                    factors = (sec.center, None) if isinstance(node, Relu) else (None, sec.center)
-                return (push_step if forward else pull_step)(node, u, *factors)
+                factors = node.factors_at(self.acts[k]) if sec is None else sec.center
+                return node.push_patches(u, factors) if forward else node.pull_patches(u, factors)
             u = u.dense()
         return self.forward(k, k + 1, u) if forward else self.backward(k, k + 1, u)
 

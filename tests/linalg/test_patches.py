@@ -1,4 +1,5 @@
-"""Patch passes (``patch_passes``) equal the dense passes through every window geometry."""
+"""Patch passes (``linalg.patches``, the nodes' ``pull_patches``/``push_patches``) equal the dense
+passes through every window geometry."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxlip.graph.nodes import Conv, MaxPool, Relu
-from onnxlip.bounds.relax.patches import Patches, basis_patches, one_hot_patches, pull_step, push_step
+from onnxlip.linalg.patches import Patches, basis_patches, one_hot_patches
 from onnxlip.linalg.pooling import mix_windows, spread_windows
 from onnxlip.bounds.tight.segments import basis
 
@@ -56,12 +57,12 @@ def test_pulls_and_pushes_on_patches_equal_dense_passes(seed: int, geometry: tup
     rows = _one_hot(rng, layers[-1][0].out_shape, 7)
     patches, dense = one_hot_patches(rows), rows
     for node, diag, weights in reversed(layers):
-        patches, dense = pull_step(node, patches, diag, weights), _dense(node, dense, diag, weights, False)
+        patches, dense = node.pull_patches(patches, diag if weights is None else weights), _dense(node, dense, diag, weights, False)
         assert np.allclose(patches.dense(), dense, atol=1e-12)
     cols = _one_hot(rng, layers[0][0].in_shape, 7)
     patches, dense = one_hot_patches(cols), cols
     for node, diag, weights in layers:
-        patches, dense = push_step(node, patches, diag, weights), _dense(node, dense, diag, weights, True)
+        patches, dense = node.push_patches(patches, diag if weights is None else weights), _dense(node, dense, diag, weights, True)
         assert np.allclose(patches.dense(), dense, atol=1e-12)
 
 
@@ -79,7 +80,7 @@ def test_basis_patches_and_entries_match_the_dense_batch() -> None:
     weights = rng.normal(size=(1, 3, 6, 5)) * (rng.random((1, 3, 6, 5)) < 0.2)
     patches = basis_patches(weights)
     assert np.array_equal(patches.dense(), basis(weights))
-    grown = pull_step(_layers(rng, (3, 1, 1, 1), False)[0][0], Patches(patches.data[:, :1].repeat(6, 1),
+    grown = _layers(rng, (3, 1, 1, 1), False)[0][0].pull_patches(Patches(patches.data[:, :1].repeat(6, 1),
                                                                            patches.origin, (11, 9)))
     flat = rng.choice(3 * 11 * 9, size=40, replace=False)
     assert np.array_equal(grown.entries(flat), grown.dense().reshape(len(grown), -1)[:, flat])
