@@ -36,6 +36,7 @@ from .rounding import UNDERFLOW, UNIT_ROUNDOFF, gamma
 SHIFTS = (1e-6, 1e-3)
 BAND_ENTRIES = 1.2e8  # largest banded array (n × (b+1) doubles, ~1 GB)
 DENSE_SIDE = 6000  # largest dense Gram matrix factorized
+DENSE_FACTOR_SIDE = 3100  # largest sparse Gram matrix factorized as a dense one (~1e10 multiply-adds)
 
 
 def smaller_gram(m: Any) -> Any:
@@ -132,12 +133,14 @@ def gram_top_bound(gram: Any, theta: float, forming: float, terms: int) -> float
     """A proven upper bound on λ_max(G) from a computed Gram matrix G̃ (dense, or sparse: then
     banded after RCM), with ‖G̃ − G‖₂ ≤ ``forming`` and at most ``terms`` products summed per
     entry: μ = θ·(1 + step) for each of SHIFTS, proven by a Cholesky factorization of μI − G̃
-    that completes; None when none does (θ was not near the top) or the band does not fit."""
+    that completes; None when none does (θ was not near the top) or the matrix is too large."""
     n = gram.shape[0]
-    if sp.issparse(gram):
-        found = banded_lower(gram)
-        if found is None:
+    found = banded_lower(gram) if sp.issparse(gram) else None
+    if found is None and sp.issparse(gram):
+        if n > DENSE_FACTOR_SIDE:
             return None
+        gram = gram.toarray()  # a band too wide to store: the dense factorization costs no more
+    if found is not None:
         neg_gram, band = found
         diag_max = float(-neg_gram[0].min(initial=0.0))
     else:
@@ -145,7 +148,7 @@ def gram_top_bound(gram: Any, theta: float, forming: float, terms: int) -> float
         diag_max = float(np.max(np.diag(gram), initial=0.0))
     for step in SHIFTS:
         mu = theta * (1 + step)
-        if positive_definite(neg_gram, mu, sp.issparse(gram)):
+        if positive_definite(neg_gram, mu, found is not None):
             g = gamma(2 * band + 2)
             underflow = (terms + 2 * band + 4) * n * UNDERFLOW  # Rump's absolute term
             return mu + UNIT_ROUNDOFF * (mu + diag_max) + g * n * mu / (1 - g) + forming + underflow
