@@ -34,10 +34,14 @@ def test_local_bound_matches_the_cli(lenet, method: str | None) -> None:
 
 
 def test_default_is_the_clis_best(lenet) -> None:
+    """``best``, provable: here the provable secant bound (more segments formed) is below the
+    estimate's; ``certified=False`` gives the Lanczos figures."""
     net, x0 = lenet
-    assert methods.DEFAULT_METHOD == "best"
-    assert onnxlip.local_bound(net, x0, 0.01).bound == pytest.approx(79.1678, rel=1e-5)
-    assert onnxlip.local_bound(net, x0, 0.01, method="paper").bound == pytest.approx(396.226, rel=1e-5)
+    assert methods.DEFAULT_METHOD == "best" and methods.DEFAULT_CERTIFIED
+    proven = onnxlip.local_bound(net, x0, 0.01)
+    assert not proven.is_estimate and proven.bound == pytest.approx(79.1039, rel=1e-5)
+    assert onnxlip.local_bound(net, x0, 0.01, certified=False).bound == pytest.approx(79.1678, rel=1e-5)
+    assert onnxlip.local_bound(net, x0, 0.01, method="paper", certified=False).bound == pytest.approx(396.226, rel=1e-5)
 
 
 def test_global_bound_and_radius_match_the_cli(lenet) -> None:

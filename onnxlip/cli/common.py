@@ -79,7 +79,7 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="Where to compute: cpu|
 MethodOpt = Annotated[Optional[str], typer.Option("--method", show_default=False,
                                                   help=f"Local-bound method: {'|'.join(methods.METHODS)} "
                                                        f"(default {methods.DEFAULT_METHOD}).")]
-CertifiedOpt = Annotated[bool, typer.Option("--certified/--estimate", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
+CertifiedOpt = Annotated[bool, typer.Option("--certified/--estimate", metavar="", help="Provable norms (exact SVD, Cholesky-proven Lanczos, FFT or l1-linf bounds, rounding "
                                             "accounted for; the default), or --estimate: converged Lanczos estimates, "
                                             "faster on large networks, not a proof.")]
 RangeOpt = Annotated[Optional[Tuple[float, float]], typer.Option(
