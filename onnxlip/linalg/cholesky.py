@@ -23,7 +23,7 @@ Rounding is accounted for, so the result is a proof about the exact matrix:
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import scipy.linalg
@@ -88,18 +88,23 @@ def positive_definite(neg_gram: Any, mu: float, banded: bool) -> bool:
     return True
 
 
-def certify_norm(m: Any, estimate: float) -> float | None:
-    """A proven upper bound on ‖m‖₂ close to ``estimate`` (a Lanczos value), or None when
-    the Gram matrix is too large to factorize or no tried μ is proven."""
+def certify_norm(m: Any, estimate: float | Callable[[Any], float]) -> float | None:
+    """A proven upper bound on ‖m‖₂ close to ``estimate`` (a Lanczos value, or a function that
+    finds one from the Gram matrix, which is then formed once), or None when the Gram matrix is
+    too large to factorize or no tried μ is proven."""
     n = min(m.shape)
     if n == 0:
         return 0.0
-    if (not sp.issparse(m) and n > DENSE_SIDE) or not (np.isfinite(estimate) and estimate > 0):
+    if (not sp.issparse(m) and n > DENSE_SIDE) or not (callable(estimate) or np.isfinite(estimate) and estimate > 0):
         return None
     m, shift = unit_scaled(m)
     if shift is None:
         return None
-    proven = _certify_scaled(m, float(np.ldexp(estimate, shift)))
+    gram = smaller_gram(m)
+    scaled = estimate(gram) if callable(estimate) else float(np.ldexp(estimate, shift))
+    if not (np.isfinite(scaled) and scaled > 0):
+        return None
+    proven = _certify_scaled(m, gram, scaled)
     return None if proven is None else float(np.ldexp(proven, -shift)) * (1 + 1e-15)
 
 
@@ -118,8 +123,7 @@ def unit_scaled(m: Any) -> tuple[Any, int | None]:
     return np.ldexp(m, shift), shift
 
 
-def _certify_scaled(m: Any, estimate: float) -> float | None:
-    gram = smaller_gram(m)
+def _certify_scaled(m: Any, gram: Any, estimate: float) -> float | None:
     col_sum, row_sum, terms = abs_sums(m)
     top = gram_top_bound(gram, estimate * estimate, gamma(terms) * col_sum * row_sum, terms)
     if top is None:

@@ -200,17 +200,19 @@ def local_bound(net: Network, x0: Any, eps: float, acts: list[Any] | None = None
     return BoundResult(found.total, found.reports, float(eps), time.perf_counter() - start, found.final_mask)
 
 
-def _global_constant(node: Node, xp: Any, certified: bool) -> tuple[float, str, float | None]:
+def _global_constant(node: Node, xp: Any, certified: bool, quick: bool) -> tuple[float, str, float | None]:
     if node.weighted:
-        norm = masked_norm(node, full_mask(node.out_shape, xp), full_mask(node.in_shape, xp), certified=certified)
+        norm = masked_norm(node, full_mask(node.out_shape, xp), full_mask(node.in_shape, xp), certified=certified,
+                           quick=quick)
         return norm.value, norm.method, norm.estimate
     return node.lipschitz_constant(), "closed-form", None
 
 
 @single_blas_thread
-def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundResult:
+def global_bound(net: Network, xp: Any = np, certified: bool = False, quick: bool = False) -> BoundResult:
     """Product of the layers' global constants (affine: ‖A‖₂, MaxPool: √n, rest: 1) along the
-    graph; a merge combines its inputs' bounds (Add: the sum)."""
+    graph; a merge combines its inputs' bounds (Add: the sum). ``quick`` (with ``certified``):
+    provable norms without factorizing large matrices (``certified_norm``)."""
     start = time.perf_counter()
     g = net.graph
     lips, reports = {0: 1.0}, []
@@ -220,7 +222,7 @@ def global_bound(net: Network, xp: Any = np, certified: bool = False) -> BoundRe
             lips[k + 1] = node.spread(*ins)
             value, method, estimate = lips[k + 1] / max(ins) if max(ins) > 0 else 0.0, "closed-form", None
         else:
-            value, method, estimate = _global_constant(node, xp, certified)
+            value, method, estimate = _global_constant(node, xp, certified, quick)
             lips[k + 1] = ins[0] * value
         reports.append(LayerReport(k, node.describe(), node.names, node.out_shape, value, method, estimate=estimate))
     return BoundResult(lips[g.output], reports, None, time.perf_counter() - start)

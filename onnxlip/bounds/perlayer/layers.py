@@ -43,12 +43,14 @@ def product_flops(node: Affine, rows: int, cols: int) -> float:
     return 4.0 * node.masked_flops(rows, cols)
 
 
-def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = False) -> NormResult:
+def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = False,
+                quick: bool = False) -> NormResult:
     """‖R A D‖₂: exactly when the sliced matrix is small, else by Lanczos; with
-    ``certified``, a provable upper bound (with the estimate kept beside it)."""
+    ``certified``, a provable upper bound (with the estimate kept beside it; ``quick``: no
+    factorization of large matrices, see ``certified_norm``)."""
     if certified:
         estimate = masked_norm(node, r, d, v0)
-        bound = certified_norm(node, r, d, estimate.value)
+        bound = certified_norm(node, r, d, estimate.value, factorize=not quick)
         return NormResult(max(bound.value, estimate.value), bound.method, estimate.vector, estimate.value)
     closed = node.closed_norm(r, d)
     if closed is not None:

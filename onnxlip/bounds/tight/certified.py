@@ -24,7 +24,7 @@ import numpy as np
 from scipy.sparse.linalg import aslinearoperator
 
 from ..perlayer.certified import EIGH_FIRST_SIDE, certified_norm, exact_certified
-from ...linalg.cholesky import certify_norm, smaller_gram
+from ...linalg.cholesky import certify_norm
 from ...linalg.rounding import gamma
 from ...linalg.spectral import top_eigen
 from .segments import Segments
@@ -117,6 +117,5 @@ def proven_norm(matrix: Any) -> float:
     work —; LAPACK's eigensolver (``exact_certified``) on small matrices or when the proof fails."""
     if min(matrix.shape) <= EIGH_FIRST_SIDE:
         return exact_certified(matrix)
-    theta, _ = top_eigen(aslinearoperator(smaller_gram(matrix)), None, GRAM_TOL)
-    proven = certify_norm(matrix, float(np.sqrt(theta))) if theta > 0 else None
+    proven = certify_norm(matrix, lambda gram: float(np.sqrt(top_eigen(aslinearoperator(gram), None, GRAM_TOL)[0])))
     return exact_certified(matrix) if proven is None else proven
