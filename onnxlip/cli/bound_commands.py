@@ -68,6 +68,7 @@ def global_(model: ModelArg, norm: NormOpt = "l2", device: DeviceOpt = "auto", j
         return
     _warnings(net, quiet)
     out.print(report.layer_table(result.layers, "global layer constants", local=False))
+    report.print_proof_cost(out, result.layers)
     out.print(f"global Lipschitz bound = [bold]{result.bound:.6g}[/bold]")
 
 

@@ -178,10 +178,25 @@ def layer_table(layers: list[LayerReport], title: str, local: bool) -> Table:
     return table
 
 
+# Above this factor between a provable per-layer product and the Lanczos estimate of the same
+# product, the output says so (large convolutions get FFT bounds of their unmasked operator).
+PROOF_COST_NOTE = 1.5
+
+
+def print_proof_cost(console: Console, layers: list[LayerReport]) -> None:
+    """A note when provable layer norms cost much over their estimates (the ``slack`` column)."""
+    cost = math.prod(layer.lipschitz / layer.estimate for layer in layers if layer.estimate)
+    if cost > PROOF_COST_NOTE:
+        console.print(f"[yellow]the provable product is {cost:.3g}× the Lanczos estimate of the same layers (layers too "
+                      "large to factorize get FFT or l1-linf bounds, see the slack column); --estimate gives "
+                      "the estimate, not a proof[/yellow]")
+
+
 def print_bounds(console: Console, results: list[BoundResult], global_value: float | None = None,
                  margin: float | None = None, label: int | None = None) -> None:
     if results and results[-1].layers:
         console.print(layer_table(results[-1].layers, f"layers at eps={results[-1].eps:g}", local=True))
+        print_proof_cost(console, results[-1].layers)
     for r in results:
         line = f"local Lipschitz bound  L(x0, eps={r.eps:g}) = [bold]{r.bound:.6g}[/bold]"
         if margin is not None:

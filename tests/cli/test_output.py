@@ -77,3 +77,18 @@ def test_histogram_counts_on_integer_ticks(tmp_path, monkeypatch) -> None:
     plots.radius_histogram(tmp_path / "h.png", [0.1, 0.2, 0.2], [True, True, True], labelled=False)
     plt.close("all")
     assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_note_when_proofs_cost_much_over_the_estimates() -> None:
+    """Layers too large to factorize get loose FFT bounds: the output says how much that cost and
+    that --estimate gives the Lanczos figure; close proofs print nothing."""
+    def printed(slacks: list[float]) -> str:
+        stream = io.StringIO()
+        layers = [SimpleNamespace(lipschitz=2.0 * s, estimate=2.0) for s in slacks] + [
+            SimpleNamespace(lipschitz=1.0, estimate=None)]
+        report.print_proof_cost(Console(file=stream, width=300), layers)
+        return stream.getvalue()
+
+    assert printed([1.0000001, 1.2]) == ""
+    note = printed([1.3, 1.5])
+    assert "1.95× the Lanczos estimate" in note and "--estimate" in note
