@@ -112,7 +112,8 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
         return True
     others = np.delete(np.arange(y0.size), label)
     rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
-    if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i]))) < gaps[i]
+    if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i])),
+                                    target=gaps[i] / eps) < gaps[i]
            for i in np.argsort(gaps)):  # the closest runner-up first: fail fast
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
