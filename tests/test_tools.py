@@ -1,4 +1,4 @@
-"""The benchmark tools: ImageNet-shaped model builder and ``tools/bench.py``."""
+"""The benchmark tools: ImageNet-shaped model builder, ``tools/bench.py`` and ``tools/provable.py``."""
 from __future__ import annotations
 
 import json
@@ -93,3 +93,15 @@ def test_small_resnet18_imports_and_matches_onnxruntime(tmp_path):
     assert sum(n.op_type == "Conv" for n in model.graph.node) == 20  # stem, 16 in blocks, 3 downsamples
     assert_imagenet_model_matches_onnxruntime(model_path, x0_path)
     assert imagenet.build_model("resnet18", small=True).SerializeToString() == model.SerializeToString()
+
+
+def test_provable_table_compares_both_modes(tmp_path: Path) -> None:
+    """``tools/provable.py`` runs certify with and without --estimate and says which is a proof."""
+    out = tmp_path / "rows.json"
+    cli = f"{sys.executable} -c \"import sys; from onnxlip.cli.app import main; sys.argv[0] = 'onnxlip'; main()\""
+    done = subprocess.run([sys.executable, str(TOOLS / "provable.py"), "--models", "mlp", "--onnxlip", cli,
+                           "--json", str(out), "--markdown"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads(out.read_text())
+    assert row["estimate"]["certified"] is False and row["certified"]["certified"] is True
+    assert row["radius_ratio"] == pytest.approx(1.0, rel=1e-6) and "| mlp | " in done.stdout

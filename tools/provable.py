@@ -63,13 +63,13 @@ def markdown(rows: list[dict]) -> str:
     def cell(run: dict) -> str:
         if "error" in run:
             return f"error: {run['error']}"
-        flag = "" if run["certified"] else " (estimate)"
+        flag = "" if run["certified"] else ", estimate"
         return f"{run['radius']:.4g} ({run['method']}{flag}) | {run['wall']:.1f}"
 
     lines = ["| model | estimate radius (method) | s | certified radius (method) | s | radius ratio | time ratio |",
              "|---|---|---:|---|---:|---:|---:|"]
     for r in rows:
-        ratios = (f"{r['radius_ratio']:.3f} | {r['time_ratio']:.2f}" if "radius_ratio" in r else "— | —")
+        ratios = (f"{r['radius_ratio']:.4f} | {r['time_ratio']:.2f}" if "radius_ratio" in r else "— | —")
         lines.append(f"| {r['model']} | {cell(r['estimate'])} | {cell(r['certified'])} | {ratios} |")
     return "\n".join(lines)
 
