@@ -124,14 +124,14 @@ class Segments:
         where = np.flatnonzero(row.reshape(-1))
         if len(where) * len(support) <= EXPLICIT_ENTRIES and self._affordable(a, b, b, len(where)):
             parts = self._chunks(a, b, b, row)
-            pulled = [_entries(self.pull(a, b, one_hot(part), _chunk_tag(tags[1], i, parts), dense=False), support)
-                      for i, part in enumerate(parts)]
+            pulled = [_entries(self.pull(a, b, one_hot(part), _chunk_tag(tags[1], parts), dense=False), support)
+                      for part in parts]
             return np.vstack(pulled) * col.reshape(-1)[support]
         n_out = int(np.prod(self.shape_at(b)))
         if n_out * len(support) <= EXPLICIT_ENTRIES and self._affordable(a, b, a, len(support)):
             parts = self._chunks(a, b, a, col)
-            pushed = [_entries(self.push(a, b, one_hot(part), _chunk_tag(tags[0], i, parts), dense=False), where)
-                      for i, part in enumerate(parts)]
+            pushed = [_entries(self.push(a, b, one_hot(part), _chunk_tag(tags[0], parts), dense=False), where)
+                      for part in parts]
             return (np.vstack(pushed) * row.reshape(-1)[where]).T
         return None
 
@@ -186,9 +186,12 @@ class Segments:
         return operator_norm(op, v0, tol)
 
 
-def _chunk_tag(tag: Any, i: int, parts: list[Any]) -> Any:
-    """The tag of one batch of a chunked formation (a whole batch keeps its segment's tag)."""
-    return tag if len(parts) == 1 or tag is None else (tag, i)
+def _chunk_tag(tag: Any, parts: list[Any]) -> Any:
+    """The tag of one batch of a formation: a whole batch keeps its segment's tag (its passes are
+    kept for other segments that share them); the batches of a chunked one keep nothing, since
+    their passes at every node would take gigabytes (cifar10_net: 3.9 GB against 2.3 GB, in the
+    same time)."""
+    return tag if len(parts) == 1 else None
 
 
 def one_hot(weights: Any) -> Any:
