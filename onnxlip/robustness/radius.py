@@ -11,7 +11,9 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
   matrices M of the ball (``tight``), or a positive linear-relaxation lower bound of every
   margin (``crown``) on the same ranges; with a time budget, branch and bound on ReLU splits
   (``branching``) where both fail.
-L(ε) grows with ε, so the largest certified ε is found by bisection on log ε.
+L(ε) grows with ε, so the largest certified ε is found by bisection on log ε. With provable
+norms (``certified``) each search runs on estimates and the radius it finds is then proven
+(``search.proven``): only radii a provable test confirmed are reported.
 """
 from __future__ import annotations
 
@@ -216,7 +218,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     if method != "paper" and branch_seconds > 0 and start_from < reach:
         # every radius it fails costs the budget: a coarser search
         branched = bisect(split, *grow_until_fails(split, start_from, BRANCH_STEP, reach),
-                           max(rel_tol, BRANCH_REL_TOL))
+                          max(rel_tol, BRANCH_REL_TOL))
         if branched > tight:
             tight, tight_name = branched, f"{tight_name}+branching"
     radius, chosen = max((paper, "paper"), (folded or 0.0, "margin-folding"), (tight or 0.0, tight_name),
