@@ -137,7 +137,8 @@ def _best_at(net: Network, x0: Any, eps: float, acts: list[Any], flops: float, c
     return tight_bound(net, x0, eps, acts, best=True, certified=certified, box=box, paper=paper), choice
 
 
-def run_local(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD, certified: bool = False,
+def run_local(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD,
+              certified: bool = DEFAULT_CERTIFIED,
               box: InputBox | None = None, xp: ModuleType | None = None,
               on_phase: Callable[[str], None] = lambda _: None) -> LocalRun:
     """Local bounds L(x0, ε) for each ε of ``eps_grid`` by ``method``, with ``best``'s choices;
@@ -167,12 +168,12 @@ def run_local(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAUL
 
 
 def local_bounds(net: Network, x0: Any, eps_grid: list[float], method: str = DEFAULT_METHOD,
-                 certified: bool = False, box: InputBox | None = None, xp: ModuleType | None = None) -> list[BoundResult]:
+                 certified: bool = DEFAULT_CERTIFIED, box: InputBox | None = None, xp: ModuleType | None = None) -> list[BoundResult]:
     """The bounds of ``run_local`` alone."""
     return run_local(net, x0, eps_grid, method, certified, box, xp).results
 
 
-def global_bound_on(net: Network, certified: bool = False, xp: ModuleType | None = None) -> BoundResult:
+def global_bound_on(net: Network, certified: bool = DEFAULT_CERTIFIED, xp: ModuleType | None = None) -> BoundResult:
     """``bounds.global_bound`` computed with ``xp`` (certified norms: on the CPU)."""
     import numpy as np
 

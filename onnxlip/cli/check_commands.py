@@ -16,7 +16,7 @@ from . import progress
 from .app import Command, app, handles_errors
 from .config import CONFIG_NAME, CheckConfig, load_config
 from .common import (_bar, CertifiedOpt, check_eps, check_plan, _common, DebugOpt, DeviceOpt, emit_json,
-                     ensure_matches, err, evaluate, global_bound, JsonOpt, junit_xml, KeyOpt, _label_margin,
+                     ensure_matches, err, evaluate, JsonOpt, junit_xml, KeyOpt, _label_margin,
                      load_model, load_nominal, MeanOpt, _method, MethodOpt, NormOpt, _notes, OneEps, out, plan,
                      QuietOpt, radius_of, _range_dict, RangeOpt, report, StdOpt, _valid_inputs, verify, _warnings,
                      write_junit)
@@ -121,7 +121,7 @@ def demo(model: Annotated[Path, typer.Option(help="Model to analyse.")] = DEMO_M
     check_ = verify(net, x0)
     out.print(f"IR vs onnxruntime: relative difference {check_.relative_diff:.2g} (OK)")
     with progress.bar(out, _bar(False, False), "bounds"):
-        g = global_bound(net)
+        g = methods.global_bound_on(net)
         results = methods.local_bounds(net, x0, [0.001, 0.01, 0.1])
         rad = radius_of(net, x0)
     label, margin = _label_margin(net, x0)

@@ -21,7 +21,7 @@ from ..bounds.domain import InputBox, InputRange
 from ..bounds.perlayer.engine import global_bound
 from .config import Thresholds
 from ..errors import InputError
-from ..bounds.methods import DEFAULT_METHOD, local_bounds
+from ..bounds.methods import DEFAULT_CERTIFIED, DEFAULT_METHOD, local_bounds
 from ..graph.network import Network
 from ..inputs.nominal import Nominal
 from ..robustness.radius import certified_radius
@@ -65,7 +65,7 @@ class Outcome:
 
 
 def radius_of(net: Network, x0: Any, label: int | None = None, method: str | None = None,
-              certified: bool = False, box: InputBox | None = None, branch_seconds: float = 0.0) -> Any:
+              certified: bool = DEFAULT_CERTIFIED, box: InputBox | None = None, branch_seconds: float = 0.0) -> Any:
     """``certified_radius`` by ``method`` (None: ``methods.DEFAULT_METHOD``, as everywhere)."""
     return certified_radius(net, x0, label, method=method or DEFAULT_METHOD, certified=certified, box=box,
                             branch_seconds=branch_seconds)
@@ -92,7 +92,7 @@ def check_plan(thresholds: Thresholds, inputs: Sequence[Nominal]) -> None:
 
 
 def evaluate(net: Network, inputs: Sequence[Nominal], thresholds: Thresholds, method: str = "paper",
-             tick: Callable[[], None] = lambda: None, certified: bool = False, valid: InputRange | None = None,
+             tick: Callable[[], None] = lambda: None, certified: bool = DEFAULT_CERTIFIED, valid: InputRange | None = None,
              branch_seconds: float = 0.0) -> list[Outcome]:
     """Every requested condition, in order: global, then per input bound and radius; with
     ``certified``, every measured value is provable; ``valid``: the inputs bounds and radii
