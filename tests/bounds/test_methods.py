@@ -34,7 +34,7 @@ def test_best_falls_back_on_the_interval_per_layer_bound(monkeypatch: pytest.Mon
     monkeypatch.setattr(methods, "TIGHT_MAX_WORK", 0.0)
     run = methods.run_local(net, x0, [0.01])
     assert run.choices[0].method == "paper"
-    assert run.results[0].bound == pytest.approx(local_bound(net, x0, 0.01, interval=True).bound, rel=1e-12)
+    assert run.results[0].bound == pytest.approx(local_bound(net, x0, 0.01, certified=True, interval=True).bound, rel=1e-12)
 
 
 def test_cli_reports_the_choice() -> None:
