@@ -9,7 +9,6 @@ its worker kept dying). A failed input counts as certified at no radius above th
 """
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 import time
@@ -20,7 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..bounds.domain import InputRange
-from ..bounds.methods import DEFAULT_CERTIFIED
+from ..bounds.methods import DEFAULT_CERTIFIED, DEFAULT_METHOD
 from ..errors import InputError
 from ..graph.network import Network
 from ..importer import load_model
@@ -30,7 +29,6 @@ from . import results_file
 from .accuracy import accuracy_table_rows
 
 Record = dict[str, Any]
-DEFAULT_METHOD = inspect.signature(certified_radius).parameters["method"].default
 # Fields of a finished input, in the order of the CSV (``status`` and ``error`` follow).
 FIELDS = ("index", "label", "predicted", "correct", "radius", "radius_paper", "radius_folded", "radius_tight",
           "radius_global", "margin", "method", "seconds")

@@ -72,10 +72,10 @@ def l1_linf_bound(node: Affine, r: Any, d: Any) -> float:
     return float(np.sqrt(rows.max() * cols.max())) * (1 + 1e-12)
 
 
-def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None, factorize: bool = True) -> NormResult:
+def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None, quick: bool = False) -> NormResult:
     """A provable upper bound on ‖R·A·D‖₂ with the way it was obtained; ``estimate`` (a
-    Lanczos value) lets the Cholesky certificate prove a bound just above it. Without
-    ``factorize`` only matrices of side ≤ CERTIFIED_EXACT_SIDE are formed and proven, larger
+    Lanczos value) lets the Cholesky certificate prove a bound just above it. With ``quick``
+    only matrices of side ≤ CERTIFIED_EXACT_SIDE are formed and proven, larger
     ones get the FFT or l1-linf bound (fast, a few percent looser on convolutions)."""
     closed = node.closed_norm(r, d)
     if closed is not None:
@@ -84,7 +84,7 @@ def certified_norm(node: Affine, r: Any, d: Any, estimate: float | None = None, 
     if rows == 0 or cols == 0:
         return NormResult(0.0, "exact")
     side = min(rows, cols)
-    formed = side <= CERTIFIED_EXACT_SIDE or (factorize and estimate is not None)
+    formed = side <= CERTIFIED_EXACT_SIDE or (estimate is not None and not quick)
     matrix = certifiable_matrix(node, r, d) if formed else None
     if matrix is not None and side <= EIGH_FIRST_SIDE:
         return NormResult(exact_certified(matrix), "exact")

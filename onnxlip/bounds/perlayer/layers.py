@@ -50,7 +50,7 @@ def masked_norm(node: Affine, r: Any, d: Any, v0: Any = None, certified: bool = 
     factorization of large matrices, see ``certified_norm``)."""
     if certified:
         estimate = masked_norm(node, r, d, v0)
-        bound = certified_norm(node, r, d, estimate.value, factorize=not quick)
+        bound = certified_norm(node, r, d, estimate.value, quick)
         return NormResult(max(bound.value, estimate.value), bound.method, estimate.vector, estimate.value)
     closed = node.closed_norm(r, d)
     if closed is not None:
