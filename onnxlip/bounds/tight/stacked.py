@@ -54,12 +54,12 @@ class _Stack:
             s += ci * g
         return s
 
-    def parts(self, c: Any, p: Any, v: Any) -> Any:
+    def parts(self, w2: Any, p: Any, v: Any) -> Any:
         """√(energy) of each term at the top eigenvector v, up to a common factor: the weights
         of the next round (‖w_i·T_i·x‖ at the top right singular vector x of the stack)."""
         if self.by_rows:  # block i of D·B·D·v = λv gives ‖w_i·T_i·x‖ ∝ √p_i·‖v_i‖
             return np.sqrt(p) * np.array([np.linalg.norm(v[a:b]) for a, b in zip(self.cuts[:-1], self.cuts[1:])])
-        return np.sqrt(np.maximum([ci * pi * float(v @ (g @ v)) for ci, pi, g in zip(c, p, self.grams)], 0))
+        return np.sqrt(np.maximum([wi * float(v @ (g @ v)) for wi, g in zip(w2, self.grams)], 0))
 
 
 def certified_combination(state: Any, terms: list[Any], p: Any, rounds: int) -> float:
@@ -77,7 +77,7 @@ def certified_combination(state: Any, terms: list[Any], p: Any, rounds: int) -> 
         if chosen is not None and theta > chosen[0] * (1 - ROUND_GAIN):
             break  # re-weighting no longer pays for its Lanczos run
         chosen = (theta, p, s)
-        parts = stack.parts(w2 / p, p, v)
+        parts = stack.parts(w2, p, v)
         if not np.all(parts > 0):
             break
         p = parts / parts.sum()
