@@ -37,6 +37,7 @@ from ..errors import InputError
 from ..bounds.methods import choose, unstable_units
 from ..graph.nodes import Dense, chain_flops
 from ..graph.network import Network
+from ..graph.pool_tree import relaxation_graph
 from ..bounds.relax.margins import margin_bounds, margin_rows
 from ..bounds.relax.ranges import graph_ranges
 from ..bounds.relax.backsub import lower_bounds
@@ -98,8 +99,9 @@ def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.n
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
         return False
     rows = margin_rows(y0, label, net.output_shape)
-    lines = slopes.optimise(net.graph, state.ranges, rows, acts[0][0], eps, stop_above=0.0, box=box)
-    return bool(lower_bounds(net.graph, state.ranges, rows, acts[0][0], eps, lines, box).min() > 0)
+    g = relaxation_graph(net.graph).graph
+    lines = slopes.optimise(g, state.relaxed, rows, acts[0][0], eps, stop_above=0.0, box=box)
+    return bool(lower_bounds(g, state.relaxed, rows, acts[0][0], eps, lines, box).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
@@ -120,7 +122,8 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
         return False
-    return branching.certify_margins(net.graph, state.ranges, rows, acts[0][0], eps, branch_seconds, box=box).certified
+    return branching.certify_margins(relaxation_graph(net.graph).graph, state.relaxed, rows, acts[0][0], eps,
+                                     branch_seconds, box=box).certified
 
 
 def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
@@ -129,7 +132,7 @@ def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarra
     margin test (False when the margin rows' back-substitution is not affordable)."""
     if not crown.affordable(net.nodes, y0.size - 1):
         return False
-    g = net.graph
+    g = relaxation_graph(net.graph).graph
     x0 = np.asarray(x0, dtype=np.float64).reshape(net.input_shape)
     ranges = graph_ranges(g, x0, eps, box)
     rows = margin_rows(y0, label, net.output_shape)

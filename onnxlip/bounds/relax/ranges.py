@@ -9,13 +9,14 @@ rounding, so that it cannot make a unit look stable.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from .crown import affordable, plus_minus_rows
 from ..domain import InputBox, ball_box
 from ...graph.dag import Graph
+from ...graph.pool_tree import relaxation_graph
 from .backsub import lower_bounds
 
 # Back-substitute a ReLU's unstable units while rows × flops before it stay below this.
@@ -59,29 +60,66 @@ def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, 
     if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True):
         return lo, hi
     c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
+    return _narrowed(lo, hi, units, c_lo, c_hi)
+
+
+def _narrowed(lo: Any, hi: Any, units: Any, c_lo: Any, c_hi: Any) -> tuple[Any, Any]:
+    """[lo, hi] with the flat ``units`` intersected with [c_lo, c_hi]."""
+    shape = lo.shape
     lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
     lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
-    return lo.reshape(1, *g.shape(tensor)), hi.reshape(1, *g.shape(tensor))
+    return lo.reshape(shape), hi.reshape(shape)
 
 
-def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-                 budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
-    """Input range (lo, hi), batch-1, of every nonlinear node, keyed by node index."""
-    x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
-    enclosures = {0: ball_box(x0, eps, box)}
-    flops = prefix_flops(g)
-    ranges: dict[int, tuple[Any, Any]] = {}
-    for k, node in enumerate(g.nodes):
+def walk(g: Graph, nodes: Iterable[int], enclosures: dict[int, tuple[Any, Any]], ranges: dict[int, tuple[Any, Any]],
+         refine: Callable[[int, Any, Any, Any], tuple[Any, Any]]) -> None:
+    """Visit ``nodes`` in order, filling the enclosure of each output tensor (``enclosures``
+    holds those they read) and the input range of each nonlinear node (``ranges``), which
+    ``refine(tensor, units, lo, hi)`` tightens where the node's ``unstable_inputs`` are; the
+    tightened range replaces the tensor's enclosure for every later reader."""
+    for k in nodes:
+        node = g.nodes[k]
         ins = [enclosures[i] for i in g.inputs[k]]
         if node.nonlinear:
             tensor, (lo, hi) = g.inputs[k][0], ins[0]
             units = node.unstable_inputs(lo, hi)
-            if units.size and 2 * units.size * flops[tensor] <= budget:
-                c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
-                lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
-                lo[units], hi[units] = np.maximum(lo[units], c_lo), np.minimum(hi[units], c_hi)
-                lo, hi = lo.reshape(1, *g.shape(tensor)), hi.reshape(1, *g.shape(tensor))
+            if units.size:
+                lo, hi = refine(tensor, units, lo, hi)
             ranges[k] = enclosures[tensor] = (lo, hi)
             ins = [(lo, hi)]
         enclosures[k + 1] = interval_step(node, ins)
-    return ranges
+
+
+def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
+               budget: float = RANGE_FLOPS) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
+    """(input range of every nonlinear node, enclosure of every tensor), batch-1 arrays; the
+    unstable units of a nonlinear node get linear-relaxation bounds while rows × the flops of
+    one pass up to it stay within ``budget``."""
+    x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
+    enclosures = {0: ball_box(x0, eps, box)}
+    flops = prefix_flops(g)
+    ranges: dict[int, tuple[Any, Any]] = {}
+
+    def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
+        if 2 * units.size * flops[tensor] > budget:
+            return lo, hi
+        c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
+        return _narrowed(lo, hi, units, c_lo, c_hi)
+
+    walk(g, range(len(g.nodes)), enclosures, ranges, refine)
+    return ranges, enclosures
+
+
+def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
+                 budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+    """Input range (lo, hi), batch-1, of every nonlinear node of ``g`` (see ``graph_walk``)."""
+    return graph_walk(g, x0, eps, box, budget)[0]
+
+
+def relaxed_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
+                   budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+    """Input range of every nonlinear node of ``g``, computed on its relaxation graph (max-pools
+    as ReLU trees, ``pool_tree``), whose ranges are tighter; keyed by ``g``'s nodes."""
+    tree = relaxation_graph(g)
+    ranges, enclosures = graph_walk(tree.graph, x0, eps, box, budget)
+    return {k: enclosures[tree.tensor(g.inputs[k][0])] for k, node in enumerate(g.nodes) if node.nonlinear}

@@ -13,7 +13,8 @@ import numpy as np
 from ...linalg.backend import single_blas_thread
 from ..perlayer.engine import BoundResult, LayerReport, local_bound
 from ...graph.network import Network
-from ..relax.ranges import tighten
+from ..relax.ranges import tighten, walk
+from ...graph.pool_tree import Expansion, relaxation_graph
 from .graph import dag_tight_bound
 from ..domain import InputBox, ball_box
 from .segments import Segments
@@ -40,6 +41,7 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
     paper = local_bound(net, x0, eps, acts, certified=certified, interval=True) if paper is None else paper
     paper_rho = {layer.index: layer.eps_in for layer in paper.layers}
     state = SecantState(Segments(net, acts, provable=certified), acts, eps, tol=RANGE_TOL, certified=certified)
+    tree = relaxation_graph(net.graph)
     lo, hi = ball_box(acts[0], eps, box)
     for k, node in enumerate(net.nodes):
         if node.weighted:
@@ -49,13 +51,35 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             lo, hi = node.ball_interval(acts[k + 1], lo, hi, rho)
             lo, hi = lo - slack, hi + slack
             if k > 0 or box is not None:  # the first layer's ball range is exact (the relaxation rounds outward)
-                lo, hi = tighten(net.graph, state.ranges, k + 1, acts[0][0], eps, lo, hi, box)
+                lo, hi = tighten(tree.graph, state.relaxed, tree.tensor(k + 1), acts[0][0], eps, lo, hi, box)
             continue
         if node.nonlinear:
             state.ranges[k] = (lo, hi)
             state.segments.secants[k] = node.secant(acts[k], lo, hi)
+            out = node.interval(lo, hi)
+            lo, hi = _relaxed_ranges(tree, k, state.relaxed, (lo, hi), acts[0][0], eps, box)
+            lo, hi = np.maximum(lo, out[0]), np.minimum(hi, out[1])
+            continue
         lo, hi = node.interval(lo, hi)
     return state
+
+
+def _relaxed_ranges(tree: Expansion, k: int, relaxed: dict[int, tuple[Any, Any]], span: tuple[Any, Any],
+                    x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
+    """Record the ranges of nonlinear node k's stand-ins in the relaxation graph (a ReLU: its
+    input range ``span``; a max-pool's tree: its differences' ranges, tightened by linear
+    relaxation like any ReLU input) and return the enclosure of k's output they give."""
+    inner = tree.inner(k)
+    enclosures = {tree.tensor(k): span}
+
+    def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
+        return tighten(tree.graph, relaxed, tensor, x0, eps, lo, hi, box)
+
+    if len(inner) == 1:
+        relaxed[inner[0]] = span
+        return tree.graph.nodes[inner[0]].interval(*span)
+    walk(tree.graph, inner, enclosures, relaxed, refine)
+    return enclosures[inner[-1] + 1]
 
 
 def range_rounding(node: Any, lo: Any, hi: Any) -> Any:

@@ -33,7 +33,7 @@ from ...linalg.rounding import gamma
 from .telescoping import SECANT_ROUNDING
 from ...linalg.spectral import LANCZOS_TOL, normal_operator, top_eigen, top_singular
 from ...graph.dag import Graph
-from ..relax.ranges import graph_ranges
+from ..relax.ranges import relaxed_ranges
 
 # Form the explicit matrices while (unstable units) × (flops of one pass) stay below this.
 TIGHT_FLOPS = 4e9
@@ -140,7 +140,7 @@ def dag_tight_bound(g: Graph, x0: Any, eps: float, box: InputBox | None = None, 
     ``certified``, when ‖J̄‖ cannot be formed)."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
     tensors = g.tensors(x0)
-    ranges = graph_ranges(g, x0, eps, box)
+    ranges = relaxed_ranges(g, x0, eps, box)
     if not all(np.all(np.isfinite(lo)) and np.all(np.isfinite(hi)) for lo, hi in ranges.values()):
         return None  # an overflow proves nothing: the per-layer bound instead
     secants = {k: g.nodes[k].secant(tensors[g.inputs[k][0]], lo, hi) for k, (lo, hi) in ranges.items()}

@@ -69,6 +69,8 @@ class SecantState:
     bounds: dict[tuple, float] = field(default_factory=dict)
     rho: dict[int, float] = field(default_factory=dict)  # ball radius at each affine node's input
     ranges: dict[int, tuple[Any, Any]] = field(default_factory=dict)  # input range of each nonlinear node
+    # the same on the relaxation graph (``pool_tree``: its max-pools' trees have their own ranges)
+    relaxed: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     warm: dict[int, Any] = field(default_factory=dict)  # last top vector per input space (node index)
     tol: float = LANCZOS_TOL
     certified: bool = False  # provable segment norms (``certified_segments``), no Lanczos
