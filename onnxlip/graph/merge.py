@@ -47,6 +47,14 @@ class Add(Merge):
         """Always: both inputs get the same patches."""
         return True
 
+    @property
+    def on_patches(self) -> bool:
+        return len(self.in_shape) == 3
+
+    def patch_pull_cost(self, size: Any, out_area: float) -> tuple[float, Any]:
+        """(multiply-adds, patch size) of pulling a patch of ``size`` back: free, same size."""
+        return 0.0, size
+
     def patch_back_step(self, lines: Any, lam: Any, mag: Any) -> tuple[Step, Any]:
         zero = np.zeros(len(lam))
         return ([lam, lam], zero, [mag, mag], None if mag is None else zero), None

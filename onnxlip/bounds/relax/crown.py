@@ -60,13 +60,14 @@ def dot_and_norm(lam: Any, x: Any) -> tuple[Any, Any]:
     return flat @ x.reshape(-1), np.linalg.norm(flat, axis=1)
 
 
-def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False) -> bool:
-    """Whether ``rows`` rows (each output needs two) are cheap enough to back-substitute;
-    ``one_hot``: rows of single units, which travel as patches where they can."""
+def affordable(nodes: tuple[Node, ...], rows: int, one_hot: bool = False, budget: float = CROWN_FLOPS) -> bool:
+    """Whether ``rows`` rows (each output needs two) are cheap enough to back-substitute within
+    ``budget`` multiply-adds; ``one_hot``: rows of single units, which travel as patches where
+    they can."""
     per_row = chain_flops(nodes)
     if one_hot:
         per_row = min(per_row, patch_cost(nodes))
-    return 2 * rows * per_row <= CROWN_FLOPS
+    return 2 * rows * per_row <= budget
 
 
 def plus_minus_rows(idx: Any, shape: tuple[int, ...]) -> Any:

@@ -19,8 +19,11 @@ from ...graph.dag import Graph
 from ...graph.pool_tree import relaxation_graph
 from .backsub import lower_bounds
 
-# Back-substitute a ReLU's unstable units while rows × flops before it stay below this.
-RANGE_FLOPS = 2e10
+# Back-substitute a ReLU's unstable units while rows × flops before it stay below this: on a
+# chain (tight mode's ranges, ``tighten``), and on a graph (``graph_walk``, every margin test of
+# a DAG's radius search computes them afresh, so a smaller budget).
+RANGE_FLOPS = 2e11
+GRAPH_RANGE_FLOPS = 2e10
 CHUNK_ROWS = 256
 
 
@@ -55,9 +58,10 @@ def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, 
             box: InputBox | None = None) -> tuple[Any, Any]:
     """[lo, hi] (a range of ``tensor``, batch-1) intersected with the linear-relaxation bounds
     of its units that straddle 0 — the only ones whose ReLU relaxation they change — when
-    their back-substitution is affordable (``crown.affordable`` on the nodes before it)."""
+    their back-substitution is affordable (``crown.affordable`` on the nodes before it, within
+    ``RANGE_FLOPS``)."""
     units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
-    if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True):
+    if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True, budget=RANGE_FLOPS):
         return lo, hi
     c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
     return _narrowed(lo, hi, units, c_lo, c_hi)
@@ -91,7 +95,7 @@ def walk(g: Graph, nodes: Iterable[int], enclosures: dict[int, tuple[Any, Any]],
 
 
 def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-               budget: float = RANGE_FLOPS) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
+               budget: float = GRAPH_RANGE_FLOPS) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
     """(input range of every nonlinear node, enclosure of every tensor), batch-1 arrays; the
     unstable units of a nonlinear node get linear-relaxation bounds while rows × the flops of
     one pass up to it stay within ``budget``."""
@@ -111,13 +115,13 @@ def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
 
 
 def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-                 budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+                 budget: float = GRAPH_RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
     """Input range (lo, hi), batch-1, of every nonlinear node of ``g`` (see ``graph_walk``)."""
     return graph_walk(g, x0, eps, box, budget)[0]
 
 
 def relaxed_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-                   budget: float = RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+                   budget: float = GRAPH_RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
     """Input range of every nonlinear node of ``g``, computed on its relaxation graph (max-pools
     as ReLU trees, ``pool_tree``), whose ranges are tighter; keyed by ``g``'s nodes."""
     tree = relaxation_graph(g)
