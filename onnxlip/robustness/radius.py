@@ -31,7 +31,7 @@ from ..bounds.relax import slopes
 from ..linalg.backend import single_blas_thread
 from ..bounds.domain import InputBox, box_reach
 from .deadline import Deadline
-from .search import bisect, grow_until_fails, proven, root_search, search
+from .search import bisect, grow_until_fails, proven, root_search
 from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
 from ..errors import InputError
 from ..bounds.methods import choose, unstable_units
@@ -91,39 +91,61 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
-def _relaxation_holds(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                      box: InputBox | None) -> bool:
+def _relaxation_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                      box: InputBox | None) -> float:
     """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
-    margin rows: every margin f_c − f_j stays positive (False when the back-substitution of the
-    margin rows is not affordable)."""
+    margin rows (until every one is positive): the lowest margin bound (−inf when the
+    back-substitution of the margin rows is not affordable)."""
     if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
-        return False
+        return -np.inf
     rows = margin_rows(y0, label, net.output_shape)
     g = relaxation_graph(net.graph).graph
     lines = slopes.optimise(g, state.relaxed, rows, acts[0][0], eps, stop_above=0.0, box=box)
-    return bool(lower_bounds(g, state.relaxed, rows, acts[0][0], eps, lines, box).min() > 0)
+    return float(lower_bounds(g, state.relaxed, rows, acts[0][0], eps, lines, box).min())
+
+
+def _tight_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                 box: InputBox | None) -> float:
+    """The tight margin test's value, positive when it certifies ε: the linear-relaxation
+    test's lowest margin bound, else the lowest y0_c − y0_j − ε·‖(e_c − e_j)ᵀ·M‖ over the
+    secants M, stopping at the first margin that fails (the closest runner-up first)."""
+    relaxed = _relaxation_worst(net, state, eps, acts, y0, label, box)
+    if relaxed > 0:
+        return relaxed
+    others = np.delete(np.arange(y0.size), label)
+    rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
+    worst = np.inf
+    for i in np.argsort(gaps):
+        slack = gaps[i] - eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i])),
+                                                   target=gaps[i] / eps)
+        worst = min(worst, slack)
+        if slack <= 0:
+            break
+    return max(relaxed, float(worst))
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
                  paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
                  branch_seconds: float = 0.0) -> bool:
-    """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii): the
-    linear-relaxation margin test, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over all
-    secants M (``certified``: provable segment norms), or else branch and bound within
-    ``branch_seconds``; ``box``: only for the ball's inputs in it."""
+    """Tight margin test (``tight_value`` > 0), or else branch and bound within ``branch_seconds``."""
     state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
-    if _relaxation_holds(net, state, eps, acts, y0, label, box):
-        return True
-    others = np.delete(np.arange(y0.size), label)
-    rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
-    if all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i])),
-                                    target=gaps[i] / eps) < gaps[i]
-           for i in np.argsort(gaps)):  # the closest runner-up first: fail fast
+    if _tight_worst(net, state, eps, acts, y0, label, box) > 0:
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
         return False
+    rows = margin_rows(y0, label, net.output_shape)
     return branching.certify_margins(relaxation_graph(net.graph).graph, state.relaxed, rows, acts[0][0], eps,
                                      branch_seconds, box=box).certified
+
+
+def tight_value(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
+                paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None) -> float:
+    """Tight margin test's value on the ranges of tight mode (built from ``paper``'s ball radii):
+    > 0 when the linear-relaxation margin test passes, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for
+    every j ≠ c over all secants M (``certified``: provable segment norms); ``box``: only for
+    the ball's inputs in it."""
+    state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
+    return _tight_worst(net, state, eps, acts, y0, label, box)
 
 
 def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
@@ -212,11 +234,13 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
             net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
-        def test(e: float, proof: bool, budget: float = 0.0) -> bool:
-            return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget))
-
-        tight = searched(test, lambda holds: search(holds, best_so_far, r_global, reach, rel_tol), best_so_far)
-        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: test(e, certified, branch_seconds)))
+        value = functools.lru_cache(maxsize=None)(
+            lambda e, proof: tight_value(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box))
+        guide = clock.guide if certified else clock.guard_value  # a regula falsi on the test's value
+        tight = searched(lambda e, proof: value(e, proof) > 0, lambda holds: root_search(
+            guide(lambda e: value(e, False)), best_so_far, r_global, reach, rel_tol), best_so_far)
+        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _tight_holds(
+            net, x0, e, acts, y0, label, bound_at(e, True, certified), certified, box, clock.budget(branch_seconds))))
     start_from = max(tight or 0.0, best_so_far)  # what the other tests prove needs no splitting
     if method != "paper" and branch_seconds > 0 and start_from < reach:
         # every radius it fails costs the budget: a coarser search

@@ -23,16 +23,9 @@ def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_
     return lo
 
 
-def search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float) -> float:
-    """Largest ε that ``holds`` within ``rel_tol``: growing from ``start`` (a radius other tests
-    proved) when it holds there, else bisecting down towards ``floor``."""
-    if holds(start):
-        return bisect(holds, *grow_until_fails(holds, start, reach=reach), rel_tol)
-    return bisect(holds, floor, start, rel_tol)
-
-
 def root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
-    """``search`` for a test with a value (ε holds when ``worst(ε)`` > 0): past the doubling,
+    """Largest ε with ``worst(ε)`` > 0 within ``rel_tol``: growing from ``start`` (a radius other
+    tests proved) when it holds there, else bisecting down towards ``floor``; past the doubling,
     regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
     fewer tests than bisection where the value falls smoothly."""
     holds = lambda e: worst(e) > 0  # noqa: E731
