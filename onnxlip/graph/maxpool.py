@@ -124,16 +124,22 @@ class MaxPool(OnPatches, Monotone, NodeBase):
         return patch_step(lam.in_frame(new, origin, grid), const,
                           lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach, mag)
 
-    def secant(self, z0: Any, lo: Any, hi: Any) -> Secant:
+    def secant(self, z0: Any, lo: Any, hi: Any, can_win: list[Any] | None = None) -> Secant:
         """The max's difference is a convex combination λ of the window's candidates (mean-value
         argument for a convex function): S̄ averages the candidates of unstable windows (and
         selects the winner of stable ones), L = γ on unstable windows, R = 1 on their
         candidates. With k candidates a row of E = λ − S̄ has ‖·‖₂ ≤ √(1 − 1/k) and
         ‖·‖₁ ≤ 2(1 − 1/k); a column meets at most n windows, so γ = √(1 − 1/k) when windows
-        do not overlap, else √(2n)·(1 − 1/k) ≥ ‖E‖₂."""
+        do not overlap, else √(2n)·(1 − 1/k) ≥ ‖E‖₂. Candidates are the taps whose range can
+        reach the window's max, and among them those ``can_win`` allows (``pool_tree.winners``:
+        ranges of the taps' differences); the winner at z0 always is one."""
         xp = array_module(z0)
         win = self.window
-        unstable, candidates = window_candidates(lo, hi, maxpool2d(z0, win)[1], win)
+        arg = maxpool2d(z0, win)[1]
+        unstable, candidates = window_candidates(lo, hi, arg, win)
+        if can_win is not None:
+            candidates = [c & (w | (arg == t)) for t, (c, w) in enumerate(zip(candidates, can_win))]
+            unstable = sum(c.astype(int) for c in candidates) > 1
         counts = sum(c.astype(z0.dtype) for c in candidates)
         weights = [c / counts for c in candidates]
         n_unstable = int(xp.count_nonzero(unstable))

@@ -123,3 +123,25 @@ def relaxation_graph(g: Graph) -> Expansion:
     if len(nodes) == len(g.nodes):
         return Expansion(g, tuple(node_of))
     return Expansion(Graph(tuple(nodes), tuple(wiring), g.input_shape), tuple(node_of))
+
+
+def winners(tree: Expansion, k: int, pool: MaxPool, relaxed: dict[int, tuple[np.ndarray, np.ndarray]]) -> list | None:
+    """Per kernel tap, (1, C, Ho, Wo) bools: whether the tap can be its window's max, given the
+    ranges (``relaxed``, keyed by the rewrite's nodes) of max-pool node k's tree. A difference
+    a − b whose lower bound is > 0 means b's whole subtree never wins, an upper bound < 0 the
+    same for a's (a tie keeps both). None when node k has no tree."""
+    inner = tree.inner(k)
+    if len(inner) == 1:
+        return None
+    channels, (ho, wo) = pool.in_shape[0], pool.window.out_hw
+    taps = pool.window.kernel[0] * pool.window.kernel[1]
+    alive = np.ones((1, channels, ho, wo, taps), dtype=bool)
+    span = 1  # taps under one value of the level below
+    for j in (j for j in inner if tree.graph.nodes[j].nonlinear):
+        lo, hi = (r.reshape(1, channels, -1, ho, wo) for r in relaxed[j])
+        for i in range(lo.shape[2]):
+            first, second = slice(2 * i * span, (2 * i + 1) * span), slice((2 * i + 1) * span, (2 * i + 2) * span)
+            alive[..., second] &= ~(lo[:, :, i] > 0)[..., None]
+            alive[..., first] &= ~(hi[:, :, i] < 0)[..., None]
+        span *= 2
+    return [alive[..., t] for t in range(taps)]

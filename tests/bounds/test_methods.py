@@ -39,10 +39,11 @@ def test_best_falls_back_on_the_interval_per_layer_bound(monkeypatch: pytest.Mon
 
 def test_cli_reports_the_choice() -> None:
     data = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01", "--estimate")
-    assert [c["method"] for c in data["choices"]] == ["tight"] and data["bounds"][0]["bound"] == pytest.approx(78.9327, rel=1e-5)
+    assert [c["method"] for c in data["choices"]] == ["tight"] and data["bounds"][0]["bound"] == pytest.approx(68.8944, rel=1e-5)
     proven = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01")
     assert proven["certified"] and not proven["bounds"][0]["estimate"]
-    assert proven["bounds"][0]["bound"] == pytest.approx(data["bounds"][0]["bound"], rel=1e-2)
+    # more segments formed explicitly: no looser than the estimate, above gradient ascent's 45.35
+    assert 45.35 <= proven["bounds"][0]["bound"] <= data["bounds"][0]["bound"] * (1 + 1e-2)
     paper = run_json("local", MODELS / "mnist_lenet.onnx", "-i", MODELS / "mnist_lenet_x0.npy", "--eps", "0.01",
                      "--method", "paper")
     assert paper["choices"] == []

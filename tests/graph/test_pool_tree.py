@@ -12,7 +12,7 @@ from onnxlip.bounds.relax.backsub import lower_bounds
 from onnxlip.bounds.relax.ranges import graph_ranges, relaxed_ranges
 from onnxlip.graph.dag import Graph, chain_wiring
 from onnxlip.graph.nodes import Conv, MaxPool, Relu
-from onnxlip.graph.pool_tree import relaxation_graph
+from onnxlip.graph.pool_tree import relaxation_graph, winners
 
 # (kernel, strides, dilations, pads, ceil_mode, after a ReLU): pools the rewrite takes
 POOLS = {
@@ -95,3 +95,30 @@ def test_tree_ranges_of_the_pool_input_enclose_the_samples() -> None:
     inputs = g.tensors(_samples(rng, x0, eps, 300))
     for k, (lo, hi) in ranges.items():
         assert np.all(lo <= inputs[k]) and np.all(inputs[k] <= hi)
+
+
+@pytest.mark.parametrize("name", sorted(POOLS))
+def test_secant_with_the_trees_winners_holds_the_sampled_secants(name: str) -> None:
+    """With candidates cut by the tree's difference ranges (``winners``), the pool's secant set
+    still holds every sampled secant: pool(x) − pool(x0) = (S̄ + L U R)(z − z0), ‖U‖₂ ≤ 1."""
+    rng = np.random.default_rng(4)
+    g = _graph(name, rng)
+    tree = relaxation_graph(g)
+    k = len(g.nodes) - 1
+    x0, eps = rng.normal(size=(1, *SHAPE)), 0.3
+    relaxed = graph_ranges(tree.graph, x0, eps)
+    lo, hi = relaxed_ranges(g, x0, eps)[k]
+    pool, z0 = g.nodes[k], g.tensors(x0)[k]
+    can_win = winners(tree, k, pool, relaxed)
+    sec = pool.secant(z0, lo, hi, can_win)
+    assert sum(int(c.sum()) for c in can_win) < len(can_win) * can_win[0].size  # the tree rules some taps out
+    for z in g.tensors(_samples(rng, x0, eps, 300))[k]:
+        dz = z[None] - z0
+        residual = (pool.forward(z[None]) - pool.forward(z0) - sec.jvp(dz)).reshape(-1)
+        if sec.left is None:
+            np.testing.assert_allclose(residual, 0.0, atol=1e-12)
+            continue
+        left, right = sec.left.reshape(-1), sec.right.reshape(-1)
+        assert np.all(np.abs(residual[left == 0]) <= 1e-12)
+        scaled = residual[left > 0] / left[left > 0]
+        assert np.linalg.norm(scaled) <= np.linalg.norm(right * dz.reshape(-1)) * (1 + 1e-9) + 1e-12

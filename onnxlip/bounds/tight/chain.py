@@ -14,7 +14,7 @@ from ...linalg.backend import single_blas_thread
 from ..perlayer.engine import BoundResult, LayerReport, local_bound
 from ...graph.network import Network
 from ..relax.ranges import tighten, walk
-from ...graph.pool_tree import Expansion, relaxation_graph
+from ...graph.pool_tree import Expansion, relaxation_graph, winners
 from .graph import dag_tight_bound
 from ..domain import InputBox, ball_box
 from .segments import Segments
@@ -55,10 +55,12 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             continue
         if node.nonlinear:
             state.ranges[k] = (lo, hi)
-            state.segments.secants[k] = node.secant(acts[k], lo, hi)
             out = node.interval(lo, hi)
-            lo, hi = _relaxed_ranges(tree, k, state.relaxed, (lo, hi), acts[0][0], eps, box)
-            lo, hi = np.maximum(lo, out[0]), np.minimum(hi, out[1])
+            tree_out = _relaxed_ranges(tree, k, state.relaxed, (lo, hi), acts[0][0], eps, box)
+            can_win = winners(tree, k, node, state.relaxed)
+            state.segments.secants[k] = node.secant(acts[k], lo, hi) if can_win is None else node.secant(
+                acts[k], lo, hi, can_win)
+            lo, hi = np.maximum(tree_out[0], out[0]), np.minimum(tree_out[1], out[1])
             continue
         lo, hi = node.interval(lo, hi)
     return state
