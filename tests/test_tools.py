@@ -1,4 +1,5 @@
-"""The benchmark tools: ImageNet-shaped model builder, ``tools/bench.py`` and ``tools/provable.py``."""
+"""The benchmark tools: ImageNet-shaped model builder, ``tools/bench.py``, ``tools/provable.py`` and the
+torch-free parts of ``tools/compare_peers.py`` (its peers need torch, which these tests do not use)."""
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from onnxlip.importer import load_model
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
 sys.path.insert(0, str(TOOLS))
 import build_imagenet_models as imagenet  # noqa: E402
+import compare_peers  # noqa: E402
 
 RTOL = 1e-4
 
@@ -105,3 +107,32 @@ def test_provable_table_compares_both_modes(tmp_path: Path) -> None:
     (row,) = json.loads(out.read_text())
     assert row["estimate"]["certified"] is False and row["certified"]["certified"] is True
     assert row["radius_ratio"] == pytest.approx(1.0, rel=1e-6) and "| mlp | " in done.stdout
+
+
+def test_compare_peers_vnnlib_centre(tmp_path: Path) -> None:
+    prop = tmp_path / "p.vnnlib"
+    prop.write_text("(declare-const X_0 Real)\n(declare-const X_1 Real)\n(assert (<= X_0 0.5))\n"
+                    "(assert (>= X_0 0.25))\n(assert (<= X_1 -1e-1))\n(assert (>= X_1 -0.3))\n(assert (>= Y_0 Y_1))\n")
+    np.testing.assert_allclose(compare_peers.vnnlib_centre(prop, 2), [0.375, -0.2])
+    with pytest.raises(ValueError, match="missing"):
+        compare_peers.vnnlib_centre(prop, 3)
+
+
+def test_compare_peers_table_from_cached_peers(tmp_path: Path, monkeypatch, capsys) -> None:
+    """With the peers cached for this x0 the script runs without torch and leaves the cache as it was."""
+    onnx_path, x0_path, _ = compare_peers.MODELS["mnist_lenet"]
+    logits = compare_peers.ort_logits(onnx_path, compare_peers.load_x0(onnx_path, x0_path)).ravel()
+    top2 = np.sort(logits)[-2:]
+    crown = {"radius": 0.2, "upper": 0.21, "seconds": 1.5, "calls": 3, "complete": True}
+    cache = tmp_path / "peers.json"
+    cache.write_text(json.dumps({"mnist_lenet": {
+        "label": int(np.argmax(logits)), "margin": float(top2[1] - top2[0]), "maxpool": "relu", "note": "cached",
+        "crown": crown, "alpha": {**crown, "radius": 0.205, "complete": False}}}))
+    before = cache.read_text()
+    monkeypatch.setitem(sys.modules, "torch", None)  # any import of torch fails
+    monkeypatch.setattr(sys, "argv", ["compare_peers.py", "--models", "mnist_lenet", "--skip-onnxlip",
+                                      "--threads", "1", "--peers-json", str(cache)])
+    compare_peers.main()
+    assert ("| mnist_lenet | skipped | 0.2 [< 0.21] (1.5 s, 3 calls) | 0.205 [< 0.21] (1.5 s, 3 calls) budget hit |"
+            in capsys.readouterr().out)
+    assert cache.read_text() == before
