@@ -243,3 +243,18 @@ def max_sampled_ratio(path: Path, net: Any, x0: np.ndarray, eps: float, n: int, 
     deltas = np.linalg.norm((outputs[1:] - outputs[0]).reshape(n, -1), axis=1)
     dist = np.linalg.norm((points - x0[None]).reshape(n, -1), axis=1)
     return float(np.max(deltas / dist))
+
+
+def assert_secant_holds(node: Any, sec: Any, z0: np.ndarray, points: Iterable[np.ndarray]) -> None:
+    """g(z) − g(z0) = (S̄ + L U R)(z − z0) with ‖U‖₂ ≤ 1 at every point z: the residual after
+    the centre vanishes where L = 0 and, divided by L, is no longer than R(z − z0)."""
+    for z in points:
+        dz = z[None] - z0
+        residual = (node.forward(z[None]) - node.forward(z0) - sec.jvp(dz)).reshape(-1)
+        if sec.left is None:
+            np.testing.assert_allclose(residual, 0.0, atol=1e-12)
+            continue
+        left, right = sec.left.reshape(-1), sec.right.reshape(-1)
+        assert np.all(np.abs(residual[left == 0]) <= 1e-12)
+        scaled = residual[left > 0] / left[left > 0]
+        assert np.linalg.norm(scaled) <= np.linalg.norm(right * dz.reshape(-1)) * (1 + 1e-9) + 1e-12
