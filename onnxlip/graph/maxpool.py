@@ -139,8 +139,9 @@ class MaxPool(OnPatches, Monotone, NodeBase):
         unstable, candidates = window_candidates(lo, hi, arg, win)
         if can_win is not None:
             candidates = [c & (w | (arg == t)) for t, (c, w) in enumerate(zip(candidates, can_win))]
-            unstable = sum(c.astype(int) for c in candidates) > 1
         counts = sum(c.astype(z0.dtype) for c in candidates)
+        if can_win is not None:
+            unstable = counts > 1
         weights = [c / counts for c in candidates]
         n_unstable = int(xp.count_nonzero(unstable))
         if n_unstable == 0:

@@ -62,8 +62,8 @@ def _fully_inside(win: Window2d) -> bool:
 def expandable(g: Graph, k: int) -> bool:
     """Whether max-pool node k can be rewritten exactly (see the module docstring)."""
     node, tensor = g.nodes[k], g.inputs[k][0]
-    if not isinstance(node, MaxPool):
-        return False
+    if not isinstance(node, MaxPool) or node.window.kernel[0] * node.window.kernel[1] == 1:
+        return False  # a 1×1 window is its own max
     return _fully_inside(node.window) or (tensor > 0 and isinstance(g.nodes[tensor - 1], Relu))
 
 
@@ -112,7 +112,7 @@ def relaxation_graph(g: Graph) -> Expansion:
     node_of: list[int] = []
     for k, node in enumerate(g.nodes):
         reads = tuple(0 if t == 0 else node_of[t - 1] + 1 for t in g.inputs[k])
-        if expandable(g, k) and node.window.kernel[0] * node.window.kernel[1] > 1:
+        if expandable(g, k):
             tree, inner = _tree(node, reads[0], len(nodes))
             nodes += tree
             wiring += inner

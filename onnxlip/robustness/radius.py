@@ -11,7 +11,8 @@ the bound can overturn the margin m = y_c − max_{j≠c} y_j:
   matrices M of the ball (``tight``), or a positive linear-relaxation lower bound of every
   margin (``crown``) on the same ranges; with a time budget, branch and bound on ReLU splits
   (``branching``) where both fail.
-L(ε) grows with ε, so the largest certified ε is found by bisection on log ε. With provable
+L(ε) grows with ε, so the largest certified ε is found by bisection on log ε (the tight test: regula
+falsi on its lowest margin bound, ``search.root_search``). With provable
 norms (``certified``) each search runs on estimates and the radius it finds is then proven
 (``search.proven``): only radii a provable test confirmed are reported.
 """

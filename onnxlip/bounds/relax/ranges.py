@@ -125,5 +125,5 @@ def relaxed_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
     """Input range of every nonlinear node of ``g``, computed on its relaxation graph (max-pools
     as ReLU trees, ``pool_tree``), whose ranges are tighter; keyed by ``g``'s nodes."""
     tree = relaxation_graph(g)
-    ranges, enclosures = graph_walk(tree.graph, x0, eps, box, budget)
+    enclosures = graph_walk(tree.graph, x0, eps, box, budget)[1]
     return {k: enclosures[tree.tensor(g.inputs[k][0])] for k, node in enumerate(g.nodes) if node.nonlinear}

@@ -55,33 +55,35 @@ def build_secants(net: Network, x0: Any, eps: float, paper: BoundResult | None =
             continue
         if node.nonlinear:
             state.ranges[k] = (lo, hi)
-            out = node.interval(lo, hi)
-            tree_out = _relaxed_ranges(tree, k, state.relaxed, (lo, hi), acts[0][0], eps, box)
+            out = _relaxed_ranges(tree, k, node, state.relaxed, (lo, hi), acts[0][0], eps, box)
             can_win = winners(tree, k, node, state.relaxed)
             state.segments.secants[k] = node.secant(acts[k], lo, hi) if can_win is None else node.secant(
                 acts[k], lo, hi, can_win)
-            lo, hi = np.maximum(tree_out[0], out[0]), np.minimum(tree_out[1], out[1])
+            lo, hi = out
             continue
         lo, hi = node.interval(lo, hi)
     return state
 
 
-def _relaxed_ranges(tree: Expansion, k: int, relaxed: dict[int, tuple[Any, Any]], span: tuple[Any, Any],
+def _relaxed_ranges(tree: Expansion, k: int, node: Any, relaxed: dict[int, tuple[Any, Any]], span: tuple[Any, Any],
                     x0: Any, eps: float, box: InputBox | None) -> tuple[Any, Any]:
     """Record the ranges of nonlinear node k's stand-ins in the relaxation graph (a ReLU: its
     input range ``span``; a max-pool's tree: its differences' ranges, tightened by linear
-    relaxation like any ReLU input) and return the enclosure of k's output they give."""
+    relaxation like any ReLU input) and return the enclosure of k's output: its interval on
+    ``span``, intersected with the tree's."""
+    out = node.interval(*span)
     inner = tree.inner(k)
-    enclosures = {tree.tensor(k): span}
+    if len(inner) == 1:
+        relaxed[inner[0]] = span
+        return out
 
     def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
         return tighten(tree.graph, relaxed, tensor, x0, eps, lo, hi, box)
 
-    if len(inner) == 1:
-        relaxed[inner[0]] = span
-        return tree.graph.nodes[inner[0]].interval(*span)
+    enclosures = {tree.tensor(k): span}
     walk(tree.graph, inner, enclosures, relaxed, refine)
-    return enclosures[inner[-1] + 1]
+    lo, hi = enclosures[inner[-1] + 1]
+    return np.maximum(lo, out[0]), np.minimum(hi, out[1])
 
 
 def range_rounding(node: Any, lo: Any, hi: Any) -> Any:
