@@ -3,10 +3,15 @@ forms, built with ``onnx.helper`` (shared by the importer fuzz and the DAG-engin
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from helpers import exposing
+from onnxlip.importer import load_model
 
 OPSETS = (10, 11, 13, 17, 19)
 SEEDS = range(24)
@@ -283,3 +288,15 @@ def random_resnet(seed: int) -> onnx.ModelProto:
         g.op("Relu", [g.tensor], g.shape)
     flatten(g)
     return _finish(g, ["N", 2, 6, 6], seed)
+
+
+def saved_resnet(seed: int, tmp_path: Path) -> tuple[Path, Any, Any, np.ndarray]:
+    """A random residual net saved under ``tmp_path``: (the file with its logits exposed, for
+    onnxruntime; the imported network; its DAG; an input)."""
+    path, model = tmp_path / f"resnet{seed}.onnx", random_resnet(seed)
+    onnx.save(model, str(path))
+    net = load_model(path)
+    path = tmp_path / f"logits{seed}.onnx"  # what onnxruntime runs: the logits exposed
+    onnx.save(exposing(model, net.output_name), str(path))
+    x0 = np.random.default_rng(seed).standard_normal(net.input_shape)
+    return path, net, net.graph, x0

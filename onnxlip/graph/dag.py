@@ -41,6 +41,10 @@ class Graph:
     def is_chain(self) -> bool:
         return self.inputs == chain_wiring(len(self.nodes))
 
+    def prefix(self, tensor: int) -> "Graph":
+        """The part of the graph that computes ``tensor``, which becomes its output."""
+        return Graph(self.nodes[:tensor], self.inputs[:tensor], self.input_shape)
+
     def shape(self, tensor: int) -> Shape:
         return self.input_shape if tensor == 0 else self.nodes[tensor - 1].out_shape
 

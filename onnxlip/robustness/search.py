@@ -23,28 +23,16 @@ def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_
     return lo
 
 
-def root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float) -> float:
-    """Largest ε with ``worst(ε)`` > 0 within ``rel_tol``: growing from ``start`` (a radius other
-    tests proved) when it holds there, else bisecting down towards ``floor``; past the doubling,
-    regula falsi on log ε (Illinois: the end that stays has its value halved), which needs
-    fewer tests than bisection where the value falls smoothly."""
+def root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float,
+                factor: float = 4.0) -> float:
+    """Largest ε with ``worst(ε)`` > 0 within ``rel_tol``: growing by ``factor`` from ``start`` (a
+    radius other tests proved) when it holds there, else bisecting down towards ``floor``; then
+    log-bisection. The tests' values fall ever faster towards the radius and step where a test
+    switches method, so regula falsi on them took more tests than bisection (docs/tight_mode.md)."""
     holds = lambda e: worst(e) > 0  # noqa: E731
     if not holds(start):
         return bisect(holds, floor, start, rel_tol)
-    lo, hi = grow_until_fails(holds, start, reach=reach)
-    f_lo, f_hi, kept = worst(lo), worst(hi) if hi > lo else 0.0, 0
-    while hi > lo * (1 + rel_tol):
-        t = f_lo / (f_lo - f_hi)
-        guard = rel_tol / 4  # always move inside the bracket
-        mid = min(max(math.exp(math.log(lo) + t * math.log(hi / lo)), lo * (1 + guard)), hi / (1 + guard))
-        value = worst(mid)
-        if value > 0:
-            lo, f_lo = mid, value
-            f_hi, kept = (f_hi / 2 if kept == 1 else f_hi), 1
-        else:
-            hi, f_hi = mid, value
-            f_lo, kept = (f_lo / 2 if kept == -1 else f_lo), -1
-    return lo
+    return largest_certified(holds, *grow_until_fails(holds, start, factor, reach), rel_tol)
 
 
 def bisect(holds: Callable[[float], bool], lo: float, hi: float, rel_tol: float) -> float:

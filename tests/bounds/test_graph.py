@@ -10,7 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from helpers import MODELS_DIR, exposing, run_ort, run_ort_each
+from helpers import MODELS_DIR, run_ort, run_ort_each
 from onnxlip.importer import load_model
 from onnxlip.robustness.attacks import min_adversarial_distance
 from onnxlip.robustness.lower_bounds import ascent_lower_bound
@@ -24,26 +24,16 @@ from onnxlip.bounds.methods import local_bounds
 from onnxlip.robustness.radius import certified_radius
 from onnxlip.linalg.spectral import normal_operator, top_eigen
 from onnxlip.bounds.tight.chain import supports
-from random_graphs import random_resnet
+from random_graphs import saved_resnet
 
 from random_nets import ball_samples
 
 SEEDS = range(6)
 
 
-def resnet(seed: int, tmp_path: Path):
-    path, model = tmp_path / f"resnet{seed}.onnx", random_resnet(seed)
-    onnx.save(model, str(path))
-    net = load_model(path)
-    path = tmp_path / f"logits{seed}.onnx"  # what onnxruntime runs: the logits exposed
-    onnx.save(exposing(model, net.output_name), str(path))
-    x0 = np.random.default_rng(seed).standard_normal(net.input_shape)
-    return path, net, net.graph, x0
-
-
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dag_computes_what_the_network_does(seed, tmp_path):
-    path, net, g, x0 = resnet(seed, tmp_path)
+    path, net, g, x0 = saved_resnet(seed, tmp_path)
     assert not supports(net) and any(n.merge for n in g.nodes)
     assert all(max(ins) <= k for k, ins in enumerate(g.inputs))  # topological order
     xs = x0[None] + 0.3 * np.random.default_rng(1).standard_normal((5, *x0.shape))
@@ -55,7 +45,7 @@ def test_dag_computes_what_the_network_does(seed, tmp_path):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_ranges_enclose_every_sampled_input_of_a_relu(seed, tmp_path):
-    _, _, g, x0 = resnet(seed, tmp_path)
+    _, _, g, x0 = saved_resnet(seed, tmp_path)
     eps = 0.4
     ranges = graph_ranges(g, x0, eps)
     points = ball_samples(x0, eps, 300, np.random.default_rng(seed))
@@ -68,7 +58,7 @@ def test_ranges_enclose_every_sampled_input_of_a_relu(seed, tmp_path):
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("optimise", [False, True])
 def test_margin_bounds_below_sampled_margins(seed, optimise, tmp_path):
-    path, net, g, x0 = resnet(seed, tmp_path)
+    path, net, g, x0 = saved_resnet(seed, tmp_path)
     y0 = net.forward(x0[None]).reshape(-1)
     label = int(np.argmax(y0))
     for eps in (0.05, 0.5):
@@ -80,7 +70,7 @@ def test_margin_bounds_below_sampled_margins(seed, optimise, tmp_path):
 
 
 def test_optimised_lines_never_lower_the_margin_bounds(tmp_path):
-    _, net, g, x0 = resnet(3, tmp_path)
+    _, net, g, x0 = saved_resnet(3, tmp_path)
     y0 = net.forward(x0[None]).reshape(-1)
     plain = margin_bounds(g, x0, 0.3, y0, int(np.argmax(y0)), optimise=False)
     tuned = margin_bounds(g, x0, 0.3, y0, int(np.argmax(y0)), optimise=True)
@@ -88,7 +78,7 @@ def test_optimised_lines_never_lower_the_margin_bounds(tmp_path):
 
 
 def test_rows_on_patches_give_the_dense_bounds(tmp_path):
-    _, _, g, x0 = resnet(2, tmp_path)
+    _, _, g, x0 = saved_resnet(2, tmp_path)
     ranges = graph_ranges(g, x0, 0.3)
     relu = max(k for k, n in enumerate(g.nodes) if n.op == "relu" and len(n.in_shape) == 3)
     tensor, shape = g.inputs[relu][0], g.nodes[relu].in_shape
@@ -106,7 +96,7 @@ def test_rows_on_patches_give_the_dense_bounds(tmp_path):
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_radius_below_attack_distance(seed, tmp_path):
-    path, net, g, x0 = resnet(seed, tmp_path)
+    path, net, g, x0 = saved_resnet(seed, tmp_path)
     result = certified_radius(net, x0)
     assert result.method in ("crown", "paper", "margin-folding", "global")
     attack = min_adversarial_distance(net, x0)
@@ -130,7 +120,7 @@ def test_resnet_small_radius_from_the_relaxation():
 @pytest.mark.parametrize("eps", [0.01, 0.3])
 @pytest.mark.parametrize("certified", [False, True])
 def test_tight_local_bound_above_sampled_and_ascent_ratios(seed, eps, certified, tmp_path):
-    path, net, g, x0 = resnet(seed, tmp_path)
+    path, net, g, x0 = saved_resnet(seed, tmp_path)
     found = dag_tight_bound(g, x0, eps, certified=certified)
     assert found is not None
     bound = found[0]
@@ -159,7 +149,7 @@ def test_resnet_small_tight_bound_near_the_jacobian_norm():
 
 
 def test_branching_on_a_residual_network_extends_the_relaxation_radius(tmp_path):
-    path, net, _, x0 = resnet(1, tmp_path)
+    path, net, _, x0 = saved_resnet(1, tmp_path)
     plain = certified_radius(net, x0)
     result = certified_radius(net, x0, branch_seconds=2.0)
     assert result.method in ("crown", "crown+branching") and result.branch_seconds == 2.0
@@ -171,7 +161,7 @@ def test_branching_on_a_residual_network_extends_the_relaxation_radius(tmp_path)
 
 
 def test_margin_bounds_take_x0_with_or_without_its_batch_axis(tmp_path):
-    _, net, g, x0 = resnet(4, tmp_path)
+    _, net, g, x0 = saved_resnet(4, tmp_path)
     y0 = net.forward(x0[None]).reshape(-1)
     label = int(np.argmax(y0))
     plain = margin_bounds(g, x0, 0.5, y0, label)

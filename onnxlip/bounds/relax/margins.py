@@ -1,6 +1,7 @@
 """The linear-relaxation margin test of the radius search on a DAG: radius ε holds when every
 margin y_c − y_j (j ≠ c) has a positive lower bound over the ball (∩ box), on ranges from
-``graph_ranges``, both on the relaxation graph (max-pools as ReLU trees, ``pool_tree``)."""
+``graph_ranges``, both on the relaxation graph (max-pools as ReLU trees, ``pool_tree``); where
+a margin fails, again on ranges optimised for the units that weigh on it (``focus``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -8,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import slopes
+from .focus import REACH, focused_ranges
 from ..domain import InputBox
 from ...graph.dag import Graph
 from ...graph.pool_tree import relaxation_graph
@@ -23,12 +25,36 @@ def margin_rows(y0: Any, label: int, shape: tuple[int, ...]) -> Any:
     return rows.reshape(-1, *shape)
 
 
+def relaxation_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
+                      box: InputBox | None = None, focus: bool = True) -> Any:
+    """Lower bounds of ``rows`` (on ``g``'s output) over the ball (∩ ``box``) on ``ranges``, with
+    lower lines optimised per row (``slopes``); with ``focus``, a row that fails by less than
+    ``focus.REACH`` × its value at x0 (``gaps``) is bounded again on ``focus.focused_ranges``."""
+    lines = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box)
+    bounds = lower_bounds(g, ranges, rows, x0, eps, lines, box)
+    failing = (bounds <= 0) & (bounds > -REACH * gaps)
+    if not (focus and lines and np.any(failing)):
+        return bounds
+    focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box)
+    if focused is not None:
+        again = slopes.optimise(g, focused, rows[failing], x0, eps, stop_above=0.0, box=box)
+        bounds[failing] = np.maximum(bounds[failing], lower_bounds(g, focused, rows[failing], x0, eps, again, box))
+    return bounds
+
+
 def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
-                  optimise: bool = True) -> Any:
+                  optimise: bool = True, focus: bool = True) -> Any:
     """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``), with the
-    lower lines optimised per margin (``slopes``) unless ``optimise`` is False."""
+    lower lines optimised per margin unless ``optimise`` is False (``relaxation_bounds``, with
+    ``focus``)."""
     g = relaxation_graph(g).graph
     ranges = graph_ranges(g, x0, eps, box)
     rows = margin_rows(y0, label, g.shape(g.output))
-    choices = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box) if optimise else None
-    return lower_bounds(g, ranges, rows, x0, eps, choices, box)
+    if not optimise:
+        return lower_bounds(g, ranges, rows, x0, eps, None, box)
+    return relaxation_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), box, focus)
+
+
+def margin_gaps(rows: Any, y0: Any) -> Any:
+    """Each row's value at x0: y0_c − y0_j."""
+    return rows.reshape(len(rows), -1) @ np.asarray(y0).reshape(-1)

@@ -94,30 +94,33 @@ def walk(g: Graph, nodes: Iterable[int], enclosures: dict[int, tuple[Any, Any]],
         enclosures[k + 1] = interval_step(node, ins)
 
 
-def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-               budget: float = GRAPH_RANGE_FLOPS) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
+# sharpen(tensor, ranges so far, lo, hi) -> a tighter (lo, hi) of the tensor (``focus``)
+Sharpen = Callable[[int, dict[int, tuple[Any, Any]], Any, Any], tuple[Any, Any]]
+
+
+def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budget: float = GRAPH_RANGE_FLOPS,
+               sharpen: Sharpen | None = None) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
     """(input range of every nonlinear node, enclosure of every tensor), batch-1 arrays; the
     unstable units of a nonlinear node get linear-relaxation bounds while rows × the flops of
-    one pass up to it stay within ``budget``."""
+    one pass up to it stay within ``budget``, then ``sharpen`` where given."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
     enclosures = {0: ball_box(x0, eps, box)}
     flops = prefix_flops(g)
     ranges: dict[int, tuple[Any, Any]] = {}
 
     def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
-        if 2 * units.size * flops[tensor] > budget:
-            return lo, hi
-        c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
-        return _narrowed(lo, hi, units, c_lo, c_hi)
+        if 2 * units.size * flops[tensor] <= budget:
+            lo, hi = _narrowed(lo, hi, units, *unit_range(g, ranges, tensor, units, x0, eps, box))
+        return (lo, hi) if sharpen is None else sharpen(tensor, ranges, lo, hi)
 
     walk(g, range(len(g.nodes)), enclosures, ranges, refine)
     return ranges, enclosures
 
 
-def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
-                 budget: float = GRAPH_RANGE_FLOPS) -> dict[int, tuple[Any, Any]]:
+def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budget: float = GRAPH_RANGE_FLOPS,
+                 sharpen: Sharpen | None = None) -> dict[int, tuple[Any, Any]]:
     """Input range (lo, hi), batch-1, of every nonlinear node of ``g`` (see ``graph_walk``)."""
-    return graph_walk(g, x0, eps, box, budget)[0]
+    return graph_walk(g, x0, eps, box, budget, sharpen)[0]
 
 
 def relaxed_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
