@@ -29,9 +29,9 @@ from ...linalg.patches import Patches
 SHARE = 0.95
 STEPS = 5
 CHUNK_ROWS = 128
-# A margin whose bound is below −REACH × its value at x0 is left as it is: focused ranges gain
-# a few per cent of that value.
-REACH = 0.25
+# A margin whose bound is below −REACH × its value at x0 is left as it is: focused ranges gained
+# up to a third of that value (docs/tight_mode.md).
+REACH = 0.5
 # Multiply-adds the optimised ranges of one walk may take (rows × steps × both passes × prefix).
 FOCUS_FLOPS = 1e11
 
