@@ -37,7 +37,7 @@ from ..bounds.methods import choose, unstable_units
 from ..graph.nodes import Dense, chain_flops
 from ..graph.network import Network
 from ..graph.pool_tree import relaxation_graph
-from ..bounds.relax.margins import margin_bounds, margin_gaps, margin_rows, relaxation_bounds
+from ..bounds.relax.margins import focused_bounds, margin_bounds, margin_gaps, margin_rows, optimised_bounds
 from ..bounds.relax.ranges import graph_ranges
 from ..bounds.tight.chain import build_secants, supports
 
@@ -89,26 +89,9 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
-def _relaxation_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                      box: InputBox | None) -> float:
-    """Linear-relaxation margin test on ``state``'s ranges, with lower lines optimised for the
-    margin rows (until every one is positive): the lowest margin bound (−inf when the
-    back-substitution of the margin rows is not affordable)."""
-    if not crown.affordable(net.nodes, y0.size - 1):  # many classes through a big net
-        return -np.inf
-    rows = margin_rows(y0, label, net.output_shape)
-    g = relaxation_graph(net.graph).graph
-    return float(relaxation_bounds(g, state.relaxed, rows, acts[0][0], eps, margin_gaps(rows, y0), box).min())
-
-
-def _tight_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                 box: InputBox | None) -> float:
-    """The tight margin test's value, positive when it certifies ε: the linear-relaxation
-    test's lowest margin bound, else the lowest y0_c − y0_j − ε·‖(e_c − e_j)ᵀ·M‖ over the
-    secants M, stopping at the first margin that fails (the closest runner-up first)."""
-    relaxed = _relaxation_worst(net, state, eps, acts, y0, label, box)
-    if relaxed > 0:
-        return relaxed
+def _secant_worst(net: Network, state: Any, eps: float, y0: np.ndarray, label: int) -> float:
+    """The lowest y0_c − y0_j − ε·‖(e_c − e_j)ᵀ·M‖ over the secants M of ``state``, stopping at
+    the first margin that fails (the closest runner-up first)."""
     others = np.delete(np.arange(y0.size), label)
     rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
     worst = np.inf
@@ -118,7 +101,28 @@ def _tight_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarra
         worst = min(worst, slack)
         if slack <= 0:
             break
-    return max(relaxed, float(worst))
+    return float(worst)
+
+
+def _tight_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                 box: InputBox | None) -> float:
+    """The tight margin test's value, positive when it certifies ε: the lowest margin bound of
+    the linear relaxation on ``state``'s ranges (lower lines optimised for the margin rows), else
+    of the secant test (``_secant_worst``), else of the relaxation on focused ranges
+    (``margins.focused_bounds``); the relaxation is skipped where the back-substitution of the
+    margin rows is not affordable (many classes through a big net)."""
+    if not crown.affordable(net.nodes, y0.size - 1):
+        return _secant_worst(net, state, eps, y0, label)
+    g, x0 = relaxation_graph(net.graph).graph, acts[0][0]
+    rows = margin_rows(y0, label, net.output_shape)
+    bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box)
+    if bounds.min() > 0:
+        return float(bounds.min())
+    secant = _secant_worst(net, state, eps, y0, label)
+    if secant > 0:
+        return secant
+    focused = float(focused_bounds(g, state.relaxed, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box).min())
+    return focused if focused > 0 else max(focused, secant)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,

@@ -25,34 +25,42 @@ def margin_rows(y0: Any, label: int, shape: tuple[int, ...]) -> Any:
     return rows.reshape(-1, *shape)
 
 
-def relaxation_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
-                      box: InputBox | None = None, focus: bool = True) -> Any:
+def optimised_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
+                     box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
     """Lower bounds of ``rows`` (on ``g``'s output) over the ball (∩ ``box``) on ``ranges``, with
-    lower lines optimised per row (``slopes``); with ``focus``, a row that fails by less than
-    ``focus.REACH`` × its value at x0 (``gaps``) is bounded again on ``focus.focused_ranges``."""
+    lower lines optimised per row (``slopes``, until every row is positive), and those lines."""
     lines = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box)
-    bounds = lower_bounds(g, ranges, rows, x0, eps, lines, box)
+    return lower_bounds(g, ranges, rows, x0, eps, lines, box), lines
+
+
+def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
+                   bounds: Any, lines: dict[int, Any], box: InputBox | None = None) -> Any:
+    """``optimised_bounds``'s ``bounds`` (with its ``lines``), each row that fails by less than
+    ``focus.REACH`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges``."""
     failing = (bounds <= 0) & (bounds > -REACH * gaps)
-    if not (focus and lines and np.any(failing)):
+    if not (lines and np.any(failing)):
         return bounds
     focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box)
-    if focused is not None:
-        again = slopes.optimise(g, focused, rows[failing], x0, eps, stop_above=0.0, box=box)
-        bounds[failing] = np.maximum(bounds[failing], lower_bounds(g, focused, rows[failing], x0, eps, again, box))
+    if focused is None:
+        return bounds
+    again, _ = optimised_bounds(g, focused, rows[failing], x0, eps, box)
+    bounds = bounds.copy()
+    bounds[failing] = np.maximum(bounds[failing], again)
     return bounds
 
 
 def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
                   optimise: bool = True, focus: bool = True) -> Any:
     """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``), with the
-    lower lines optimised per margin unless ``optimise`` is False (``relaxation_bounds``, with
-    ``focus``)."""
+    lower lines optimised per margin unless ``optimise`` is False, and with ``focus`` (and
+    ``optimise``) those that fail by a little bounded again on focused ranges (``focused_bounds``)."""
     g = relaxation_graph(g).graph
     ranges = graph_ranges(g, x0, eps, box)
     rows = margin_rows(y0, label, g.shape(g.output))
     if not optimise:
         return lower_bounds(g, ranges, rows, x0, eps, None, box)
-    return relaxation_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), box, focus)
+    bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box)
+    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box) if focus else bounds
 
 
 def margin_gaps(rows: Any, y0: Any) -> Any:
