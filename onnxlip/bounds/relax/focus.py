@@ -70,19 +70,16 @@ def heaviest(g: Graph, weights: dict[int, Any]) -> dict[int, Any]:
     return {g.inputs[k][0]: np.sort(unit[take][node_of[take] == k]) for k in nodes if np.any(node_of[take] == k)}
 
 
-def sharpener(g: Graph, picked: dict[int, Any], known: dict[int, tuple[Any, Any]], x0: Any, eps: float,
-              box: InputBox | None = None) -> Sharpen:
-    """``graph_walk``'s sharpen: a range is intersected with the one ``known`` for its node,
-    then the ``picked`` units of the tensor get bounds with lower lines optimised for each
-    (STEPS of ``slopes.optimise`` on the graph up to the tensor)."""
+def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputBox | None = None) -> Sharpen:
+    """``graph_walk``'s sharpen: the ``picked`` units of a tensor get bounds with lower lines
+    optimised for each (STEPS of ``slopes.optimise`` on the graph up to the tensor)."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
 
     def sharpen(tensor: int, ranges: dict[int, tuple[Any, Any]], lo: Any, hi: Any) -> tuple[Any, Any]:
-        node = next(k for k in g.readers(tensor) if g.nodes[k].nonlinear)
-        if node in known:
-            lo, hi = np.maximum(lo, known[node][0]), np.minimum(hi, known[node][1])
         units = picked.get(tensor)
-        if units is None:
+        if units is not None:  # those the ranges so far leave unstable
+            units = units[(lo.reshape(-1)[units] < 0) & (hi.reshape(-1)[units] > 0)]
+        if units is None or units.size == 0:
             return lo, hi
         prefix = g.prefix(tensor)
         for first in range(0, len(units), CHUNK_ROWS):
@@ -105,4 +102,4 @@ def focused_ranges(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, line
     picked = heaviest(g, weights(g, ranges, rows, lines, x0, eps, box))
     if not picked:
         return None
-    return graph_ranges(g, x0, eps, box, sharpen=sharpener(g, picked, ranges, x0, eps, box))
+    return graph_ranges(g, x0, eps, box, sharpen=sharpener(g, picked, x0, eps, box), known=ranges)

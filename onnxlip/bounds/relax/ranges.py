@@ -76,16 +76,19 @@ def _narrowed(lo: Any, hi: Any, units: Any, c_lo: Any, c_hi: Any) -> tuple[Any, 
 
 
 def walk(g: Graph, nodes: Iterable[int], enclosures: dict[int, tuple[Any, Any]], ranges: dict[int, tuple[Any, Any]],
-         refine: Callable[[int, Any, Any, Any], tuple[Any, Any]]) -> None:
+         refine: Callable[[int, Any, Any, Any], tuple[Any, Any]], known: dict[int, tuple[Any, Any]] | None = None) -> None:
     """Visit ``nodes`` in order, filling the enclosure of each output tensor (``enclosures``
     holds those they read) and the input range of each nonlinear node (``ranges``), which
-    ``refine(tensor, units, lo, hi)`` tightens where the node's ``unstable_inputs`` are; the
-    tightened range replaces the tensor's enclosure for every later reader."""
+    ``refine(tensor, units, lo, hi)`` tightens where the node's ``unstable_inputs`` are, after
+    intersecting it with the range ``known`` for the node, if any; the tightened range replaces
+    the tensor's enclosure for every later reader."""
     for k in nodes:
         node = g.nodes[k]
         ins = [enclosures[i] for i in g.inputs[k]]
         if node.nonlinear:
             tensor, (lo, hi) = g.inputs[k][0], ins[0]
+            if known is not None and k in known:
+                lo, hi = np.maximum(lo, known[k][0]), np.minimum(hi, known[k][1])
             units = node.unstable_inputs(lo, hi)
             if units.size:
                 lo, hi = refine(tensor, units, lo, hi)
@@ -99,10 +102,12 @@ Sharpen = Callable[[int, dict[int, tuple[Any, Any]], Any, Any], tuple[Any, Any]]
 
 
 def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budget: float = GRAPH_RANGE_FLOPS,
-               sharpen: Sharpen | None = None) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
+               sharpen: Sharpen | None = None, known: dict[int, tuple[Any, Any]] | None = None,
+               ) -> tuple[dict[int, tuple[Any, Any]], dict[int, tuple[Any, Any]]]:
     """(input range of every nonlinear node, enclosure of every tensor), batch-1 arrays; the
-    unstable units of a nonlinear node get linear-relaxation bounds while rows × the flops of
-    one pass up to it stay within ``budget``, then ``sharpen`` where given."""
+    unstable units of a nonlinear node (within its ``known`` range, if any) get
+    linear-relaxation bounds while rows × the flops of one pass up to it stay within
+    ``budget``, then ``sharpen`` where given."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
     enclosures = {0: ball_box(x0, eps, box)}
     flops = prefix_flops(g)
@@ -113,14 +118,15 @@ def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budge
             lo, hi = _narrowed(lo, hi, units, *unit_range(g, ranges, tensor, units, x0, eps, box))
         return (lo, hi) if sharpen is None else sharpen(tensor, ranges, lo, hi)
 
-    walk(g, range(len(g.nodes)), enclosures, ranges, refine)
+    walk(g, range(len(g.nodes)), enclosures, ranges, refine, known)
     return ranges, enclosures
 
 
 def graph_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budget: float = GRAPH_RANGE_FLOPS,
-                 sharpen: Sharpen | None = None) -> dict[int, tuple[Any, Any]]:
+                 sharpen: Sharpen | None = None, known: dict[int, tuple[Any, Any]] | None = None,
+                 ) -> dict[int, tuple[Any, Any]]:
     """Input range (lo, hi), batch-1, of every nonlinear node of ``g`` (see ``graph_walk``)."""
-    return graph_walk(g, x0, eps, box, budget, sharpen)[0]
+    return graph_walk(g, x0, eps, box, budget, sharpen, known)[0]
 
 
 def relaxed_ranges(g: Graph, x0: Any, eps: float, box: InputBox | None = None,
