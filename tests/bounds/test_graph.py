@@ -4,10 +4,7 @@ random residual nets (nested blocks, Conv or BatchNorm on the skip path), patche
 dense rows, and certified radii against attacks."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import onnx
 import pytest
 
 from helpers import MODELS_DIR, run_ort, run_ort_each

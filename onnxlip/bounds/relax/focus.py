@@ -21,7 +21,7 @@ import numpy as np
 from . import slopes
 from .backsub import lower_bounds
 from .crown import plus_minus_rows, relaxations
-from .ranges import Sharpen, _narrowed, graph_ranges, prefix_flops
+from .ranges import Sharpen, graph_ranges, narrowed, prefix_flops
 from ..domain import InputBox
 from ...graph.dag import Graph
 from ...linalg.patches import Patches
@@ -88,7 +88,7 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
             rows = rows.dense() if isinstance(rows, Patches) else rows
             lines = slopes.optimise(prefix, ranges, rows, x0, eps, STEPS, box=box)
             bounds = lower_bounds(prefix, ranges, rows, x0, eps, lines, box)
-            lo, hi = _narrowed(lo, hi, idx, bounds[: len(idx)], -bounds[len(idx) :])
+            lo, hi = narrowed(lo, hi, idx, bounds[: len(idx)], -bounds[len(idx) :])
         return lo, hi
 
     return sharpen

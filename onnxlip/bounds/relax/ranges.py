@@ -64,10 +64,10 @@ def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, 
     if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True, budget=RANGE_FLOPS):
         return lo, hi
     c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)
-    return _narrowed(lo, hi, units, c_lo, c_hi)
+    return narrowed(lo, hi, units, c_lo, c_hi)
 
 
-def _narrowed(lo: Any, hi: Any, units: Any, c_lo: Any, c_hi: Any) -> tuple[Any, Any]:
+def narrowed(lo: Any, hi: Any, units: Any, c_lo: Any, c_hi: Any) -> tuple[Any, Any]:
     """[lo, hi] with the flat ``units`` intersected with [c_lo, c_hi]."""
     shape = lo.shape
     lo, hi = lo.copy().reshape(-1), hi.copy().reshape(-1)
@@ -115,7 +115,7 @@ def graph_walk(g: Graph, x0: Any, eps: float, box: InputBox | None = None, budge
 
     def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
         if 2 * units.size * flops[tensor] <= budget:
-            lo, hi = _narrowed(lo, hi, units, *unit_range(g, ranges, tensor, units, x0, eps, box))
+            lo, hi = narrowed(lo, hi, units, *unit_range(g, ranges, tensor, units, x0, eps, box))
         return (lo, hi) if sharpen is None else sharpen(tensor, ranges, lo, hi)
 
     walk(g, range(len(g.nodes)), enclosures, ranges, refine, known)
