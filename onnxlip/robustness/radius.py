@@ -45,8 +45,6 @@ SQRT2 = math.sqrt(2.0)
 # Branch and bound extends the tight radius by steps of this factor, then bisects to this
 # relative tolerance: about 6 radii tested, half of which spend the whole budget.
 BRANCH_STEP, BRANCH_REL_TOL = 1.25, 5e-3
-# Each margin test on a DAG computes linear-relaxation ranges for every ReLU: a coarser search.
-DAG_REL_TOL = 3e-3
 
 
 @dataclass(frozen=True)
@@ -231,7 +229,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         graph = net.graph
         worst = functools.lru_cache(maxsize=None)(clock.guard_value(
             lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min())))
-        tight, tight_name = root_search(worst, best_so_far, r_global, reach, max(rel_tol, DAG_REL_TOL)), "crown"
+        tight, tight_name = root_search(worst, best_so_far, r_global, reach, rel_tol), "crown"
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
             net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
