@@ -9,8 +9,8 @@ bound splits by, ``scores``), summed over the margins that fail. The heaviest un
 make up SHARE of the total weight, get optimised ranges in a second walk of the graph, where
 their tighter ranges tighten every later unit's too, when that fits FOCUS_FLOPS.
 
-Optimised lines are as valid as the default ones, so every range stays sound; each is also
-intersected with the unit's linear-relaxation range.
+Optimised lines are as valid as the default ones, so every range stays sound; the second walk
+starts each node from its range in the first (``graph_walk``'s ``known``), so it is never looser.
 """
 from __future__ import annotations
 
