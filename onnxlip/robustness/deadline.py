@@ -66,17 +66,6 @@ class Deadline:
 
         return guided
 
-    def guard_value(self, worst: Callable[[float], float]) -> Callable[[float], float]:
-        """``guard`` for a test with a value: ε is certified when ``worst(ε)`` > 0."""
-        def guarded(eps: float) -> float:
-            self.check()
-            value = worst(eps)
-            if value > 0:
-                self.proved(eps)
-            return value
-
-        return guarded
-
     def budget(self, seconds: float) -> float:
         """A sub-budget (branch and bound's) cut to the time left, so one test cannot overrun."""
         return seconds if self.seconds is None else max(0.0, min(seconds, self.remaining()))

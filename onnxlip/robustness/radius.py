@@ -30,7 +30,7 @@ from ..bounds.relax import crown
 from ..linalg.backend import single_blas_thread
 from ..bounds.domain import InputBox, box_reach
 from .deadline import Deadline
-from .search import bisect, grow_until_fails, proven, root_search
+from .search import bisect, grow_until_fails, proven, search
 from ..bounds.perlayer.engine import BoundResult, WarmStart, global_bound, local_bound
 from ..errors import InputError
 from ..bounds.methods import choose, unstable_units
@@ -87,64 +87,47 @@ def _folding_holds(net: Network, result: BoundResult, y0: np.ndarray, label: int
     return bool(np.all(spread < y0[label] - np.delete(y0, label)))
 
 
-def _secant_worst(net: Network, state: Any, eps: float, y0: np.ndarray, label: int) -> float:
-    """The lowest y0_c − y0_j − ε·‖(e_c − e_j)ᵀ·M‖ over the secants M of ``state``, stopping at
-    the first margin that fails (the closest runner-up first)."""
+def _secant_holds(net: Network, state: Any, eps: float, y0: np.ndarray, label: int) -> bool:
+    """ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for every j ≠ c over the secants M of ``state`` (the
+    closest runner-up first: fail fast)."""
     others = np.delete(np.arange(y0.size), label)
     rows, gaps = margin_rows(y0, label, net.output_shape), y0[label] - y0[others]
-    worst = np.inf
-    for i in np.argsort(gaps):
-        slack = gaps[i] - eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i])),
-                                                   target=gaps[i] / eps)
-        worst = min(worst, slack)
-        if slack <= 0:
-            break
-    return float(worst)
+    return all(eps * state.prefix_bound(len(net.nodes), rows[i : i + 1], ("margin", int(others[i])),
+                                        target=gaps[i] / eps) < gaps[i]
+               for i in np.argsort(gaps))
 
 
-def _tight_worst(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                 box: InputBox | None) -> float:
-    """The tight margin test's value, positive when it certifies ε: the lowest margin bound of
-    the linear relaxation on ``state``'s ranges (lower lines optimised for the margin rows), else
-    of the secant test (``_secant_worst``), else of the relaxation on focused ranges
-    (``margins.focused_bounds``); the relaxation is skipped where the back-substitution of the
-    margin rows is not affordable (many classes through a big net)."""
+def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
+                  box: InputBox | None) -> bool:
+    """The tight margin test on ``state``'s ranges: every margin has a positive lower bound by
+    the linear relaxation (lower lines optimised for the margin rows), or by the secant test
+    (``_secant_holds``), or by the relaxation on focused ranges (``margins.focused_bounds``);
+    the relaxation is skipped where the back-substitution of the margin rows is not affordable
+    (many classes through a big net)."""
     if not crown.affordable(net.nodes, y0.size - 1):
-        return _secant_worst(net, state, eps, y0, label)
+        return _secant_holds(net, state, eps, y0, label)
     g, x0 = relaxation_graph(net.graph).graph, acts[0][0]
     rows = margin_rows(y0, label, net.output_shape)
     bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box)
-    if bounds.min() > 0:
-        return float(bounds.min())
-    secant = _secant_worst(net, state, eps, y0, label)
-    if secant > 0:
-        return secant
-    focused = float(focused_bounds(g, state.relaxed, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box).min())
-    return focused if focused > 0 else max(focused, secant)
+    if bounds.min() > 0 or _secant_holds(net, state, eps, y0, label):
+        return True
+    return bool(focused_bounds(g, state.relaxed, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
                  paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
                  branch_seconds: float = 0.0) -> bool:
-    """Tight margin test (``tight_value`` > 0), or else branch and bound within ``branch_seconds``."""
+    """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii;
+    ``certified``: provable segment norms; ``box``: only for the ball's inputs in it), or else
+    branch and bound within ``branch_seconds``."""
     state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
-    if _tight_worst(net, state, eps, acts, y0, label, box) > 0:
+    if _tight_passes(net, state, eps, acts, y0, label, box):
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
         return False
     rows = margin_rows(y0, label, net.output_shape)
     return branching.certify_margins(relaxation_graph(net.graph).graph, state.relaxed, rows, acts[0][0], eps,
                                      branch_seconds, box=box).certified
-
-
-def tight_value(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
-                paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None) -> float:
-    """Tight margin test's value on the ranges of tight mode (built from ``paper``'s ball radii):
-    > 0 when the linear-relaxation margin test passes, or ε·‖(e_c − e_j)ᵀ·M‖ < y0_c − y0_j for
-    every j ≠ c over all secants M (``certified``: provable segment norms); ``box``: only for
-    the ball's inputs in it."""
-    state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
-    return _tight_worst(net, state, eps, acts, y0, label, box)
 
 
 def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
@@ -227,19 +210,17 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
     tight, tight_name = None, "tight"
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
-        worst = functools.lru_cache(maxsize=None)(clock.guard_value(
-            lambda e: float(margin_bounds(graph, x0, e, y0, label, box).min())))
-        tight, tight_name = root_search(worst, best_so_far, r_global, reach, rel_tol), "crown"
+        holds = functools.lru_cache(maxsize=None)(clock.guard(
+            lambda e: bool(margin_bounds(graph, x0, e, y0, label, box).min() > 0)))
+        tight, tight_name = search(holds, best_so_far, r_global, reach, rel_tol), "crown"
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
             net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
-        value = functools.lru_cache(maxsize=None)(
-            lambda e, proof: tight_value(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box))
-        guide = clock.guide if certified else clock.guard_value
-        tight = searched(lambda e, proof: value(e, proof) > 0, lambda holds: root_search(
-            guide(lambda e: value(e, False)), best_so_far, r_global, reach, rel_tol), best_so_far)
-        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _tight_holds(
-            net, x0, e, acts, y0, label, bound_at(e, True, certified), certified, box, clock.budget(branch_seconds))))
+        def test(e: float, proof: bool, budget: float = 0.0) -> bool:
+            return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget))
+
+        tight = searched(test, lambda holds: search(holds, best_so_far, r_global, reach, rel_tol), best_so_far)
+        split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: test(e, certified, branch_seconds)))
     start_from = max(tight or 0.0, best_so_far)  # what the other tests prove needs no splitting
     if method != "paper" and branch_seconds > 0 and start_from < reach:
         # every radius it fails costs the budget: a coarser search

@@ -23,13 +23,12 @@ def largest_certified(holds: Callable[[float], bool], lo: float, hi: float, rel_
     return lo
 
 
-def root_search(worst: Callable[[float], float], start: float, floor: float, reach: float, rel_tol: float,
-                factor: float = 4.0) -> float:
-    """Largest ε with ``worst(ε)`` > 0 within ``rel_tol``: growing by ``factor`` from ``start`` (a
-    radius other tests proved) when it holds there, else bisecting down towards ``floor``; then
+def search(holds: Callable[[float], bool], start: float, floor: float, reach: float, rel_tol: float,
+           factor: float = 4.0) -> float:
+    """Largest ε that ``holds`` within ``rel_tol``: growing by ``factor`` from ``start`` (a radius
+    other tests proved) when it holds there, else bisecting down towards ``floor``; then
     log-bisection. The tests' values fall ever faster towards the radius and step where a test
     switches method, so regula falsi on them took more tests than bisection (docs/tight_mode.md)."""
-    holds = lambda e: worst(e) > 0  # noqa: E731
     if not holds(start):
         return bisect(holds, floor, start, rel_tol)
     return largest_certified(holds, *grow_until_fails(holds, start, factor, reach), rel_tol)
