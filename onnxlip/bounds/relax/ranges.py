@@ -55,12 +55,13 @@ def unit_range(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, units:
 
 
 def tighten(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, x0: Any, eps: float, lo: Any, hi: Any,
-            box: InputBox | None = None) -> tuple[Any, Any]:
+            box: InputBox | None = None, units: Any = None) -> tuple[Any, Any]:
     """[lo, hi] (a range of ``tensor``, batch-1) intersected with the linear-relaxation bounds
-    of its units that straddle 0 — the only ones whose ReLU relaxation they change — when
-    their back-substitution is affordable (``crown.affordable`` on the nodes before it, within
-    ``RANGE_FLOPS``)."""
-    units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
+    of its units that straddle 0 (``units``, flat, when the caller has them) — the only ones
+    whose ReLU relaxation they change — when their back-substitution is affordable
+    (``crown.affordable`` on the nodes before it, within ``RANGE_FLOPS``)."""
+    if units is None:
+        units = np.flatnonzero(((lo < 0) & (hi > 0)).reshape(-1))
     if units.size == 0 or not affordable(g.nodes[:tensor], units.size, one_hot=True, budget=RANGE_FLOPS):
         return lo, hi
     c_lo, c_hi = unit_range(g, ranges, tensor, units, x0, eps, box)

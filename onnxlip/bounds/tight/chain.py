@@ -78,7 +78,7 @@ def _relaxed_ranges(tree: Expansion, k: int, node: Any, relaxed: dict[int, tuple
         return out
 
     def refine(tensor: int, units: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
-        return tighten(tree.graph, relaxed, tensor, x0, eps, lo, hi, box)
+        return tighten(tree.graph, relaxed, tensor, x0, eps, lo, hi, box, units)
 
     enclosures = {tree.tensor(k): span}
     walk(tree.graph, inner, enclosures, relaxed, refine)
