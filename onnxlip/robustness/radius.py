@@ -39,6 +39,7 @@ from ..graph.network import Network
 from ..graph.pool_tree import relaxation_graph
 from ..bounds.relax.margins import focused_bounds, margin_bounds, margin_gaps, margin_rows, optimised_bounds
 from ..bounds.relax.ranges import graph_ranges
+from ..bounds.relax.focus import Memory
 from ..bounds.tight.chain import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
@@ -98,10 +99,11 @@ def _secant_holds(net: Network, state: Any, eps: float, y0: np.ndarray, label: i
 
 
 def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                  box: InputBox | None) -> bool:
+                  box: InputBox | None, memory: Memory | None = None) -> bool:
     """The tight margin test on ``state``'s ranges: every margin has a positive lower bound by
     the linear relaxation (lower lines optimised for the margin rows), or by the secant test
-    (``_secant_holds``), or by the relaxation on focused ranges (``margins.focused_bounds``);
+    (``_secant_holds``), or by the relaxation on focused ranges (``margins.focused_bounds``, with
+    ``memory``);
     the relaxation is skipped where the back-substitution of the margin rows is not affordable
     (many classes through a big net)."""
     if not crown.affordable(net.nodes, y0.size - 1):
@@ -111,17 +113,18 @@ def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarr
     bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box)
     if bounds.min() > 0 or _secant_holds(net, state, eps, y0, label):
         return True
-    return bool(focused_bounds(g, state.relaxed, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box).min() > 0)
+    gaps = margin_gaps(rows, y0)
+    return bool(focused_bounds(g, state.relaxed, rows, x0, eps, gaps, bounds, lines, box, memory).min() > 0)
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
                  paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
-                 branch_seconds: float = 0.0) -> bool:
+                 branch_seconds: float = 0.0, memory: Memory | None = None) -> bool:
     """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii;
-    ``certified``: provable segment norms; ``box``: only for the ball's inputs in it), or else
-    branch and bound within ``branch_seconds``."""
+    ``certified``: provable segment norms; ``box``: only for the ball's inputs in it; focused
+    ranges with ``memory``), or else branch and bound within ``branch_seconds``."""
     state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
-    if _tight_passes(net, state, eps, acts, y0, label, box):
+    if _tight_passes(net, state, eps, acts, y0, label, box, memory):
         return True
     if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
         return False
@@ -208,16 +211,18 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         choice = choose(at, chain_flops(net.nodes), unstable_units(bound_at(at, interval=True)))
         method = "paper" if choice.method == "paper" else method
     tight, tight_name = None, "tight"
+    memory = Memory()  # focused tests start from the lines the last ones optimised
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
         holds = functools.lru_cache(maxsize=None)(clock.guard(
-            lambda e: bool(margin_bounds(graph, x0, e, y0, label, box).min() > 0)))
+            lambda e: bool(margin_bounds(graph, x0, e, y0, label, box, memory=memory).min() > 0)))
         tight, tight_name = search(holds, best_so_far, r_global, reach, rel_tol), "crown"
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
             net, x0, e, y0, label, box, clock.budget(branch_seconds))))
     elif method != "paper":
         def test(e: float, proof: bool, budget: float = 0.0) -> bool:
-            return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget))
+            return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget),
+                                memory)
 
         tight = searched(test, lambda holds: search(holds, best_so_far, r_global, reach, rel_tol), best_so_far)
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: test(e, certified, branch_seconds)))

@@ -9,6 +9,7 @@ import pytest
 from helpers import MODELS_DIR, run_ort_each
 from onnxlip.bounds.relax import focus, slopes
 from onnxlip.bounds.relax.margins import focused_bounds, margin_bounds, margin_gaps, margin_rows, optimised_bounds
+from onnxlip.bounds.relax.backsub import lower_bounds
 from onnxlip.bounds.relax.ranges import graph_ranges
 from onnxlip.importer import load_model
 from onnxlip.graph.pool_tree import relaxation_graph
@@ -111,3 +112,33 @@ def test_focus_raises_a_failing_margin_of_the_shipped_resnet():
     assert -focus.REACH * gaps.min() < plain.min() <= 0
     focused = focused_bounds(g, ranges, rows, x0, eps, gaps, plain, lines)
     assert np.all(focused >= plain) and focused.min() > plain.min() + 0.25 * abs(plain.min())
+
+
+def test_optimise_starts_from_the_given_lines_where_they_are_not_nan(tmp_path):
+    eps = 0.4
+    _, _, g, x0, _, _, rows, ranges, lines = _setup(0, tmp_path, eps)
+    bound = lambda chosen: lower_bounds(g, ranges, rows, x0, eps, chosen)  # noqa: E731
+    again = slopes.optimise(g, ranges, rows, x0, eps, steps=1, start=lines)
+    assert np.all(bound(again) >= bound(lines) - 1e-12)  # one step from the start: the start itself
+    unknown = {k: np.full_like(a, np.nan) for k, a in lines.items()}
+    default = slopes.optimise(g, ranges, rows, x0, eps, steps=1)
+    assert all(np.array_equal(default[k], a) for k, a in slopes.optimise(g, ranges, rows, x0, eps, steps=1,
+                                                                            start=unknown).items())
+
+
+@pytest.mark.parametrize("seed", SEEDS[:2])
+def test_focused_ranges_from_the_lines_a_memory_kept_stay_sound(seed, tmp_path):
+    _, _, g, x0, _, _, rows, ranges, lines = _setup(seed, tmp_path, 0.4)
+    memory = focus.Memory()
+    assert focus.focused_ranges(g, ranges, rows, lines, x0, 0.4, memory=memory) is not None
+    assert memory.rows and all(np.all((a >= 0) & (a <= 1)) for row in memory.rows.values() for a in row.values())
+    eps = 0.41  # the next test of a radius search, from the lines kept at 0.4
+    ranges = graph_ranges(g, x0, eps)
+    focused = focus.focused_ranges(g, ranges, rows, slopes.optimise(g, ranges, rows, x0, eps), x0, eps, memory=memory)
+    tensors = g.tensors(ball_samples(x0, eps, 300, np.random.default_rng(seed)))
+    for k, (lo, hi) in focused.items():
+        z = tensors[g.inputs[k][0]]
+        assert np.all(z >= lo - 1e-9) and np.all(z <= hi + 1e-9), f"node {k}"
+    key = next(iter(memory.rows))
+    start = memory.start([key, (-1, 0)])  # a row kept, and one never seen
+    assert all(not np.isnan(a[0]).any() and np.isnan(a[1]).all() for a in start.values())

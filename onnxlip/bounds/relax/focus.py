@@ -27,13 +27,14 @@ from ...graph.dag import Graph
 from ...linalg.patches import Patches
 
 SHARE = 0.95
-STEPS = 5
+STEPS = 3
 CHUNK_ROWS = 128
 # A margin whose bound is below −REACH × its value at x0 is left as it is: focused ranges gained
 # up to a third of that value (docs/tight_mode.md).
 REACH = 0.5
 # Multiply-adds the optimised ranges of one walk may take (rows × steps × both passes × prefix).
 FOCUS_FLOPS = 1e11
+WALK = 2e10
 
 
 def weights(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, lines: dict[int, Any], x0: Any, eps: float,
@@ -70,9 +71,35 @@ def heaviest(g: Graph, weights: dict[int, Any]) -> dict[int, Any]:
     return {g.inputs[k][0]: np.sort(unit[take][node_of[take] == k]) for k in nodes if np.any(node_of[take] == k)}
 
 
-def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputBox | None = None) -> Sharpen:
+class Memory:
+    """The optimised lower lines of every row a focused walk bounded, by tensor and signed unit,
+    for the next walk (at a nearby radius) to start from: any lines are valid, so where they
+    start changes how tight the ranges get, not whether they hold."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[int, int], dict[int, Any]] = {}
+
+    def start(self, keys: list[tuple[int, int]]) -> dict[int, Any]:
+        """Per node, the kept lines of the rows ``keys`` (NaN for rows not kept)."""
+        kept = [self.rows.get(key, {}) for key in keys]
+        nodes = {k: a for row in kept for k, a in row.items()}
+        return {k: np.stack([row.get(k, np.full_like(a, np.nan)) for row in kept]) for k, a in nodes.items()}
+
+    def keep(self, keys: list[tuple[int, int]], lines: dict[int, Any]) -> None:
+        for r, key in enumerate(keys):
+            self.rows[key] = {k: a[r] for k, a in lines.items()}
+
+
+def signed_keys(tensor: int, idx: Any) -> list[tuple[int, int]]:
+    """Keys of the rows ``plus_minus_rows(idx)`` of ``tensor``: +e_i as i, −e_i as −1 − i."""
+    return [(tensor, int(i)) for i in idx] + [(tensor, -1 - int(i)) for i in idx]
+
+
+def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputBox | None = None,
+              memory: Memory | None = None) -> Sharpen:
     """``graph_walk``'s sharpen: the ``picked`` units of a tensor get bounds with lower lines
-    optimised for each (STEPS of ``slopes.optimise`` on the graph up to the tensor)."""
+    optimised for each (STEPS of ``slopes.optimise`` on the graph up to the tensor, from the
+    lines ``memory`` kept for them, if any, and kept there)."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
 
     def sharpen(tensor: int, ranges: dict[int, tuple[Any, Any]], lo: Any, hi: Any) -> tuple[Any, Any]:
@@ -86,7 +113,11 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
             idx = units[first : first + CHUNK_ROWS]
             rows = plus_minus_rows(idx, g.shape(tensor))
             rows = rows.dense() if isinstance(rows, Patches) else rows
-            lines = slopes.optimise(prefix, ranges, rows, x0, eps, STEPS, box=box)
+            keys = signed_keys(tensor, idx)
+            start = None if memory is None else memory.start(keys)
+            lines = slopes.optimise(prefix, ranges, rows, x0, eps, STEPS, box=box, start=start)
+            if memory is not None:
+                memory.keep(keys, lines)
             bounds = lower_bounds(prefix, ranges, rows, x0, eps, lines, box)
             lo, hi = narrowed(lo, hi, idx, bounds[: len(idx)], -bounds[len(idx) :])
         return lo, hi
@@ -95,11 +126,12 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
 
 
 def focused_ranges(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, lines: dict[int, Any], x0: Any,
-                   eps: float, box: InputBox | None = None) -> dict[int, tuple[Any, Any]] | None:
+                   eps: float, box: InputBox | None = None, memory: Memory | None = None,
+                   ) -> dict[int, tuple[Any, Any]] | None:
     """The ranges of ``graph_ranges`` again, each within its ``ranges`` one, with optimised ranges
     for the units that weigh most on the bounds of ``rows`` (with their ``lines``, on
-    ``ranges``); None when no unit weighs."""
+    ``ranges``; from and into ``memory``); None when no unit weighs."""
     picked = heaviest(g, weights(g, ranges, rows, lines, x0, eps, box))
     if not picked:
         return None
-    return graph_ranges(g, x0, eps, box, sharpen=sharpener(g, picked, x0, eps, box), known=ranges)
+    return graph_ranges(g, x0, eps, box, budget=WALK, sharpen=sharpener(g, picked, x0, eps, box, memory), known=ranges)

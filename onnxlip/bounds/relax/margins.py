@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import slopes
-from .focus import REACH, focused_ranges
+from .focus import REACH, Memory, focused_ranges
 from ..domain import InputBox
 from ...graph.dag import Graph
 from ...graph.pool_tree import relaxation_graph
@@ -34,13 +34,14 @@ def optimised_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0
 
 
 def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
-                   bounds: Any, lines: dict[int, Any], box: InputBox | None = None) -> Any:
+                   bounds: Any, lines: dict[int, Any], box: InputBox | None = None, memory: Memory | None = None) -> Any:
     """``optimised_bounds``'s ``bounds`` (with its ``lines``), each row that fails by less than
-    ``focus.REACH`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges``."""
+    ``focus.REACH`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges`` (with
+    ``memory``), unless a row fails by more: then no focus can make every margin hold."""
     failing = (bounds <= 0) & (bounds > -REACH * gaps)
-    if not (lines and np.any(failing)):
+    if not (lines and np.any(failing)) or np.any(bounds <= -REACH * gaps):
         return bounds
-    focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box)
+    focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box, memory)
     if focused is None:
         return bounds
     again, _ = optimised_bounds(g, focused, rows[failing], x0, eps, box)
@@ -50,17 +51,18 @@ def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: 
 
 
 def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
-                  optimise: bool = True, focus: bool = True) -> Any:
+                  optimise: bool = True, focus: bool = True, memory: Memory | None = None) -> Any:
     """Lower bounds of every margin y_c − y_j over the ball of radius ε (∩ ``box``), with the
     lower lines optimised per margin unless ``optimise`` is False, and with ``focus`` (and
-    ``optimise``) those that fail by a little bounded again on focused ranges (``focused_bounds``)."""
+    ``optimise``) those that fail by a little bounded again on focused ranges (``focused_bounds``,
+    with ``memory``)."""
     g = relaxation_graph(g).graph
     ranges = graph_ranges(g, x0, eps, box)
     rows = margin_rows(y0, label, g.shape(g.output))
     if not optimise:
         return lower_bounds(g, ranges, rows, x0, eps, None, box)
     bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box)
-    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box) if focus else bounds
+    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory) if focus else bounds
 
 
 def margin_gaps(rows: Any, y0: Any) -> Any:

@@ -25,6 +25,10 @@ from .backsub import back_substitute, relaxed_forward
 
 STEPS = 20
 LEARNING_RATE = 0.25
+# Rows started from lines optimised before (``optimise``'s ``start``) take smaller steps: Adam's
+# first step moves every line by the full rate, which threw most of a warm start away
+# (docs/tight_mode.md).
+WARM_RATE = 0.1
 # With a target (``stop_above``), give up once the worst row gained less than this share of its
 # remaining gap over the last PATIENCE steps: the runs plateau after ~5 steps (mnist_lenet at
 # r = 0.23: −24.4 → −3.6 then flat; cifar10_net at r = 0.0134: −22.7 → −14.9 then flat), and
@@ -68,8 +72,11 @@ def _value_and_gradient(g: Graph, relaxed: dict[int, Any], rows: Any, x0: Any, e
     return relaxed_pass(g, relaxed, rows, x0, eps, lines_in, free, box)[:2]
 
 
-def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any, Any], step: int) -> None:
-    """One ascent step of Adam on every array of ``params``, in place (no projection)."""
+def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any, Any], step: int,
+                rate: Any = LEARNING_RATE) -> None:
+    """One ascent step of Adam on every array of ``params``, in place (no projection); ``rate``:
+    the step size, or one per row (first axis)."""
+    rate = np.asarray(rate)
     for key, a in params.items():
         m, v = moments.setdefault(key, (np.zeros_like(a), np.zeros_like(a)))
         m *= BETAS[0]
@@ -77,7 +84,7 @@ def adam_ascent(params: dict[Any, Any], grads: dict[Any, Any], moments: dict[Any
         v *= BETAS[1]
         v += (1 - BETAS[1]) * grads[key] ** 2
         m_hat, v_hat = m / (1 - BETAS[0] ** step), v / (1 - BETAS[1] ** step)
-        a += LEARNING_RATE * m_hat / (np.sqrt(v_hat) + 1e-12)
+        a += rate.reshape(rate.shape + (1,) * (a.ndim - rate.ndim)) * m_hat / (np.sqrt(v_hat) + 1e-12)
 
 
 def _done(worst: list[float], target: float) -> bool:
@@ -88,15 +95,23 @@ def _done(worst: list[float], target: float) -> bool:
 
 
 def optimise(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
-             steps: int = STEPS, stop_above: float | None = None, box: InputBox | None = None) -> dict[int, Any]:
-    """Lower lines per row that raise every row's bound (Adam, projected on the valid lines);
-    stops early when every row's bound exceeds ``stop_above``, or when the worst row stops
-    getting closer to it (``PATIENCE``). Returns the best lines met per row."""
+             steps: int = STEPS, stop_above: float | None = None, box: InputBox | None = None,
+             start: dict[int, Any] | None = None) -> dict[int, Any]:
+    """Lower lines per row that raise every row's bound (Adam, projected on the valid lines),
+    from the default ones or, where ``start`` has them (per node, rows × units, NaN for none),
+    from those at ``WARM_RATE``; stops early when every row's bound exceeds ``stop_above``, or
+    when the worst row stops getting closer to it (``PATIENCE``). Returns the best lines met per
+    row."""
     relaxed = crown.relaxations(g.nodes, ranges)
     free = free_lines(relaxed)
     lines = initial_lines(relaxed, free, len(rows))
     if not lines:
         return lines
+    rate = np.full(len(rows), LEARNING_RATE)
+    for k in set(lines) & set(start or ()):
+        known = ~np.isnan(start[k])
+        lines[k] = relaxed[k].project(np.where(known, start[k], lines[k]), free[k])
+        rate[known.reshape(len(rows), -1).any(axis=1)] = WARM_RATE
     best = {k: a.copy() for k, a in lines.items()}
     best_value = np.full(len(rows), -np.inf)
     moments: dict[Any, Any] = {}
@@ -110,7 +125,7 @@ def optimise(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, e
         worst.append(float(best_value.min()))
         if step == steps or (stop_above is not None and _done(worst, stop_above)):
             break
-        adam_ascent(lines, grads, moments, step)
+        adam_ascent(lines, grads, moments, step, rate)
         for k in lines:
             lines[k] = relaxed[k].project(lines[k], free[k])
     return best
