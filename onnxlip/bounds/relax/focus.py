@@ -34,7 +34,6 @@ CHUNK_ROWS = 128
 REACH = 0.5
 # Multiply-adds the optimised ranges of one walk may take (rows × steps × both passes × prefix).
 FOCUS_FLOPS = 1e11
-WALK = 2e10
 
 
 def weights(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, lines: dict[int, Any], x0: Any, eps: float,
@@ -134,4 +133,4 @@ def focused_ranges(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, line
     picked = heaviest(g, weights(g, ranges, rows, lines, x0, eps, box))
     if not picked:
         return None
-    return graph_ranges(g, x0, eps, box, budget=WALK, sharpen=sharpener(g, picked, x0, eps, box, memory), known=ranges)
+    return graph_ranges(g, x0, eps, box, sharpen=sharpener(g, picked, x0, eps, box, memory), known=ranges)
