@@ -34,7 +34,8 @@ def optimised_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0
 
 
 def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
-                   bounds: Any, lines: dict[int, Any], box: InputBox | None = None, memory: Memory | None = None) -> Any:
+                   bounds: Any, lines: dict[int, Any], box: InputBox | None = None,
+                   memory: Memory | None = None) -> Any:
     """``optimised_bounds``'s ``bounds`` (with its ``lines``), each row that fails by less than
     ``focus.REACH`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges`` (with
     ``memory``), unless a row fails by more: then no focus can make every margin hold."""
@@ -62,7 +63,9 @@ def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: Input
     if not optimise:
         return lower_bounds(g, ranges, rows, x0, eps, None, box)
     bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box)
-    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory) if focus else bounds
+    if not focus:
+        return bounds
+    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory)
 
 
 def margin_gaps(rows: Any, y0: Any) -> Any:
