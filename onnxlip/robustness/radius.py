@@ -110,7 +110,7 @@ def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarr
         return _secant_holds(net, state, eps, y0, label)
     g, x0 = relaxation_graph(net.graph).graph, acts[0][0]
     rows = margin_rows(y0, label, net.output_shape)
-    bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box)
+    bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box, memory)
     if bounds.min() > 0 or _secant_holds(net, state, eps, y0, label):
         return True
     gaps = margin_gaps(rows, y0)

@@ -14,7 +14,7 @@ starts each node from its range in the first (``graph_walk``'s ``known``), so it
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 
@@ -71,22 +71,33 @@ def heaviest(g: Graph, weights: dict[int, Any]) -> dict[int, Any]:
 
 
 class Memory:
-    """The optimised lower lines of every row a focused walk bounded, by tensor and signed unit,
-    for the next walk (at a nearby radius) to start from: any lines are valid, so where they
-    start changes how tight the ranges get, not whether they hold."""
+    """The optimised lower lines of every row bounded so far (an optimised range's ±e_i, a
+    margin), by a key per row, for the next test (at a nearby radius) to start from: any lines
+    are valid, so where they start changes how tight the bounds get, not whether they hold."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[int, int], dict[int, Any]] = {}
+        self.rows: dict[Hashable, dict[int, Any]] = {}
 
-    def start(self, keys: list[tuple[int, int]]) -> dict[int, Any]:
+    def start(self, keys: list[Hashable]) -> dict[int, Any]:
         """Per node, the kept lines of the rows ``keys`` (NaN for rows not kept)."""
         kept = [self.rows.get(key, {}) for key in keys]
         nodes = {k: a for row in kept for k, a in row.items()}
         return {k: np.stack([row.get(k, np.full_like(a, np.nan)) for row in kept]) for k, a in nodes.items()}
 
-    def keep(self, keys: list[tuple[int, int]], lines: dict[int, Any]) -> None:
+    def keep(self, keys: list[Hashable], lines: dict[int, Any]) -> None:
         for r, key in enumerate(keys):
             self.rows[key] = {k: a[r] for k, a in lines.items()}
+
+
+def warm_optimise(memory: Memory | None, keys: list[Hashable], g: Graph, ranges: dict[int, tuple[Any, Any]],
+                  rows: Any, x0: Any, eps: float, **options: Any) -> dict[int, Any]:
+    """``slopes.optimise`` from the lines ``memory`` kept for the rows' ``keys``, keeping the
+    lines it returns there (without a memory: from the default lines)."""
+    if memory is None:
+        return slopes.optimise(g, ranges, rows, x0, eps, **options)
+    lines = slopes.optimise(g, ranges, rows, x0, eps, start=memory.start(keys), **options)
+    memory.keep(keys, lines)
+    return lines
 
 
 def signed_keys(tensor: int, idx: Any) -> list[tuple[int, int]]:
@@ -112,11 +123,7 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
             idx = units[first : first + CHUNK_ROWS]
             rows = plus_minus_rows(idx, g.shape(tensor))
             rows = rows.dense() if isinstance(rows, Patches) else rows
-            keys = signed_keys(tensor, idx)
-            start = None if memory is None else memory.start(keys)
-            lines = slopes.optimise(prefix, ranges, rows, x0, eps, STEPS, box=box, start=start)
-            if memory is not None:
-                memory.keep(keys, lines)
+            lines = warm_optimise(memory, signed_keys(tensor, idx), prefix, ranges, rows, x0, eps, steps=STEPS, box=box)
             bounds = lower_bounds(prefix, ranges, rows, x0, eps, lines, box)
             lo, hi = narrowed(lo, hi, idx, bounds[: len(idx)], -bounds[len(idx) :])
         return lo, hi

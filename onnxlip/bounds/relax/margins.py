@@ -4,12 +4,11 @@ margin y_c − y_j (j ≠ c) has a positive lower bound over the ball (∩ box),
 a margin fails, again on ranges optimised for the units that weigh on it (``focus``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 
-from . import slopes
-from .focus import REACH, Memory, focused_ranges
+from .focus import REACH, Memory, focused_ranges, warm_optimise
 from ..domain import InputBox
 from ...graph.dag import Graph
 from ...graph.pool_tree import relaxation_graph
@@ -26,10 +25,13 @@ def margin_rows(y0: Any, label: int, shape: tuple[int, ...]) -> Any:
 
 
 def optimised_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float,
-                     box: InputBox | None = None) -> tuple[Any, dict[int, Any]]:
+                     box: InputBox | None = None, memory: Memory | None = None,
+                     keys: list[Hashable] | None = None) -> tuple[Any, dict[int, Any]]:
     """Lower bounds of ``rows`` (on ``g``'s output) over the ball (∩ ``box``) on ``ranges``, with
-    lower lines optimised per row (``slopes``, until every row is positive), and those lines."""
-    lines = slopes.optimise(g, ranges, rows, x0, eps, stop_above=0.0, box=box)
+    lower lines optimised per row (``slopes``, until every row is positive; from those
+    ``memory`` kept for the rows' ``keys``, default one per margin), and those lines."""
+    keys = [("margin", r) for r in range(len(rows))] if keys is None else keys
+    lines = warm_optimise(memory, keys, g, ranges, rows, x0, eps, stop_above=0.0, box=box)
     return lower_bounds(g, ranges, rows, x0, eps, lines, box), lines
 
 
@@ -45,7 +47,8 @@ def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: 
     focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box, memory)
     if focused is None:
         return bounds
-    again, _ = optimised_bounds(g, focused, rows[failing], x0, eps, box)
+    again, _ = optimised_bounds(g, focused, rows[failing], x0, eps, box, memory,
+                                [("margin", int(r)) for r in np.flatnonzero(failing)])
     bounds = bounds.copy()
     bounds[failing] = np.maximum(bounds[failing], again)
     return bounds
@@ -62,7 +65,7 @@ def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: Input
     rows = margin_rows(y0, label, g.shape(g.output))
     if not optimise:
         return lower_bounds(g, ranges, rows, x0, eps, None, box)
-    bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box)
+    bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box, memory)
     if not focus:
         return bounds
     return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory)
