@@ -114,6 +114,16 @@ def short_text(value: Any) -> str:
     return str(value[0]) if len(set(value)) == 1 else "x".join(map(str, value))
 
 
+def lines_step(lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
+    """A nonlinear node's ``back_step`` through its ``lines`` (whose ``back`` gives Λ, the constant,
+    the magnitude pass and the chosen lines as a function of the input; ``choice``: its lower
+    lines per row, None for the default), with |Λ| and its constants' reach unless ``mag`` is None."""
+    new, const, magnitude, apply = lines.back(lam, choice)
+    mag_in = None if mag is None else magnitude(mag)
+    mag_const = None if mag is None else row_sums(mag * lines.reach)
+    return ([new], const, [mag_in], mag_const), apply
+
+
 def patch_step(new: Any, const: Any, magnitude: Callable[[Any], Any], reach: Any, mag: Any) -> tuple[Step, Any]:
     """A one-input back-substitution step on patches as ``back_step`` returns it: Λ, its constant
     per row, and (unless ``mag`` is None) |Λ| through ``magnitude`` with the constant's magnitude

@@ -14,7 +14,8 @@ from ..linalg.pooling import (maxpool2d, mix_windows, scatter_winners, select_wi
                               window_candidates, window_taps)
 from ..linalg.patches import Patches, grown, input_frame, pull_through_window, push_through_window
 from ..linalg.windows import Window2d
-from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, patch_step, row_sums, short_text
+from .base import (LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, lines_step, patch_step, row_sums,
+                   short_text)
 from .secant import Secant
 
 
@@ -112,10 +113,7 @@ class MaxPool(OnPatches, Monotone, NodeBase):
         return PoolLines(win, allowed, default, unstable, peak, slope, offset, reach)
 
     def back_step(self, lines: "PoolLines", lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-        new, const, magnitude, apply = lines.back(lam, choice)
-        mag_in = None if mag is None else magnitude(mag)
-        mag_const = None if mag is None else row_sums(mag * lines.reach)
-        return ([new], const, [mag_in], mag_const), apply
+        return lines_step(lines, lam, mag, choice)
 
     def patch_back_step(self, lines: "PoolLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
         local, origin = lines.gathered(lam)

@@ -3,14 +3,14 @@ relaxation on an input range (CROWN's lines); its secant set (tight mode); the p
 closed-form step when it follows no affine layer."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from ..linalg.backend import array_module
 from ..linalg.patches import Patches
-from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, patch_step, row_sums
+from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, lines_step, patch_step, row_sums
 from .secant import Secant
 
 
@@ -79,15 +79,14 @@ class Relu(OnPatches, Monotone, NodeBase):
         return ReluLines(unstable, chord, offset, (hi > -lo) * 1.0, np.where(unstable, offset + hi, 0.0))
 
     def back_step(self, lines: "ReluLines", lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
-        new, const, slope, (line, offset) = lines.back(lam, choice)
-        mag_in = None if mag is None else mag * slope
-        mag_const = None if mag is None else row_sums(mag * lines.reach)
-        return ([new], const, [mag_in], mag_const), lambda z: line * z + offset
+        return lines_step(lines, lam, mag, choice)
 
     def patch_back_step(self, lines: "ReluLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
-        local = lines.gathered(lam)
-        new, const, slope, _ = local.back(lam.data)
-        return patch_step(lam.like(new), const, lambda m: m.like(m.data * slope), local.reach, mag)
+        # only the three arrays the default lines need, gathered at the patches' positions
+        below, chord, offset = (lam.gather(a) for a in (lines.below(None), lines.chord, lines.offset))
+        new, const, _, _ = lines_back(lam.data, below, chord, offset)
+        reach = None if mag is None else lam.gather(lines.reach)
+        return patch_step(lam.like(new), const, lambda m: m.like(m.data * np.maximum(chord, below)), reach, mag)
 
     def secant(self, z0: Any, lo: Any, hi: Any) -> Secant:
         """Slopes s_i ∈ [s_lo, s_hi] from the input range; S̄ = diag(mid), L = R = √half-width."""
@@ -132,20 +131,19 @@ class ReluLines:
         """Where a lower line can be chosen: the unstable units."""
         return self.unstable
 
-    def gathered(self, p: Patches) -> "ReluLines":
-        """The lines at each patch's positions."""
-        return ReluLines(*(p.gather(getattr(self, f.name)) for f in fields(self)))
+    def below(self, alpha: Any = None) -> Any:
+        """The slope of the line below each unit: ``alpha`` on unstable units (any values in
+        [0, 1], clipped there; per row or shared; None: the default), the exact slope elsewhere."""
+        lower = self.default if alpha is None else np.clip(alpha, 0.0, 1.0)
+        return np.where(self.unstable, lower, self.chord)
 
     def back(self, lam: Any, alpha: Any = None) -> tuple[Any, Any, Any, Any]:
-        """(new Λ, constant added per row, the largest slope per unit, the line (slope, offset)
-        chosen per row and unit). ``alpha``: lower slopes of the unstable units (any values in
-        [0, 1], clipped there; per row or shared) instead of the default."""
-        lower = self.default if alpha is None else np.clip(alpha, 0.0, 1.0)
-        below = np.where(self.unstable, lower, self.chord)
-        negative = lam < 0
-        slope = np.where(negative, self.chord, below)
-        offset = np.where(negative, self.offset, 0.0)
-        return lam * slope, row_sums(lam * offset), np.maximum(self.chord, below), (slope, offset)
+        """(new Λ, constant added per row, the magnitude pass for |Λ| (the largest slope per
+        unit), the chosen lines as a function of the node's input); ``alpha`` as in ``below``."""
+        below = self.below(alpha)
+        new, const, slope, negative = lines_back(lam, below, self.chord, self.offset)
+        return (new, const, lambda mag: mag * np.maximum(self.chord, below),
+                lambda z: slope * z + np.where(negative, self.offset, 0.0))
 
     def gradient(self, lam: Any, z: Any, free: Any) -> Any:
         """∂bound/∂(lower slope) per row and unit: Λ·z where the lower line is used (Λ ≥ 0)."""
@@ -160,6 +158,15 @@ class ReluLines:
         height weighted by the row's coefficient), 0 elsewhere: what branching splits by."""
         free = self.unstable & (signs == 0 if signs is not None else True)
         return np.where(free, np.abs(lam) * self.offset, 0.0)  # offset = u·(−l)/(u − l)
+
+
+def lines_back(lam: Any, below: Any, chord: Any, offset: Any) -> tuple[Any, Any, Any, Any]:
+    """Λ through a ReLU's lines: (new Λ, constant added per row, the slope chosen per row and
+    unit, where Λ < 0). A negative coefficient takes the chord above (slope ``chord``, constant
+    ``offset``, 0 on stable units), any other the line below (slope ``below``, through 0)."""
+    negative = lam < 0
+    slope = np.where(negative, chord, below)
+    return lam * slope, row_sums(np.minimum(lam, 0.0) * offset), slope, negative
 
 
 def slope_interval(z0: Any, lo: Any, hi: Any) -> tuple[Any, Any]:

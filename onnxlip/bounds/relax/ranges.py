@@ -49,7 +49,7 @@ def unit_range(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, units:
         idx = units[first : first + CHUNK_ROWS]
         rows = plus_minus_rows(idx, g.shape(tensor))
         # graphs share the rounding magnitudes of a chunk (chains keep their per-row slack)
-        bounds = lower_bounds(g, ranges, rows, x0, eps, box=box, start=tensor, shared=not g.is_chain)
+        bounds = lower_bounds(g, ranges, rows, x0, eps, box=box, start=tensor, shared=True)
         lo[first : first + len(idx)], hi[first : first + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
     return lo, hi
 
