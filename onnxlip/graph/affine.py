@@ -17,7 +17,7 @@ from ..linalg.conv_matrix import conv_as_sparse
 from ..linalg.patches import Patches, grown, pull_through_window, push_through_window
 from ..linalg.rounding import gamma
 from ..linalg.windows import Window2d
-from .base import OnPatches, Shape, Step, patch_step, row_sums, short_text
+from .base import OnPatches, Shape, Step, patch_step, row_dot, short_text
 from .linear import Linear
 
 MANY_ROWS = 32  # back-substitution rows from which a convolution's GEMM beats its sparse matrix
@@ -171,7 +171,7 @@ class Conv(OnPatches, Weighted):
 
     def patch_back_step(self, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
         bias = lam.gather(self.offset)
-        return patch_step(self.pull_patches(lam), row_sums(lam.data * bias),
+        return patch_step(self.pull_patches(lam), row_dot(lam.data, bias),
                           lambda m: self.with_weights(np.abs).pull_patches(m), np.abs(bias), mag)
 
     def mapped(self, fn: Callable[[Any], Any]) -> "Conv":

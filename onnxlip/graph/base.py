@@ -107,6 +107,14 @@ def row_sums(a: Any) -> Any:
     return a.reshape(len(a), -1).sum(axis=1)
 
 
+def row_dot(a: Any, b: Any) -> Any:
+    """Per row of ``a``, Σ a·b, ``b`` batch-1 or one per row (no product array is formed)."""
+    flat = a.reshape(len(a), -1)
+    if len(b) == 1:
+        return flat @ b.reshape(-1)
+    return np.einsum("ij,ij->i", flat, b.reshape(len(b), -1))
+
+
 def short_text(value: Any) -> str:
     """(2, 2) -> '2', (1, 2) -> '1x2', 3 -> '3': compact attribute text."""
     if isinstance(value, int):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..linalg.backend import array_module
 from ..linalg.patches import Patches
-from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, lines_step, patch_step, row_sums
+from .base import LocalConstant, Monotone, NodeBase, OnPatches, Shape, Step, lines_step, patch_step, row_dot
 from .secant import Secant
 
 
@@ -84,7 +84,7 @@ class Relu(OnPatches, Monotone, NodeBase):
     def patch_back_step(self, lines: "ReluLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
         # only the three arrays the default lines need, gathered at the patches' positions
         below, chord, offset = (lam.gather(a) for a in (lines.below(None), lines.chord, lines.offset))
-        new, const, _, _ = lines_back(lam.data, below, chord, offset)
+        new, const, _ = lines_back(lam.data, below, chord, offset)
         reach = None if mag is None else lam.gather(lines.reach)
         return patch_step(lam.like(new), const, lambda m: m.like(m.data * np.maximum(chord, below)), reach, mag)
 
@@ -141,13 +141,16 @@ class ReluLines:
         """(new Λ, constant added per row, the magnitude pass for |Λ| (the largest slope per
         unit), the chosen lines as a function of the node's input); ``alpha`` as in ``below``."""
         below = self.below(alpha)
-        new, const, slope, negative = lines_back(lam, below, self.chord, self.offset)
-        return (new, const, lambda mag: mag * np.maximum(self.chord, below),
-                lambda z: slope * z + np.where(negative, self.offset, 0.0))
+        new, const, negative = lines_back(lam, below, self.chord, self.offset)
+
+        def apply(z: Any) -> Any:  # only the optimisation's gradient uses it: no exact selection needed
+            return below * z + (negative < 0) * ((self.chord - below) * z + self.offset)
+
+        return new, const, lambda mag: mag * np.maximum(self.chord, below), apply
 
     def gradient(self, lam: Any, z: Any, free: Any) -> Any:
         """∂bound/∂(lower slope) per row and unit: Λ·z where the lower line is used (Λ ≥ 0)."""
-        return np.where((lam >= 0) & free, lam * z, 0.0)
+        return np.maximum(lam, 0.0) * z * free
 
     @staticmethod
     def project(line: Any, free: Any) -> Any:
@@ -160,13 +163,17 @@ class ReluLines:
         return np.where(free, np.abs(lam) * self.offset, 0.0)  # offset = u·(−l)/(u − l)
 
 
-def lines_back(lam: Any, below: Any, chord: Any, offset: Any) -> tuple[Any, Any, Any, Any]:
-    """Λ through a ReLU's lines: (new Λ, constant added per row, the slope chosen per row and
-    unit, where Λ < 0). A negative coefficient takes the chord above (slope ``chord``, constant
-    ``offset``, 0 on stable units), any other the line below (slope ``below``, through 0)."""
-    negative = lam < 0
-    slope = np.where(negative, chord, below)
-    return lam * slope, row_sums(np.minimum(lam, 0.0) * offset), slope, negative
+def lines_back(lam: Any, below: Any, chord: Any, offset: Any) -> tuple[Any, Any, Any]:
+    """Λ through a ReLU's lines: (new Λ, constant added per row, Λ's negative part). A negative
+    coefficient takes the chord above (slope ``chord``, constant ``offset``, 0 on stable units),
+    any other the line below (slope ``below``, through 0). Λ = Λ⁺ + Λ⁻ with one of the two 0 in
+    every entry, so Λ⁺·below + Λ⁻·chord is one exact product per entry, as a selection of the
+    slope would give, in passes without branches (a selection by the sign of Λ is several
+    times slower)."""
+    negative = np.minimum(lam, 0.0)
+    new = np.maximum(lam, 0.0) * below
+    new += negative * chord
+    return new, row_dot(negative, offset), negative
 
 
 def slope_interval(z0: Any, lo: Any, hi: Any) -> tuple[Any, Any]:
