@@ -37,9 +37,9 @@ from ..bounds.methods import choose, unstable_units
 from ..graph.nodes import Dense, chain_flops
 from ..graph.network import Network
 from ..graph.pool_tree import relaxation_graph
-from ..bounds.relax.margins import focused_bounds, margin_bounds, margin_gaps, margin_rows, optimised_bounds
-from ..bounds.relax.ranges import graph_ranges
-from ..bounds.relax.focus import Memory
+from ..bounds.relax.margins import (focused_bounds, margin_bounds, margin_gaps, margin_rows, optimised_bounds,
+                                    tight_margins)
+from ..bounds.relax.focus import REACH, Memory
 from ..bounds.tight.chain import build_secants, supports
 
 SQRT2 = math.sqrt(2.0)
@@ -99,22 +99,24 @@ def _secant_holds(net: Network, state: Any, eps: float, y0: np.ndarray, label: i
 
 
 def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                  box: InputBox | None, memory: Memory | None = None) -> bool:
+                  box: InputBox | None, memory: Memory | None = None,
+                  reach: float = REACH) -> tuple[bool, dict[int, tuple[Any, Any]]]:
     """The tight margin test on ``state``'s ranges: every margin has a positive lower bound by
     the linear relaxation (lower lines optimised for the margin rows), or by the secant test
     (``_secant_holds``), or by the relaxation on focused ranges (``margins.focused_bounds``, with
-    ``memory``);
-    the relaxation is skipped where the back-substitution of the margin rows is not affordable
-    (many classes through a big net)."""
+    ``memory`` and ``reach``); the relaxation is skipped where the back-substitution of the margin rows is not
+    affordable (many classes through a big net). Also the tightest ranges met, for branch and
+    bound."""
     if not crown.affordable(net.nodes, y0.size - 1):
-        return _secant_holds(net, state, eps, y0, label)
+        return _secant_holds(net, state, eps, y0, label), state.relaxed
     g, x0 = relaxation_graph(net.graph).graph, acts[0][0]
     rows = margin_rows(y0, label, net.output_shape)
     bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box, memory)
     if bounds.min() > 0 or _secant_holds(net, state, eps, y0, label):
-        return True
+        return True, state.relaxed
     gaps = margin_gaps(rows, y0)
-    return bool(focused_bounds(g, state.relaxed, rows, x0, eps, gaps, bounds, lines, box, memory).min() > 0)
+    bounds, ranges = focused_bounds(g, state.relaxed, rows, x0, eps, gaps, bounds, lines, box, memory, reach)
+    return bool(bounds.min() > 0), ranges
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
@@ -122,26 +124,30 @@ def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.nd
                  branch_seconds: float = 0.0, memory: Memory | None = None) -> bool:
     """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii;
     ``certified``: provable segment norms; ``box``: only for the ball's inputs in it; focused
-    ranges with ``memory``), or else branch and bound within ``branch_seconds``."""
+    ranges with ``memory``), or else branch and bound within ``branch_seconds`` (from the focused
+    ranges where the test computed them)."""
     state = build_secants(net, x0, eps, paper, acts, certified=certified, box=box)
-    if _tight_passes(net, state, eps, acts, y0, label, box, memory):
-        return True
-    if branch_seconds <= 0 or not crown.affordable(net.nodes, y0.size - 1):
-        return False
+    branch = branch_seconds > 0 and crown.affordable(net.nodes, y0.size - 1)
+    holds, ranges = _tight_passes(net, state, eps, acts, y0, label, box, memory, np.inf if branch else REACH)
+    if holds or not branch:
+        return holds
     rows = margin_rows(y0, label, net.output_shape)
-    return branching.certify_margins(relaxation_graph(net.graph).graph, state.relaxed, rows, acts[0][0], eps,
+    return branching.certify_margins(relaxation_graph(net.graph).graph, ranges, rows, acts[0][0], eps,
                                      branch_seconds, box=box).certified
 
 
 def _dag_branching_holds(net: Network, x0: np.ndarray, eps: float, y0: np.ndarray, label: int,
-                         box: InputBox | None, seconds: float) -> bool:
-    """Branch and bound on the margins of a DAG over the ball, on the ranges of its relaxation
-    margin test (False when the margin rows' back-substitution is not affordable)."""
+                         box: InputBox | None, seconds: float, memory: Memory | None = None) -> bool:
+    """The margin test of a DAG over the ball, or else branch and bound on its margins from the
+    ranges it rests on (focused where it computed them); False when the margin rows'
+    back-substitution is not affordable."""
     if not crown.affordable(net.nodes, y0.size - 1):
         return False
     g = relaxation_graph(net.graph).graph
     x0 = np.asarray(x0, dtype=np.float64).reshape(net.input_shape)
-    ranges = graph_ranges(g, x0, eps, box)
+    bounds, ranges = tight_margins(g, x0, eps, y0, label, box, memory, reach=np.inf)
+    if bounds.min() > 0:
+        return True
     rows = margin_rows(y0, label, net.output_shape)
     return branching.certify_margins(g, ranges, rows, x0, eps, seconds, box=box).certified
 
@@ -218,7 +224,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
             lambda e: bool(margin_bounds(graph, x0, e, y0, label, box, memory=memory).min() > 0)))
         tight, tight_name = search(holds, best_so_far, r_global, reach, rel_tol), "crown"
         split = functools.lru_cache(maxsize=None)(clock.guard(lambda e: _dag_branching_holds(
-            net, x0, e, y0, label, box, clock.budget(branch_seconds))))
+            net, x0, e, y0, label, box, clock.budget(branch_seconds), memory)))
     elif method != "paper":
         def test(e: float, proof: bool, budget: float = 0.0) -> bool:
             return _tight_holds(net, x0, e, acts, y0, label, bound_at(e, True, proof), proof, box, clock.budget(budget),

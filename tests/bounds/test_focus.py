@@ -110,8 +110,12 @@ def test_focus_raises_a_failing_margin_of_the_shipped_resnet():
     ranges = graph_ranges(g, x0, eps)
     plain, lines = optimised_bounds(g, ranges, rows, x0, eps)
     assert -focus.REACH * gaps.min() < plain.min() <= 0
-    focused = focused_bounds(g, ranges, rows, x0, eps, gaps, plain, lines)
+    focused, focused_ranges = focused_bounds(g, ranges, rows, x0, eps, gaps, plain, lines)
     assert np.all(focused >= plain) and focused.min() > plain.min() + 0.25 * abs(plain.min())
+    # the ranges branch and bound would start from: the focused ones, within the plain ones
+    assert focused_ranges is not ranges and focused_ranges.keys() == ranges.keys()
+    assert all(np.all(focused_ranges[k][0] >= lo) and np.all(focused_ranges[k][1] <= hi)
+               for k, (lo, hi) in ranges.items())
 
 
 def test_optimise_starts_from_the_given_lines_where_they_are_not_nan(tmp_path):

@@ -37,21 +37,23 @@ def optimised_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0
 
 def focused_bounds(g: Graph, ranges: dict[int, tuple[Any, Any]], rows: Any, x0: Any, eps: float, gaps: Any,
                    bounds: Any, lines: dict[int, Any], box: InputBox | None = None,
-                   memory: Memory | None = None) -> Any:
+                   memory: Memory | None = None, reach: float = REACH) -> tuple[Any, dict[int, tuple[Any, Any]]]:
     """``optimised_bounds``'s ``bounds`` (with its ``lines``), each row that fails by less than
-    ``focus.REACH`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges`` (with
-    ``memory``), unless a row fails by more: then no focus can make every margin hold."""
-    failing = (bounds <= 0) & (bounds > -REACH * gaps)
-    if not (lines and np.any(failing)) or np.any(bounds <= -REACH * gaps):
-        return bounds
+    ``reach`` × its value at x0 (``gaps``) bounded again on ``focus.focused_ranges`` (with
+    ``memory``), unless a row fails by more: then no focus can make every margin hold. Also the
+    ranges the bounds rest on, for branch and bound to start from (which gains from focused ranges
+    at any ``reach``): the focused ones where focus ran, else ``ranges``."""
+    failing = (bounds <= 0) & (bounds > -reach * gaps)
+    if not (lines and np.any(failing)) or np.any(bounds <= -reach * gaps):
+        return bounds, ranges
     focused = focused_ranges(g, ranges, rows[failing], {k: a[failing] for k, a in lines.items()}, x0, eps, box, memory)
     if focused is None:
-        return bounds
+        return bounds, ranges
     again, _ = optimised_bounds(g, focused, rows[failing], x0, eps, box, memory,
                                 [("margin", int(r)) for r in np.flatnonzero(failing)])
     bounds = bounds.copy()
     bounds[failing] = np.maximum(bounds[failing], again)
-    return bounds
+    return bounds, focused
 
 
 def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
@@ -61,14 +63,23 @@ def margin_bounds(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: Input
     ``optimise``) those that fail by a little bounded again on focused ranges (``focused_bounds``,
     with ``memory``)."""
     g = relaxation_graph(g).graph
+    if optimise and focus:
+        return tight_margins(g, x0, eps, y0, label, box, memory)[0]
     ranges = graph_ranges(g, x0, eps, box)
     rows = margin_rows(y0, label, g.shape(g.output))
     if not optimise:
         return lower_bounds(g, ranges, rows, x0, eps, None, box)
+    return optimised_bounds(g, ranges, rows, x0, eps, box, memory)[0]
+
+
+def tight_margins(g: Graph, x0: Any, eps: float, y0: Any, label: int, box: InputBox | None = None,
+                  memory: Memory | None = None, reach: float = REACH) -> tuple[Any, dict[int, tuple[Any, Any]]]:
+    """``margin_bounds`` with optimised lines and focus, on the relaxation graph ``g``, and the
+    ranges the bounds rest on (``focused_bounds``, with ``reach``)."""
+    ranges = graph_ranges(g, x0, eps, box)
+    rows = margin_rows(y0, label, g.shape(g.output))
     bounds, lines = optimised_bounds(g, ranges, rows, x0, eps, box, memory)
-    if not focus:
-        return bounds
-    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory)
+    return focused_bounds(g, ranges, rows, x0, eps, margin_gaps(rows, y0), bounds, lines, box, memory, reach)
 
 
 def margin_gaps(rows: Any, y0: Any) -> Any:
