@@ -98,30 +98,48 @@ def _secant_holds(net: Network, state: Any, eps: float, y0: np.ndarray, label: i
                for i in np.argsort(gaps))
 
 
+class TightMemory(Memory):
+    """What the tight tests of one radius search learned: the optimised lines (``focus.Memory``)
+    and the smallest radius at which the secant test failed; from there on, focused ranges are
+    tried before the secant test, which fails again but for the noise of its estimates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secant_fails = math.inf
+
+
 def _tight_passes(net: Network, state: Any, eps: float, acts: list, y0: np.ndarray, label: int,
-                  box: InputBox | None, memory: Memory | None = None,
+                  box: InputBox | None, memory: TightMemory | None = None,
                   reach: float = REACH) -> tuple[bool, dict[int, tuple[Any, Any]]]:
     """The tight margin test on ``state``'s ranges: every margin has a positive lower bound by
     the linear relaxation (lower lines optimised for the margin rows), or by the secant test
     (``_secant_holds``), or by the relaxation on focused ranges (``margins.focused_bounds``, with
-    ``memory`` and ``reach``); the relaxation is skipped where the back-substitution of the margin rows is not
-    affordable (many classes through a big net). Also the tightest ranges met, for branch and
-    bound."""
+    ``memory`` and ``reach``); the relaxation is skipped where the back-substitution of the margin
+    rows is not affordable (many classes through a big net). Also the tightest ranges met, for
+    branch and bound."""
     if not crown.affordable(net.nodes, y0.size - 1):
         return _secant_holds(net, state, eps, y0, label), state.relaxed
+
+    def secant() -> bool:
+        holds = _secant_holds(net, state, eps, y0, label)
+        if not holds and memory is not None:
+            memory.secant_fails = min(memory.secant_fails, eps)
+        return holds
+
     g, x0 = relaxation_graph(net.graph).graph, acts[0][0]
     rows = margin_rows(y0, label, net.output_shape)
     bounds, lines = optimised_bounds(g, state.relaxed, rows, x0, eps, box, memory)
-    if bounds.min() > 0 or _secant_holds(net, state, eps, y0, label):
+    secant_first = memory is None or eps < memory.secant_fails
+    if bounds.min() > 0 or (secant_first and secant()):
         return True, state.relaxed
     gaps = margin_gaps(rows, y0)
     bounds, ranges = focused_bounds(g, state.relaxed, rows, x0, eps, gaps, bounds, lines, box, memory, reach)
-    return bool(bounds.min() > 0), ranges
+    return bool(bounds.min() > 0) or (not secant_first and secant()), ranges
 
 
 def _tight_holds(net: Network, x0: np.ndarray, eps: float, acts: list, y0: np.ndarray, label: int,
                  paper: BoundResult | None = None, certified: bool = False, box: InputBox | None = None,
-                 branch_seconds: float = 0.0, memory: Memory | None = None) -> bool:
+                 branch_seconds: float = 0.0, memory: TightMemory | None = None) -> bool:
     """Tight margin test, on the ranges of tight mode (built from ``paper``'s ball radii;
     ``certified``: provable segment norms; ``box``: only for the ball's inputs in it; focused
     ranges with ``memory``), or else branch and bound within ``branch_seconds`` (from the focused
@@ -217,7 +235,7 @@ def certified_radius(net: Network, x0: np.ndarray, label: int | None = None, rel
         choice = choose(at, chain_flops(net.nodes), unstable_units(bound_at(at, interval=True)))
         method = "paper" if choice.method == "paper" else method
     tight, tight_name = None, "tight"
-    memory = Memory()  # focused tests start from the lines the last ones optimised
+    memory = TightMemory()  # a test starts from what the last ones learned
     if method != "paper" and not supports(net):  # a DAG (residual blocks): the relaxation margin test
         graph = net.graph
         holds = functools.lru_cache(maxsize=None)(clock.guard(
