@@ -146,3 +146,22 @@ def test_focused_ranges_from_the_lines_a_memory_kept_stay_sound(seed, tmp_path):
     key = next(iter(memory.rows))
     start = memory.start([key, (-1, 0)])  # a row kept, and one never seen
     assert all(not np.isnan(a[0]).any() and np.isnan(a[1]).all() for a in start.values())
+
+
+def test_margin_bounds_from_a_memory_are_never_lower_and_stay_sound(tmp_path):
+    path, net, g, x0 = saved_resnet(1, tmp_path)
+    y0 = net.forward(x0[None]).reshape(-1)
+    label = int(np.argmax(y0))
+    eps = 0.4  # focus runs here
+    memory = focus.Memory()
+    ranges, rows = graph_ranges(g, x0, eps), margin_rows(y0, label, g.shape(g.output))
+    first, _ = optimised_bounds(g, ranges, rows, x0, eps, memory=memory)
+    assert {key[0] for key in memory.rows} == {"margin"}
+    second, _ = optimised_bounds(g, ranges, rows, x0, eps, memory=memory)
+    assert np.all(second >= first - 1e-9)  # every row starts from its best lines of the first
+    again = margin_bounds(g, x0, eps, y0, label, memory=memory)  # focused, from the kept lines
+    assert any(isinstance(key[0], int) for key in memory.rows)  # the focused ranges' rows too
+    points = ball_samples(x0, eps, 200, np.random.default_rng(1)).astype(np.float32)
+    ys = run_ort_each(path, points, net.output_name)
+    margins = ys[:, [label]].astype(np.float64) - np.delete(ys, label, axis=1)
+    assert np.all(again <= margins.min(axis=0) + 1e-4 * (1 + np.abs(ys).max()))

@@ -118,3 +118,24 @@ def test_best_skips_the_tight_tests_where_a_secant_bound_is_unaffordable(monkeyp
     assert r.radius_tight is None and r.method in ("paper", "margin-folding", "global")
     assert r.choice["method"] == "paper" and "skipped" in r.choice["reason"]
     assert r.radius == max(r.radius_paper, r.radius_folded or 0.0, r.radius_global)
+
+
+def test_past_a_failed_secant_test_focus_goes_first_with_the_same_answer(mnist: tuple, monkeypatch) -> None:
+    """Once the secant test failed at some radius, a test at a larger one tries focused ranges
+    first and runs the secant test only if they fail: same answers, fewer secant tests."""
+    from onnxlip.robustness import radius as R
+
+    net, x0, r = mnist
+    acts = net.activations(x0)
+    y0 = np.asarray(acts[-1][0]).reshape(-1)
+    calls = []
+    secant = R._secant_holds
+    monkeypatch.setattr(R, "_secant_holds", lambda *a: calls.append(a[2]) or secant(*a))
+    memory = R.TightMemory()
+    assert not R._tight_holds(net, x0, 0.262, acts, y0, r.label, memory=memory)
+    assert memory.secant_fails == 0.262 and calls == [0.262]
+    memory.secant_fails = 0.24  # as if it had failed there: at 0.25 the plain relaxation fails,
+    # focused ranges prove the radius, so no secant test runs
+    assert R._tight_holds(net, x0, 0.25, acts, y0, r.label, memory=memory) and calls == [0.262]
+    assert R._tight_holds(net, x0, 0.263, acts, y0, r.label, memory=memory) is False
+    assert calls[-1] == 0.263  # focus failed, so the secant test ran after it
