@@ -32,6 +32,8 @@ CHUNK_ROWS = 128
 # A margin whose bound is below −REACH × its value at x0 is left as it is: focused ranges gained
 # up to a third of that value (docs/tight_mode.md).
 REACH = 0.5
+# Bytes of lines a radius search keeps for its next tests to start from (``Memory``).
+MEMORY_BYTES = 2**28
 # Multiply-adds the optimised ranges of one walk may take (rows × steps × both passes × prefix).
 FOCUS_FLOPS = 1e11
 
@@ -73,10 +75,13 @@ def heaviest(g: Graph, weights: dict[int, Any]) -> dict[int, Any]:
 class Memory:
     """The optimised lower lines of every row bounded so far (an optimised range's ±e_i, a
     margin), by a key per row, for the next test (at a nearby radius) to start from: any lines
-    are valid, so where they start changes how tight the bounds get, not whether they hold."""
+    are valid, so where they start changes how tight the bounds get, not whether they hold. A
+    start needs no precision, so they are kept in half precision, and rows past MEMORY_BYTES are
+    not kept."""
 
     def __init__(self) -> None:
         self.rows: dict[Hashable, dict[int, Any]] = {}
+        self.bytes = 0
 
     def start(self, keys: list[Hashable]) -> dict[int, Any]:
         """Per node, the kept lines of the rows ``keys`` (NaN for rows not kept)."""
@@ -86,7 +91,11 @@ class Memory:
 
     def keep(self, keys: list[Hashable], lines: dict[int, Any]) -> None:
         for r, key in enumerate(keys):
-            self.rows[key] = {k: a[r] for k, a in lines.items()}
+            row = {k: a[r].astype(np.float16) for k, a in lines.items()}
+            size = sum(a.nbytes for a in row.values())
+            old = sum(a.nbytes for a in self.rows.get(key, {}).values())
+            if self.bytes + size - old <= MEMORY_BYTES:
+                self.rows[key], self.bytes = row, self.bytes + size - old
 
 
 def warm_optimise(memory: Memory | None, keys: list[Hashable], g: Graph, ranges: dict[int, tuple[Any, Any]],
