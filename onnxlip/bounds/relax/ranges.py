@@ -48,7 +48,7 @@ def unit_range(g: Graph, ranges: dict[int, tuple[Any, Any]], tensor: int, units:
     for first in range(0, len(units), CHUNK_ROWS):
         idx = units[first : first + CHUNK_ROWS]
         rows = plus_minus_rows(idx, g.shape(tensor))
-        # graphs share the rounding magnitudes of a chunk (chains keep their per-row slack)
+        # one rounding-magnitude pass per chunk (of Σ|rows|, which bounds every row's): half the work
         bounds = lower_bounds(g, ranges, rows, x0, eps, box=box, start=tensor, shared=True)
         lo[first : first + len(idx)], hi[first : first + len(idx)] = bounds[: len(idx)], -bounds[len(idx) :]
     return lo, hi
