@@ -27,7 +27,8 @@ from ...graph.dag import Graph
 from ...linalg.patches import Patches
 
 SHARE = 0.95
-STEPS = 3
+STEPS = 4
+WARM_STEPS = 2  # for chunks whose every row starts from kept lines (``Memory``)
 CHUNK_ROWS = 128
 # A margin whose bound is below −REACH × its value at x0 is left as it is: focused ranges gained
 # up to a third of that value (docs/tight_mode.md).
@@ -118,7 +119,7 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
               memory: Memory | None = None) -> Sharpen:
     """``graph_walk``'s sharpen: the ``picked`` units of a tensor get bounds with lower lines
     optimised for each (STEPS of ``slopes.optimise`` on the graph up to the tensor, from the
-    lines ``memory`` kept for them, if any, and kept there)."""
+    lines ``memory`` kept for them, if any, and kept there; WARM_STEPS where it kept them all)."""
     x0 = np.asarray(x0, dtype=np.float64).reshape(1, *g.input_shape)
 
     def sharpen(tensor: int, ranges: dict[int, tuple[Any, Any]], lo: Any, hi: Any) -> tuple[Any, Any]:
@@ -132,7 +133,10 @@ def sharpener(g: Graph, picked: dict[int, Any], x0: Any, eps: float, box: InputB
             idx = units[first : first + CHUNK_ROWS]
             rows = plus_minus_rows(idx, g.shape(tensor))
             rows = rows.dense() if isinstance(rows, Patches) else rows
-            lines = warm_optimise(memory, signed_keys(tensor, idx), prefix, ranges, rows, x0, eps, steps=STEPS, box=box)
+            keys = signed_keys(tensor, idx)
+            warm = memory is not None and all(key in memory.rows for key in keys)
+            lines = warm_optimise(memory, keys, prefix, ranges, rows, x0, eps, steps=WARM_STEPS if warm else STEPS,
+                                  box=box)
             bounds = lower_bounds(prefix, ranges, rows, x0, eps, lines, box)
             lo, hi = narrowed(lo, hi, idx, bounds[: len(idx)], -bounds[len(idx) :])
         return lo, hi
