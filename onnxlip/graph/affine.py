@@ -172,7 +172,7 @@ class Conv(OnPatches, Weighted):
     def patch_back_step(self, lines: Any, lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
         bias = lam.gather(self.offset)
         return patch_step(self.pull_patches(lam), row_dot(lam.data, bias),
-                          lambda m: self.with_weights(np.abs).pull_patches(m), np.abs(bias), mag)
+                          lambda m: self.with_weights(np.abs).pull_patches(m), lambda: np.abs(bias), mag)
 
     def mapped(self, fn: Callable[[Any], Any]) -> "Conv":
         mapped = super().mapped(fn)

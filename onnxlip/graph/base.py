@@ -132,10 +132,12 @@ def lines_step(lines: Any, lam: Any, mag: Any, choice: Any) -> tuple[Step, Any]:
     return ([new], const, [mag_in], mag_const), apply
 
 
-def patch_step(new: Any, const: Any, magnitude: Callable[[Any], Any], reach: Any, mag: Any) -> tuple[Step, Any]:
+def patch_step(new: Any, const: Any, magnitude: Callable[[Any], Any], reach: Callable[[], Any],
+               mag: Any) -> tuple[Step, Any]:
     """A one-input back-substitution step on patches as ``back_step`` returns it: Λ, its constant
     per row, and (unless ``mag`` is None) |Λ| through ``magnitude`` with the constant's magnitude
-    from ``reach``, the largest value per entry the lines' constants can reach."""
+    from ``reach()``, the largest value per entry the lines' constants can reach (only formed
+    when ``mag`` is given)."""
     if mag is None:
         return ([new], const, [None], None), None
-    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach)), None
+    return ([new], const, [magnitude(mag)], row_sums(mag.data * reach())), None

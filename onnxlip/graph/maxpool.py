@@ -120,7 +120,7 @@ class MaxPool(OnPatches, Monotone, NodeBase):
         new, const, magnitude, _ = local.back(lam.data)
         grid = self.in_shape[1:]
         return patch_step(lam.in_frame(new, origin, grid), const,
-                          lambda m: m.in_frame(magnitude(m.data), origin, grid), local.reach, mag)
+                          lambda m: m.in_frame(magnitude(m.data), origin, grid), lambda: local.reach, mag)
 
     def secant(self, z0: Any, lo: Any, hi: Any, can_win: list[Any] | None = None) -> Secant:
         """The max's difference is a convex combination λ of the window's candidates (mean-value

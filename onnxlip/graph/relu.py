@@ -82,11 +82,11 @@ class Relu(OnPatches, Monotone, NodeBase):
         return lines_step(lines, lam, mag, choice)
 
     def patch_back_step(self, lines: "ReluLines", lam: Patches, mag: Patches | None) -> tuple[Step, Any]:
-        # only the three arrays the default lines need, gathered at the patches' positions
+        # only the three arrays the default lines need, gathered at the patches' positions (the reach: with magnitudes)
         below, chord, offset = (lam.gather(a) for a in (lines.below(None), lines.chord, lines.offset))
         new, const, _ = lines_back(lam.data, below, chord, offset)
-        reach = None if mag is None else lam.gather(lines.reach)
-        return patch_step(lam.like(new), const, lambda m: m.like(m.data * np.maximum(chord, below)), reach, mag)
+        return patch_step(lam.like(new), const, lambda m: m.like(m.data * np.maximum(chord, below)),
+                          lambda: lam.gather(lines.reach), mag)
 
     def secant(self, z0: Any, lo: Any, hi: Any) -> Secant:
         """Slopes s_i ∈ [s_lo, s_hi] from the input range; S̄ = diag(mid), L = R = √half-width."""
