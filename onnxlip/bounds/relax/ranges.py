@@ -77,7 +77,8 @@ def narrowed(lo: Any, hi: Any, units: Any, c_lo: Any, c_hi: Any) -> tuple[Any, A
 
 
 def walk(g: Graph, nodes: Iterable[int], enclosures: dict[int, tuple[Any, Any]], ranges: dict[int, tuple[Any, Any]],
-         refine: Callable[[int, Any, Any, Any], tuple[Any, Any]], known: dict[int, tuple[Any, Any]] | None = None) -> None:
+         refine: Callable[[int, Any, Any, Any], tuple[Any, Any]],
+         known: dict[int, tuple[Any, Any]] | None = None) -> None:
     """Visit ``nodes`` in order, filling the enclosure of each output tensor (``enclosures``
     holds those they read) and the input range of each nonlinear node (``ranges``), which
     ``refine(tensor, units, lo, hi)`` tightens where the node's ``unstable_inputs`` are, after
